@@ -1,0 +1,59 @@
+//! Chain-side building blocks shared by chain-minter and the services that
+//! prepare its work.
+//!
+//! The contract bindings, signer, nonce manager and fee logic arrive with the
+//! token-contract issue; what lives here already is the one rule every
+//! service must agree on: how a token transaction id becomes the 32-byte
+//! on-chain reference the contract refuses to use twice.
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// Domain separator so a reference can never collide with a hash of the same
+/// bytes made for another purpose.
+const REFERENCE_DOMAIN: &[u8] = b"haven:token-tx:v1:";
+
+/// The deterministic on-chain reference of a token transaction.
+///
+/// Every resend of the same transaction carries the same reference, so the
+/// contract's per-reference guard refuses (single mint/burn) or skips (batch
+/// mint) it instead of minting twice.
+pub fn tx_reference(tx_id: &Uuid) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(REFERENCE_DOMAIN);
+    hasher.update(tx_id.as_bytes());
+    hasher.finalize().into()
+}
+
+/// The reference as `0x`-prefixed lower-case hex, as stored and logged.
+pub fn tx_reference_hex(tx_id: &Uuid) -> String {
+    format!("0x{}", hex::encode(tx_reference(tx_id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_is_deterministic_and_distinct_per_transaction() {
+        let a = Uuid::now_v7();
+        let b = Uuid::now_v7();
+        assert_eq!(tx_reference(&a), tx_reference(&a));
+        assert_ne!(tx_reference(&a), tx_reference(&b));
+        assert_eq!(tx_reference_hex(&a).len(), 66);
+    }
+
+    #[test]
+    fn reference_is_stable_across_releases() {
+        // A changed derivation would let a resend after an upgrade mint again:
+        // pin one value.
+        let id = Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0001);
+        assert_eq!(
+            tx_reference_hex(&id),
+            format!(
+                "0x{}",
+                hex::encode(Sha256::digest([REFERENCE_DOMAIN, id.as_bytes()].concat()))
+            )
+        );
+    }
+}

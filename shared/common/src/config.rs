@@ -1,0 +1,158 @@
+//! Config fragments every service flattens into its own clap struct.
+//!
+//! Every flag has an `env` twin so the same binary is configured by flags in
+//! development and by environment in containers. Secrets (URLs with
+//! passwords) are wrapped in [`Redacted`] so `Debug` never prints them.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A value that must never reach a log line: `Debug` and `Display` print a
+/// placeholder, the value is only reachable through [`Redacted::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted<T>(T);
+
+impl<T> Redacted<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+    /// The secret itself; call only where it is handed to a client library.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<T> fmt::Display for Redacted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<T: FromStr> FromStr for Redacted<T> {
+    type Err = T::Err;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self)
+    }
+}
+
+/// Parses durations written as `250ms`, `5s`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as 250ms, 5s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("`{s}` has an unknown unit; use ms, s, m or h")),
+    }
+}
+
+/// Where the database is and how many connections to keep.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DatabaseConfig {
+    /// Database URL: `postgres://user:pass@host/db` or `sqlite://path/to/file.db?mode=rwc`.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Redacted<String>,
+
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub database_max_connections: u32,
+
+    /// How long to wait for a free connection or a new one before failing the request.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub database_acquire_timeout: Duration,
+}
+
+/// Where the broker is and how much unacknowledged work a consumer may hold.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AmqpConfig {
+    /// AMQP URL of RabbitMQ, vhost included: `amqp://user:pass@host:5672/%2f`.
+    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: Redacted<String>,
+
+    /// Messages a consumer may hold unacknowledged at once (basic.qos prefetch).
+    #[arg(long, env = "AMQP_PREFETCH", default_value_t = 32)]
+    pub amqp_prefetch: u16,
+
+    /// Prefix for every exchange and queue name, so several stacks can share
+    /// one broker. Empty in production.
+    #[arg(long, env = "AMQP_NAMESPACE", default_value = "")]
+    pub amqp_namespace: String,
+}
+
+/// The HTTP listener every service opens for its API (if any), `/health` and `/metrics`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    #[arg(long, env = "HTTP_HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub http_host: IpAddr,
+
+    /// Port to listen on; each service has its own default (see README).
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
+}
+
+impl HttpConfig {
+    /// The socket address to bind, with the service's default port when none is set.
+    pub fn addr(&self, default_port: u16) -> SocketAddr {
+        SocketAddr::new(self.http_host, self.port.unwrap_or(default_port))
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines for a terminal.
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Logging settings.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TelemetryConfig {
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Log filter in `tracing` EnvFilter syntax, e.g. `info,lapin=warn`.
+    #[arg(long, env = "RUST_LOG", default_value = "info,lapin=warn,sqlx=warn")]
+    pub log_filter: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn redacted_never_prints_its_value() {
+        let url: Redacted<String> = "postgres://u:hunter2@h/db".parse().unwrap();
+        assert_eq!(format!("{url:?} {url}"), "[redacted] [redacted]");
+        assert_eq!(url.expose(), "postgres://u:hunter2@h/db");
+    }
+}
