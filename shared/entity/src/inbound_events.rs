@@ -1,0 +1,89 @@
+//! `inbound_events`: the dedupe record of every partner webhook accepted.
+
+use chrono::Utc;
+use sea_orm::ActiveValue::Set;
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::OnConflict;
+
+use crate::error::EntityError;
+
+/// An accepted partner event.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "inbound_events")]
+pub struct Model {
+    /// UUIDv7.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    /// `aurora` or `tribe`.
+    pub partner: String,
+    /// Event kind, e.g. `booking-created`.
+    pub kind: String,
+    /// The partner's id for the event (booking id, (event id, attendee)...).
+    pub event_key: String,
+    /// Id of the message published for it.
+    pub message_id: Uuid,
+    /// The payload as received.
+    pub payload: Json,
+    /// When it was accepted.
+    pub received_at: DateTimeUtc,
+}
+
+/// No relations are declared; queries join explicitly.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+/// A partner event to record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewInboundEvent {
+    /// `aurora` or `tribe`.
+    pub partner: String,
+    /// Event kind.
+    pub kind: String,
+    /// The partner's id for the event.
+    pub event_key: String,
+    /// Id of the message that will carry it.
+    pub message_id: Uuid,
+    /// The payload.
+    pub payload: Json,
+}
+
+/// What [`record`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// First time this (partner, kind, event key) is seen: go on and queue it.
+    Accepted,
+    /// Seen before: answer `duplicate` and do nothing else.
+    Duplicate,
+}
+
+/// Records an inbound event once per (partner, kind, event key). Does not
+/// abort the surrounding transaction on a duplicate (`ON CONFLICT DO
+/// NOTHING`), so it can share one with the outbox insert.
+pub async fn record<C: ConnectionTrait>(
+    db: &C,
+    event: NewInboundEvent,
+) -> Result<Recorded, EntityError> {
+    let inserted = Entity::insert(ActiveModel {
+        id: Set(Uuid::now_v7()),
+        partner: Set(event.partner),
+        kind: Set(event.kind),
+        event_key: Set(event.event_key),
+        message_id: Set(event.message_id),
+        payload: Set(event.payload),
+        received_at: Set(Utc::now()),
+    })
+    .on_conflict(
+        OnConflict::columns([Column::Partner, Column::Kind, Column::EventKey])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(if inserted == 1 {
+        Recorded::Accepted
+    } else {
+        Recorded::Duplicate
+    })
+}

@@ -1,0 +1,450 @@
+//! Posting to the double-entry ledger.
+//!
+//! A [`Movement`] is a set of entries that must sum to zero. [`post`] writes
+//! it and moves the running balances (system accounts in `ledger_accounts`,
+//! user accounts in `user_balances`) inside the caller's transaction, so the
+//! entries and the balances can never disagree.
+//!
+//! Amount arithmetic happens here in Rust, never in SQL: SQLite would do it
+//! in floating point. Concurrent postings are serialized by an optimistic
+//! check: read the row and its `version`, compute, then
+//! `UPDATE ... WHERE version = <read>`; zero rows updated means someone else
+//! got there first, so read again and retry. On PostgreSQL (READ COMMITTED,
+//! the default) the losing UPDATE waits for the winner's commit, and the
+//! next read in the same transaction sees the new committed row, so the
+//! retry happens inside the transaction without rolling anything back.
+//! On SQLite there is a single connection, so there is never a loser.
+//! Rows are always updated in the same order (system accounts, then users by
+//! id) so two postings can never deadlock each other.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, DatabaseTransaction};
+
+use crate::error::EntityError;
+use crate::ledger_accounts;
+use crate::ledger_entries::{self, AccountKind};
+use crate::ledger_movements::{self, MovementKind};
+use crate::user_balances;
+use crate::wei::Wei;
+
+/// How many times a balance row update is retried when another
+/// transaction keeps winning. Each retry follows a commit by someone else,
+/// so this bounds the queue of concurrent writers to one row, not time.
+const MAX_OPTIMISTIC_ATTEMPTS: u32 = 256;
+
+/// A ledger account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Account {
+    /// Source of every mint; its balance is minus everything ever minted.
+    Supply,
+    /// Sink of every burn.
+    Burned,
+    /// Value paid out for redemptions.
+    Payout,
+    /// A user's spendable tokens.
+    UserAvailable(Uuid),
+    /// A user's tokens held for a redemption.
+    UserReserved(Uuid),
+}
+
+impl Account {
+    /// The kind stored in `ledger_entries.account`.
+    pub fn kind(self) -> AccountKind {
+        match self {
+            Self::Supply => AccountKind::Supply,
+            Self::Burned => AccountKind::Burned,
+            Self::Payout => AccountKind::Payout,
+            Self::UserAvailable(_) => AccountKind::UserAvailable,
+            Self::UserReserved(_) => AccountKind::UserReserved,
+        }
+    }
+
+    /// The owner of a user account.
+    pub fn user_id(self) -> Option<Uuid> {
+        match self {
+            Self::UserAvailable(id) | Self::UserReserved(id) => Some(id),
+            Self::Supply | Self::Burned | Self::Payout => None,
+        }
+    }
+
+    /// The `ledger_accounts.id` of a system account.
+    fn system_id(self) -> Option<&'static str> {
+        match self {
+            Self::Supply => Some("supply"),
+            Self::Burned => Some("burned"),
+            Self::Payout => Some("payout"),
+            Self::UserAvailable(_) | Self::UserReserved(_) => None,
+        }
+    }
+}
+
+/// One signed change to one account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The account changed.
+    pub account: Account,
+    /// The change: positive credits the account, negative debits it.
+    pub amount: Wei,
+}
+
+/// A set of entries that sums to zero, posted atomically and at most once
+/// per `reference`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Movement {
+    /// Unique reference (e.g. `mint:<tx_id>`): posting the same reference
+    /// twice is a no-op the second time.
+    pub reference: String,
+    /// What happened.
+    pub kind: MovementKind,
+    /// The entries.
+    pub entries: Vec<Entry>,
+}
+
+impl Movement {
+    /// A movement with no entries yet; add them with [`Movement::entry`].
+    pub fn new(reference: impl Into<String>, kind: MovementKind) -> Self {
+        Self {
+            reference: reference.into(),
+            kind,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Adds one entry.
+    pub fn entry(mut self, account: Account, amount: Wei) -> Self {
+        self.entries.push(Entry { account, amount });
+        self
+    }
+
+    /// Moves `amount` from one account to another: the usual two-entry movement.
+    pub fn transfer(
+        reference: impl Into<String>,
+        kind: MovementKind,
+        from: Account,
+        to: Account,
+        amount: Wei,
+    ) -> Result<Self, EntityError> {
+        let debit = amount
+            .checked_neg()
+            .ok_or_else(|| EntityError::InvalidMovement("amount overflows".into()))?;
+        Ok(Self::new(reference, kind)
+            .entry(from, debit)
+            .entry(to, amount))
+    }
+
+    /// Checks the movement is postable: a reference, at least two non-zero
+    /// entries, summing to zero.
+    pub fn validate(&self) -> Result<(), EntityError> {
+        if self.reference.trim().is_empty() {
+            return Err(EntityError::InvalidMovement("empty reference".into()));
+        }
+        if self.entries.len() < 2 {
+            return Err(EntityError::InvalidMovement(format!(
+                "`{}` needs at least two entries",
+                self.reference
+            )));
+        }
+        let mut sum = Wei::ZERO;
+        for entry in &self.entries {
+            if entry.amount.is_zero() {
+                return Err(EntityError::InvalidMovement(format!(
+                    "`{}` has a zero entry",
+                    self.reference
+                )));
+            }
+            sum = sum.checked_add(entry.amount).ok_or_else(|| {
+                EntityError::InvalidMovement(format!("`{}` overflows", self.reference))
+            })?;
+        }
+        if !sum.is_zero() {
+            return Err(EntityError::Unbalanced {
+                reference: self.reference.clone(),
+                sum,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What [`post`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Posted {
+    /// The movement was written; its id.
+    Applied(Uuid),
+    /// A movement with this reference was already posted; nothing changed.
+    Duplicate,
+}
+
+/// A user's balances.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Balance {
+    /// Spendable.
+    pub available: Wei,
+    /// Held for redemptions.
+    pub reserved: Wei,
+    /// Row version (0 when the row does not exist yet).
+    pub version: i64,
+}
+
+/// Net change per user: (available, reserved).
+type UserDeltas = BTreeMap<Uuid, (Wei, Wei)>;
+
+/// Posts a movement inside `txn`: validates it, records it once per
+/// reference, writes its entries and moves the balances.
+///
+/// On any error the caller must roll the transaction back (dropping it
+/// does), since some rows may already be written. Fails with
+/// [`EntityError::Unbalanced`] when the entries do not sum to zero,
+/// [`EntityError::InsufficientBalance`] when a user account (or the burned
+/// or payout account) would go below zero, and
+/// [`EntityError::ForeignKeyViolation`] for an unknown user.
+/// Requires READ COMMITTED on PostgreSQL (the default).
+pub async fn post(txn: &DatabaseTransaction, movement: &Movement) -> Result<Posted, EntityError> {
+    movement.validate()?;
+    let now = Utc::now();
+    let movement_id = Uuid::now_v7();
+
+    let inserted = ledger_movements::Entity::insert(ledger_movements::ActiveModel {
+        id: Set(movement_id),
+        reference: Set(movement.reference.clone()),
+        kind: Set(movement.kind),
+        created_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(ledger_movements::Column::Reference)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    if inserted == 0 {
+        return Ok(Posted::Duplicate);
+    }
+
+    ledger_entries::Entity::insert_many(movement.entries.iter().map(|entry| {
+        ledger_entries::ActiveModel {
+            movement_id: Set(movement_id),
+            account: Set(entry.account.kind()),
+            user_id: Set(entry.account.user_id()),
+            amount: Set(entry.amount),
+            created_at: Set(now),
+            ..Default::default()
+        }
+    }))
+    .exec_without_returning(txn)
+    .await?;
+
+    let (system, users) = net_changes(movement)?;
+    for (account, change) in system {
+        if !change.is_zero() {
+            apply_system(txn, account, change, now).await?;
+        }
+    }
+    for (user_id, (available, reserved)) in users {
+        if !(available.is_zero() && reserved.is_zero()) {
+            apply_user(txn, user_id, available, reserved, now).await?;
+        }
+    }
+    Ok(Posted::Applied(movement_id))
+}
+
+/// Sums the entries per account, in lock order.
+fn net_changes(movement: &Movement) -> Result<(BTreeMap<Account, Wei>, UserDeltas), EntityError> {
+    let overflow = || EntityError::InvalidMovement(format!("`{}` overflows", movement.reference));
+    let mut system = BTreeMap::new();
+    let mut users: UserDeltas = BTreeMap::new();
+    for entry in &movement.entries {
+        match entry.account {
+            Account::UserAvailable(user_id) => {
+                let slot = users.entry(user_id).or_default();
+                slot.0 = slot.0.checked_add(entry.amount).ok_or_else(overflow)?;
+            }
+            Account::UserReserved(user_id) => {
+                let slot = users.entry(user_id).or_default();
+                slot.1 = slot.1.checked_add(entry.amount).ok_or_else(overflow)?;
+            }
+            account => {
+                let slot: &mut Wei = system.entry(account).or_default();
+                *slot = slot.checked_add(entry.amount).ok_or_else(overflow)?;
+            }
+        }
+    }
+    Ok((system, users))
+}
+
+/// Applies `change` to a system account with the optimistic version check.
+async fn apply_system(
+    txn: &DatabaseTransaction,
+    account: Account,
+    change: Wei,
+    now: DateTimeUtc,
+) -> Result<(), EntityError> {
+    let id = account
+        .system_id()
+        .ok_or_else(|| EntityError::InvalidMovement("not a system account".into()))?;
+    for _ in 0..MAX_OPTIMISTIC_ATTEMPTS {
+        let row = ledger_accounts::Entity::find_by_id(id)
+            .one(txn)
+            .await?
+            .ok_or_else(|| {
+                EntityError::Corrupt(format!("system account `{id}` is missing; run migrations"))
+            })?;
+        let balance = row
+            .balance
+            .checked_add(change)
+            .ok_or_else(|| EntityError::InvalidMovement(format!("`{id}` balance overflows")))?;
+        // The supply account is the source of every token and runs negative
+        // by design; the sinks never do.
+        if balance.is_negative() && account != Account::Supply {
+            return Err(EntityError::InsufficientBalance {
+                account: account.kind().to_value_str(),
+                user_id: None,
+                balance: row.balance,
+                change,
+            });
+        }
+        let updated = ledger_accounts::Entity::update_many()
+            .set(ledger_accounts::ActiveModel {
+                balance: Set(balance),
+                version: Set(row.version + 1),
+                updated_at: Set(now),
+                ..Default::default()
+            })
+            .filter(ledger_accounts::Column::Id.eq(id))
+            .filter(ledger_accounts::Column::Version.eq(row.version))
+            .exec(txn)
+            .await?;
+        if updated.rows_affected == 1 {
+            return Ok(());
+        }
+    }
+    Err(EntityError::Contention(format!("ledger account `{id}`")))
+}
+
+/// Applies changes to a user's two accounts with the optimistic version check.
+async fn apply_user(
+    txn: &DatabaseTransaction,
+    user_id: Uuid,
+    available_change: Wei,
+    reserved_change: Wei,
+    now: DateTimeUtc,
+) -> Result<(), EntityError> {
+    for _ in 0..MAX_OPTIMISTIC_ATTEMPTS {
+        let Some(row) = user_balances::Entity::find_by_id(user_id).one(txn).await? else {
+            // Users created by `users::find_or_create` already have a row;
+            // this covers rows created any other way. A concurrent creator
+            // makes this a no-op, and the next read sees its row.
+            user_balances::Entity::insert(user_balances::ActiveModel {
+                user_id: Set(user_id),
+                available: Set(Wei::ZERO),
+                reserved: Set(Wei::ZERO),
+                version: Set(0),
+                updated_at: Set(now),
+            })
+            .on_conflict(
+                OnConflict::column(user_balances::Column::UserId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+            continue;
+        };
+        let overflow = || EntityError::InvalidMovement(format!("balance of {user_id} overflows"));
+        let available = row
+            .available
+            .checked_add(available_change)
+            .ok_or_else(overflow)?;
+        let reserved = row
+            .reserved
+            .checked_add(reserved_change)
+            .ok_or_else(overflow)?;
+        for (account, balance, before, change) in [
+            (
+                AccountKind::UserAvailable,
+                available,
+                row.available,
+                available_change,
+            ),
+            (
+                AccountKind::UserReserved,
+                reserved,
+                row.reserved,
+                reserved_change,
+            ),
+        ] {
+            if balance.is_negative() {
+                return Err(EntityError::InsufficientBalance {
+                    account: account.to_value_str(),
+                    user_id: Some(user_id),
+                    balance: before,
+                    change,
+                });
+            }
+        }
+        let updated = user_balances::Entity::update_many()
+            .set(user_balances::ActiveModel {
+                available: Set(available),
+                reserved: Set(reserved),
+                version: Set(row.version + 1),
+                updated_at: Set(now),
+                ..Default::default()
+            })
+            .filter(user_balances::Column::UserId.eq(user_id))
+            .filter(user_balances::Column::Version.eq(row.version))
+            .exec(txn)
+            .await?;
+        if updated.rows_affected == 1 {
+            return Ok(());
+        }
+    }
+    Err(EntityError::Contention(format!("user balance {user_id}")))
+}
+
+/// A user's balances; zero when the user has never had a posting.
+pub async fn user_balance<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+) -> Result<Balance, EntityError> {
+    Ok(user_balances::Entity::find_by_id(user_id)
+        .one(db)
+        .await?
+        .map(|row| Balance {
+            available: row.available,
+            reserved: row.reserved,
+            version: row.version,
+        })
+        .unwrap_or_default())
+}
+
+/// The balance of a system account (`Supply`, `Burned` or `Payout`).
+pub async fn system_balance<C: ConnectionTrait>(
+    db: &C,
+    account: Account,
+) -> Result<Wei, EntityError> {
+    let id = account
+        .system_id()
+        .ok_or_else(|| EntityError::InvalidMovement("not a system account".into()))?;
+    ledger_accounts::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(|row| row.balance)
+        .ok_or_else(|| EntityError::Corrupt(format!("system account `{id}` is missing")))
+}
+
+impl AccountKind {
+    /// The stored name, e.g. `user_available`.
+    pub fn to_value_str(self) -> &'static str {
+        match self {
+            Self::Supply => "supply",
+            Self::Burned => "burned",
+            Self::Payout => "payout",
+            Self::UserAvailable => "user_available",
+            Self::UserReserved => "user_reserved",
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! `outbox`: messages written in the same transaction as the state change
+//! that caused them, published to the broker afterwards.
+
+use chrono::Utc;
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveValue::Set, QueryOrder, QuerySelect};
+
+use crate::error::EntityError;
+
+/// A message waiting to be (or already) published.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "outbox")]
+pub struct Model {
+    /// Insertion order, which is publication order.
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// The envelope's message id (unique: consumers dedupe on it).
+    pub message_id: Uuid,
+    /// Exchange to publish to.
+    pub exchange: String,
+    /// Routing key.
+    pub routing_key: String,
+    /// The serialized envelope.
+    pub payload: Vec<u8>,
+    /// When it was written.
+    pub created_at: DateTimeUtc,
+    /// When the broker confirmed it; `None` while pending.
+    pub published_at: Option<DateTimeUtc>,
+    /// Failed publish attempts.
+    pub attempts: i32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// No relations are declared; queries join explicitly.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+/// A message to enqueue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewOutboxMessage {
+    /// The envelope's message id.
+    pub message_id: Uuid,
+    /// Exchange.
+    pub exchange: String,
+    /// Routing key.
+    pub routing_key: String,
+    /// The serialized envelope.
+    pub payload: Vec<u8>,
+}
+
+/// Adds a message; call it inside the transaction that makes the change the
+/// message announces. Returns the row id.
+pub async fn enqueue<C: ConnectionTrait>(
+    db: &C,
+    message: NewOutboxMessage,
+) -> Result<i64, EntityError> {
+    let row = Entity::insert(ActiveModel {
+        message_id: Set(message.message_id),
+        exchange: Set(message.exchange),
+        routing_key: Set(message.routing_key),
+        payload: Set(message.payload),
+        created_at: Set(Utc::now()),
+        published_at: Set(None),
+        attempts: Set(0),
+        last_error: Set(None),
+        ..Default::default()
+    })
+    .exec(db)
+    .await?;
+    Ok(row.last_insert_id)
+}
+
+/// The oldest unpublished messages, at most `limit` (served by the partial
+/// index `outbox_unpublished_idx`).
+pub async fn unpublished<C: ConnectionTrait>(
+    db: &C,
+    limit: u64,
+) -> Result<Vec<Model>, EntityError> {
+    Ok(Entity::find()
+        .filter(Column::PublishedAt.is_null())
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Marks a message published.
+pub async fn mark_published<C: ConnectionTrait>(db: &C, id: i64) -> Result<(), EntityError> {
+    Entity::update_many()
+        .col_expr(Column::PublishedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Records a failed publish attempt.
+pub async fn mark_failed<C: ConnectionTrait>(
+    db: &C,
+    id: i64,
+    error: &str,
+) -> Result<(), EntityError> {
+    Entity::update_many()
+        // An integer counter, exact in SQL on both backends (unlike amounts).
+        .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
+        .col_expr(Column::LastError, Expr::value(error))
+        .filter(Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}

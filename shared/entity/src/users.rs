@@ -1,0 +1,209 @@
+//! `users`: a guest or member, known by the id the partners share for them
+//! (an Aurora guest id is the same person's Tribe user id), with a custodial
+//! wallet derived from a unique index.
+
+use std::error::Error as StdError;
+
+use chrono::Utc;
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, DbBackend, Statement, TransactionSession, TransactionTrait};
+
+use crate::error::EntityError;
+use crate::user_balances;
+use crate::wei::Wei;
+
+/// A HAVEN user.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "users")]
+pub struct Model {
+    /// HAVEN's internal id (UUIDv7), used by the ledger.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    /// The partner that first mentioned the user: `aurora` or `tribe`.
+    pub partner: String,
+    /// The partners' id for the user (guest id = Tribe user id): the
+    /// `user_id` of the HTTP API. Unique.
+    pub external_id: String,
+    /// Email when the partner sent one.
+    pub email: Option<String>,
+    /// Checksummed address of the custodial wallet.
+    pub wallet_address: String,
+    /// BIP-32 child index the wallet is derived from; unique, never reused.
+    pub derivation_index: i64,
+    /// Whether the user passed KYC (needed to redeem above 10,000 HNV).
+    pub kyc_verified: bool,
+    /// When the user was first seen.
+    pub created_at: DateTimeUtc,
+    /// Last change to this row.
+    pub updated_at: DateTimeUtc,
+}
+
+/// No relations are declared; queries join explicitly.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+/// What is needed to create a user the first time a partner mentions them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewUser {
+    /// `aurora` or `tribe`.
+    pub partner: String,
+    /// The partner's id for the user.
+    pub external_id: String,
+    /// Email if known.
+    pub email: Option<String>,
+}
+
+/// Result of [`find_or_create`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundOrCreated {
+    /// The user, new or existing.
+    pub user: Model,
+    /// `true` when this call created it.
+    pub created: bool,
+}
+
+/// Highest BIP-32 non-hardened child index.
+const MAX_DERIVATION_INDEX: i64 = (1 << 31) - 1;
+
+/// Finds a user by the partners' id for them (the API's `user_id`).
+pub async fn find_by_external_id<C: ConnectionTrait>(
+    db: &C,
+    external_id: &str,
+) -> Result<Option<Model>, EntityError> {
+    Ok(Entity::find()
+        .filter(Column::ExternalId.eq(external_id))
+        .one(db)
+        .await?)
+}
+
+/// Returns the user known by `external_id`, creating it with a
+/// fresh custodial wallet and a zero balance row if it does not exist.
+///
+/// `derive_wallet` turns a derivation index into the wallet address; it is
+/// called at most once, outside any transaction. Race-safe: concurrent
+/// callers for the same new user all get the same row, because the insert
+/// is `ON CONFLICT (external_id) DO NOTHING` followed by a read of
+/// the winner. A loser burns one derivation index, which is harmless: the
+/// index is never reused, so no two users can ever share a key.
+pub async fn find_or_create<C, F, E>(
+    db: &C,
+    new: NewUser,
+    derive_wallet: F,
+) -> Result<FoundOrCreated, EntityError>
+where
+    C: ConnectionTrait + TransactionTrait,
+    F: FnOnce(u32) -> Result<String, E>,
+    E: Into<Box<dyn StdError + Send + Sync>>,
+{
+    if let Some(user) = find_by_external_id(db, &new.external_id).await? {
+        return Ok(FoundOrCreated {
+            user,
+            created: false,
+        });
+    }
+
+    let index = allocate_derivation_index(db).await?;
+    let wallet_address =
+        derive_wallet(index).map_err(|err| EntityError::WalletDerivation(err.into()))?;
+    let now = Utc::now();
+    let user = Model {
+        id: Uuid::now_v7(),
+        partner: new.partner,
+        external_id: new.external_id,
+        email: new.email,
+        wallet_address,
+        derivation_index: i64::from(index),
+        kyc_verified: false,
+        created_at: now,
+        updated_at: now,
+    };
+
+    let txn = db.begin().await?;
+    let inserted = Entity::insert(ActiveModel::from(user.clone()))
+        .on_conflict(
+            OnConflict::column(Column::ExternalId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+    if inserted == 1 {
+        // The balance row exists from the start so the first posting only
+        // ever updates it.
+        user_balances::Entity::insert(user_balances::ActiveModel {
+            user_id: Set(user.id),
+            available: Set(Wei::ZERO),
+            reserved: Set(Wei::ZERO),
+            version: Set(0),
+            updated_at: Set(now),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        txn.commit().await?;
+        return Ok(FoundOrCreated {
+            user,
+            created: true,
+        });
+    }
+    txn.rollback().await?;
+
+    // Someone else created it between our read and our insert.
+    let user = find_by_external_id(db, &user.external_id)
+        .await?
+        .ok_or_else(|| {
+            EntityError::Corrupt("user conflicted on insert but cannot be read back".into())
+        })?;
+    Ok(FoundOrCreated {
+        user,
+        created: false,
+    })
+}
+
+/// Takes the next custodial wallet derivation index: from a SEQUENCE on
+/// PostgreSQL, from an AUTOINCREMENT counter table on SQLite. Both never
+/// hand out the same number twice.
+pub async fn allocate_derivation_index<C: ConnectionTrait>(db: &C) -> Result<u32, EntityError> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => format!(
+            "SELECT nextval('{}') AS idx",
+            haven_sequence::WALLET_DERIVATION_SEQUENCE
+        ),
+        _ => format!(
+            "INSERT INTO {} DEFAULT VALUES RETURNING id AS idx",
+            haven_sequence::WALLET_DERIVATION_COUNTER_TABLE
+        ),
+    };
+    let row = db
+        .query_one_raw(Statement::from_string(backend, sql))
+        .await?
+        .ok_or_else(|| EntityError::Corrupt("derivation index query returned no row".into()))?;
+    let index: i64 = row.try_get("", "idx")?;
+    if backend != DbBackend::Postgres {
+        // Only the high-water mark matters (AUTOINCREMENT keeps it in
+        // sqlite_sequence), so old counter rows can go.
+        db.execute_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "DELETE FROM {} WHERE id < ?",
+                haven_sequence::WALLET_DERIVATION_COUNTER_TABLE
+            ),
+            [index.into()],
+        ))
+        .await?;
+    }
+    if !(1..=MAX_DERIVATION_INDEX).contains(&index) {
+        return Err(EntityError::DerivationIndexExhausted);
+    }
+    u32::try_from(index).map_err(|_| EntityError::DerivationIndexExhausted)
+}
+
+/// Names of the derivation index sources created by the migrations (kept
+/// in sync with `haven_migrations`, which this crate does not depend on).
+mod haven_sequence {
+    pub(super) const WALLET_DERIVATION_SEQUENCE: &str = "wallet_derivation_index_seq";
+    pub(super) const WALLET_DERIVATION_COUNTER_TABLE: &str = "wallet_derivation_counter";
+}

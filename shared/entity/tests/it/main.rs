@@ -1,0 +1,10 @@
+//! Integration tests of the entities and queries against real PostgreSQL
+//! and SQLite databases (one fresh database per test).
+#![allow(clippy::unwrap_used)] // a failed unwrap here is a failed test, with its message
+
+mod amounts;
+mod dedupe;
+mod helpers;
+mod ledger;
+mod uniques;
+mod users;
