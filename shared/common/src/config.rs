@@ -70,7 +70,8 @@ pub struct DatabaseConfig {
     pub database_url: Redacted<String>,
 
     /// Largest number of pooled database connections.
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,
 
     /// How long to wait for a free connection or a new one before failing the request.
@@ -82,11 +83,16 @@ pub struct DatabaseConfig {
 #[derive(clap::Args, Debug, Clone)]
 pub struct AmqpConfig {
     /// AMQP URL of RabbitMQ, vhost included: `amqp://user:pass@host:5672/%2f`.
-    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub amqp_url: Redacted<String>,
 
     /// Messages a consumer may hold unacknowledged at once (basic.qos prefetch).
-    #[arg(long, env = "AMQP_PREFETCH", default_value_t = 32)]
+    #[arg(long, env = "AMQP_PREFETCH", default_value_t = 32,
+          value_parser = clap::value_parser!(u16).range(1..))]
     pub amqp_prefetch: u16,
 
     /// Prefix for every exchange and queue name, so several stacks can share

@@ -5,7 +5,22 @@
 //! 200 `{"status":"healthy","database":"connected",...}` or 503
 //! `{"status":"unhealthy","database":"disconnected",...}` naming what is down.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use futures::future::BoxFuture;
+use prometheus::{HistogramVec, IntGaugeVec};
+use serde_json::{Map, Value, json};
+
+use crate::metrics::{
+    DEPENDENCY_CHECK_SECONDS, DEPENDENCY_UP, LABEL_DEPENDENCY, LATENCY_BUCKETS, MetricsError,
+    MetricsRegistry,
+};
 
 /// One dependency whose reachability `/health` reports.
 pub trait Probe: Send + Sync + 'static {
@@ -13,4 +28,300 @@ pub trait Probe: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// `Ok` when the dependency answers now; `Err` says why not (logged, never returned to clients).
     fn check(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// How long one probe may take before it counts as down. Short, so a hung
+/// dependency turns `/health` red quickly instead of hanging the orchestrator.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Value of a dependency's key in the `/health` body when it answers.
+pub const CONNECTED: &str = "connected";
+/// Value of a dependency's key in the `/health` body when it does not.
+pub const DISCONNECTED: &str = "disconnected";
+
+/// The outcome of one `/health` run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    /// Each probe's name and whether it passed, in registration order.
+    pub dependencies: Vec<(&'static str, bool)>,
+}
+
+impl HealthReport {
+    /// Whether every dependency passed.
+    pub fn healthy(&self) -> bool {
+        self.dependencies.iter().all(|(_, up)| *up)
+    }
+
+    /// The JSON body: `{"status": "...", "<name>": "connected" | "disconnected", ...}`.
+    pub fn body(&self) -> Value {
+        let mut body = Map::new();
+        let status = if self.healthy() {
+            "healthy"
+        } else {
+            "unhealthy"
+        };
+        body.insert("status".into(), status.into());
+        for (name, up) in &self.dependencies {
+            let state = if *up { CONNECTED } else { DISCONNECTED };
+            body.insert((*name).into(), state.into());
+        }
+        Value::Object(body)
+    }
+}
+
+/// Last known state of a probe, so transitions are logged once at warn/info
+/// and a long outage does not write a warning on every poll.
+const STATE_UNKNOWN: u8 = 0;
+const STATE_UP: u8 = 1;
+const STATE_DOWN: u8 = 2;
+
+struct Checked {
+    probe: Arc<dyn Probe>,
+    last_state: AtomicU8,
+}
+
+/// Runs probes and records the result in metrics.
+struct HealthChecker {
+    probes: Vec<Checked>,
+    up: IntGaugeVec,
+    duration: HistogramVec,
+}
+
+impl HealthChecker {
+    fn new(registry: &MetricsRegistry, probes: Vec<Arc<dyn Probe>>) -> Result<Self, MetricsError> {
+        let up = registry.int_gauge_vec(
+            DEPENDENCY_UP,
+            "1 when the last /health check of the dependency passed, 0 when not.",
+            &[LABEL_DEPENDENCY],
+        )?;
+        let duration = registry.histogram_vec(
+            DEPENDENCY_CHECK_SECONDS,
+            "How long each /health dependency check took, in seconds.",
+            &[LABEL_DEPENDENCY],
+            LATENCY_BUCKETS,
+        )?;
+        let probes = probes
+            .into_iter()
+            .map(|probe| Checked {
+                probe,
+                last_state: AtomicU8::new(STATE_UNKNOWN),
+            })
+            .collect();
+        Ok(Self {
+            probes,
+            up,
+            duration,
+        })
+    }
+
+    /// Runs every probe concurrently, each bounded by [`PROBE_TIMEOUT`].
+    /// Failure reasons are logged, never returned.
+    async fn run(&self) -> HealthReport {
+        let checks = self.probes.iter().map(|checked| async move {
+            let name = checked.probe.name();
+            let started = Instant::now();
+            let outcome = match tokio::time::timeout(PROBE_TIMEOUT, checked.probe.check()).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+            };
+            self.duration
+                .with_label_values(&[name])
+                .observe(started.elapsed().as_secs_f64());
+            self.up
+                .with_label_values(&[name])
+                .set(i64::from(outcome.is_ok()));
+            let new_state = if outcome.is_ok() {
+                STATE_UP
+            } else {
+                STATE_DOWN
+            };
+            let old_state = checked.last_state.swap(new_state, Ordering::Relaxed);
+            match (&outcome, old_state == new_state) {
+                (Err(reason), false) => {
+                    tracing::warn!(dependency = name, %reason, "dependency is down")
+                }
+                (Err(reason), true) => {
+                    tracing::debug!(dependency = name, %reason, "dependency is still down")
+                }
+                (Ok(()), false) if old_state != STATE_UNKNOWN => {
+                    tracing::info!(dependency = name, "dependency is back")
+                }
+                (Ok(()), _) => {}
+            }
+            (name, outcome.is_ok())
+        });
+        HealthReport {
+            dependencies: futures::future::join_all(checks).await,
+        }
+    }
+}
+
+/// `GET /health` and `GET /metrics`, with a JSON 404 for every other path.
+///
+/// Services merge their API routers into this one (`ops_router(..)?.merge(api)`);
+/// it owns the fallback, so merged routers must not set their own.
+/// Fails only if the health metrics are already registered on `registry`
+/// (`ops_router` called twice with the same registry).
+pub fn ops_router(
+    registry: MetricsRegistry,
+    probes: Vec<Arc<dyn Probe>>,
+) -> Result<Router, MetricsError> {
+    let checker = Arc::new(HealthChecker::new(&registry, probes)?);
+    Ok(Router::new()
+        .route(
+            "/health",
+            get(move || {
+                let checker = Arc::clone(&checker);
+                async move { health(&checker).await }
+            }),
+        )
+        .route("/metrics", get(move || metrics(registry.clone())))
+        .fallback(not_found))
+}
+
+async fn health(checker: &HealthChecker) -> Response {
+    let report = checker.run().await;
+    let status = if report.healthy() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(report.body())).into_response()
+}
+
+async fn metrics(registry: MetricsRegistry) -> Response {
+    match registry.encode() {
+        Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
+        Err(err) => {
+            tracing::error!(error = %crate::telemetry::ErrorChain(&err), "could not encode metrics");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({"detail": "Internal server error"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The JSON 404 every HAVEN service answers for an unknown path.
+pub async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"detail": "Not found"})),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// A probe whose answer the test flips: stands in for a dependency in
+    /// tests of the router itself (real outages are tested per service).
+    struct Switch {
+        name: &'static str,
+        up: AtomicBool,
+        hang: bool,
+    }
+
+    impl Probe for Switch {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async move {
+                if self.hang {
+                    futures::future::pending::<()>().await;
+                }
+                if self.up.load(Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err("secret internal reason".into())
+                }
+            })
+        }
+    }
+
+    fn switch(name: &'static str, up: bool, hang: bool) -> Arc<Switch> {
+        Arc::new(Switch {
+            name,
+            up: AtomicBool::new(up),
+            hang,
+        })
+    }
+
+    async fn serve(router: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn health_reports_each_dependency_and_hides_reasons() {
+        let db = switch("database", true, false);
+        let amqp = switch("amqp", true, false);
+        let registry = MetricsRegistry::new("test").unwrap();
+        let probes: Vec<Arc<dyn Probe>> = vec![db.clone(), amqp.clone()];
+        let base = serve(ops_router(registry, probes).unwrap()).await;
+        let client = reqwest::Client::new();
+
+        let res = client.get(format!("{base}/health")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(
+            body,
+            json!({"status": "healthy", "database": "connected", "amqp": "connected"})
+        );
+
+        db.up.store(false, Ordering::SeqCst);
+        let res = client.get(format!("{base}/health")).send().await.unwrap();
+        assert_eq!(res.status(), 503);
+        let text = res.text().await.unwrap();
+        assert!(!text.contains("secret"), "{text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            body,
+            json!({"status": "unhealthy", "database": "disconnected", "amqp": "connected"})
+        );
+
+        let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+        assert_eq!(metrics.status(), 200);
+        let text = metrics.text().await.unwrap();
+        assert!(
+            text.contains(r#"haven_dependency_up{dependency="database",service="test"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"haven_dependency_up{dependency="amqp",service="test"} 1"#),
+            "{text}"
+        );
+
+        let res = client.get(format!("{base}/nope")).send().await.unwrap();
+        assert_eq!(res.status(), 404);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body, json!({"detail": "Not found"}));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_probe_counts_as_down_after_the_timeout() {
+        let probes: Vec<Arc<dyn Probe>> =
+            vec![switch("database", true, false), switch("amqp", true, true)];
+        let registry = MetricsRegistry::new("test").unwrap();
+        let report = HealthChecker::new(&registry, probes).unwrap().run().await;
+        assert_eq!(
+            report.dependencies,
+            vec![("database", true), ("amqp", false)]
+        );
+        assert!(!report.healthy());
+        assert_eq!(report.body()["amqp"], "disconnected");
+    }
+
+    #[test]
+    fn a_second_router_on_the_same_registry_is_an_error() {
+        let registry = MetricsRegistry::new("test").unwrap();
+        assert!(ops_router(registry.clone(), vec![]).is_ok());
+        assert!(ops_router(registry, vec![]).is_err());
+    }
 }

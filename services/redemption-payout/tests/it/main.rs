@@ -1,0 +1,6 @@
+//! Integration tests of redemption-payout: the real service in-process on port 0,
+//! against its own PostgreSQL database and RabbitMQ namespace.
+
+mod config;
+mod health;
+mod helpers;

@@ -1,0 +1,231 @@
+//! The database pool every service uses, and its `/health` probe.
+//!
+//! [`connect`] never waits for the database: it checks the URL, builds a
+//! lazy pool and returns. Connections are opened on first use and replaced
+//! when they break, so a service starts while the database is down and
+//! recovers by itself when it comes back; [`DatabaseProbe`] reports which
+//! of the two it is right now.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+
+use crate::config::DatabaseConfig;
+use crate::health::Probe;
+
+/// How long SQLite waits for a lock held by another process (the
+/// `migrate` binary, a `sqlite3` shell) before failing a statement.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the database pool could not be set up. Connection failures after
+/// start are not here: they surface per query and on `/health`.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL names a database this system does not run on. The URL
+    /// itself is not printed: it may hold a password.
+    #[error("DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got `{scheme}:`)")]
+    UnsupportedScheme {
+        /// The scheme found, or the whole prefix before `:` if any.
+        scheme: String,
+    },
+    /// The URL has a supported scheme but cannot be parsed.
+    #[error("DATABASE_URL is malformed: {0}")]
+    InvalidUrl(String),
+    /// The pool could not be built (for SQLite: the file cannot be opened).
+    #[error("cannot open the database")]
+    Connect(#[source] DbErr),
+}
+
+/// Which backend a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Checks the URL without any I/O, so a typo fails the service at start
+/// with one clear line.
+fn backend_of(url: &str) -> Result<Backend, DbError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        url.parse::<sea_orm::sqlx::postgres::PgConnectOptions>()
+            .map_err(|err| DbError::InvalidUrl(err.to_string()))?;
+        Ok(Backend::Postgres)
+    } else if url.starts_with("sqlite:") {
+        url.parse::<sea_orm::sqlx::sqlite::SqliteConnectOptions>()
+            .map_err(|err| DbError::InvalidUrl(err.to_string()))?;
+        Ok(Backend::Sqlite)
+    } else {
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        // A URL without a scheme could be a bare password-bearing string;
+        // show at most a short, scheme-like prefix.
+        let scheme = if scheme.len() <= 16 && scheme.chars().all(|c| c.is_ascii_alphanumeric()) {
+            scheme.to_owned()
+        } else {
+            "?".to_owned()
+        };
+        Err(DbError::UnsupportedScheme { scheme })
+    }
+}
+
+/// Builds the connection pool described by `cfg` without connecting.
+///
+/// PostgreSQL: up to `database_max_connections` connections, each checked
+/// before use so connections broken by a database restart are replaced
+/// instead of failing a request.
+///
+/// SQLite: WAL journal (readers do not block the writer), a busy timeout,
+/// foreign keys enforced, and exactly one connection. One, because with
+/// several connections two transactions that both read and then write
+/// deadlock on the lock upgrade: SQLite answers SQLITE_BUSY at once
+/// (busy_timeout does not apply to upgrades), so the ledger's retries would
+/// fail. One connection serializes every transaction, which is what SQLite
+/// does internally anyway. It is also never closed for idleness, so an
+/// in-memory database lives as long as the pool.
+pub async fn connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, DbError> {
+    let url = cfg.database_url.expose();
+    let backend = backend_of(url)?;
+
+    let mut options = ConnectOptions::new(url.as_str());
+    options
+        .connect_lazy(true)
+        .acquire_timeout(cfg.database_acquire_timeout)
+        .connect_timeout(cfg.database_acquire_timeout)
+        .test_before_acquire(true)
+        // Statement logging belongs to tracing spans, not to every query at INFO.
+        .sqlx_logging(false);
+    match backend {
+        Backend::Postgres => {
+            options
+                .max_connections(cfg.database_max_connections.max(1))
+                .min_connections(0);
+        }
+        Backend::Sqlite => {
+            options
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .map_sqlx_sqlite_opts(|opts| {
+                    opts.create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        // FULL fsyncs the WAL on every commit: a committed
+                        // ledger posting survives a power cut. NORMAL could
+                        // lose the last commits, which money cannot afford.
+                        .synchronous(SqliteSynchronous::Full)
+                        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                        .foreign_keys(true)
+                });
+        }
+    }
+    Database::connect(options).await.map_err(DbError::Connect)
+}
+
+/// `/health` check of the database: `SELECT 1` within a short timeout.
+#[derive(Debug, Clone)]
+pub struct DatabaseProbe {
+    db: DatabaseConnection,
+    timeout: Duration,
+}
+
+impl DatabaseProbe {
+    /// Default time `SELECT 1` may take before the database counts as down.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// A probe over the service's pool.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self {
+            db,
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The same probe with another timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl Probe for DatabaseProbe {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        async move {
+            match tokio::time::timeout(self.timeout, self.db.execute_unprepared("SELECT 1")).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(err)) => Err(err.to_string()),
+                Err(_) => Err(format!("no answer to SELECT 1 within {:?}", self.timeout)),
+            }
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Redacted;
+
+    fn cfg(url: &str) -> DatabaseConfig {
+        DatabaseConfig {
+            database_url: Redacted::new(url.to_owned()),
+            database_max_connections: 2,
+            database_acquire_timeout: Duration::from_millis(500),
+        }
+    }
+
+    #[test]
+    fn url_schemes_are_checked_before_any_io() {
+        assert_eq!(
+            backend_of("postgres://u:p@h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            backend_of("postgresql://h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(backend_of("sqlite::memory:").ok(), Some(Backend::Sqlite));
+        assert_eq!(
+            backend_of("sqlite://x.db?mode=rwc").ok(),
+            Some(Backend::Sqlite)
+        );
+        let err = backend_of("mysql://root:hunter2@h/db").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got `mysql:`)"
+        );
+        assert!(!format!("{err:?}").contains("hunter2"));
+        assert!(matches!(
+            backend_of("hunter2"),
+            Err(DbError::UnsupportedScheme { .. })
+        ));
+        assert!(matches!(
+            backend_of("postgres://h:notaport/db"),
+            Err(DbError::InvalidUrl(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn connect_does_not_wait_for_a_database_that_is_down() {
+        // Nothing listens on port 1: connect still succeeds, the probe fails.
+        let db = connect(&cfg("postgres://postgres@127.0.0.1:1/none"))
+            .await
+            .expect("a lazy pool never touches the network");
+        let probe = DatabaseProbe::new(db).with_timeout(Duration::from_secs(2));
+        assert_eq!(probe.name(), "database");
+        assert!(probe.check().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn sqlite_in_memory_answers_the_probe() {
+        let db = connect(&cfg("sqlite::memory:"))
+            .await
+            .expect("sqlite opens");
+        assert_eq!(DatabaseProbe::new(db).check().await, Ok(()));
+    }
+}

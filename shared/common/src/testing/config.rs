@@ -1,0 +1,110 @@
+//! Checks every service runs on its settings: each one has an environment
+//! twin, help text and a row in the README; a missing or malformed one is
+//! reported by name on one line, never with a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+use clap::{CommandFactory, FromArgMatches};
+
+/// Parses `args` with every environment variable ignored, so a `DATABASE_URL`
+/// or `PORT` set in the test environment cannot change the outcome.
+pub fn parse_ignoring_env<C: CommandFactory + FromArgMatches>(
+    args: &[&str],
+) -> Result<C, clap::Error> {
+    let command = C::command().mut_args(|arg| arg.env(None));
+    let matches = command.try_get_matches_from(args)?;
+    C::from_arg_matches(&matches)
+}
+
+/// The environment variables of every setting of `C` (help and version excluded).
+pub fn env_vars<C: CommandFactory>() -> Vec<String> {
+    C::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env().map(|env| env.to_string_lossy().into_owned()))
+        .collect()
+}
+
+/// Every setting of `C` has an environment variable and help text, and its
+/// variable is documented in the README's configuration table.
+pub fn assert_every_setting_is_documented<C: CommandFactory>() {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md"))
+        .expect("README.md at the workspace root");
+    let command = C::command();
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        if id == "help" || id == "version" {
+            continue;
+        }
+        let env = arg
+            .get_env()
+            .unwrap_or_else(|| panic!("--{id} has no environment variable"));
+        assert!(arg.get_help().is_some(), "--{id} has no help text");
+        let row = format!("| `{}` |", env.to_string_lossy());
+        assert!(
+            readme.contains(&row),
+            "{} (--{id}) is not in the README's configuration table (expected a row starting `{row}`)",
+            env.to_string_lossy()
+        );
+    }
+}
+
+/// A missing `DATABASE_URL` is named in a one-line error.
+pub fn assert_missing_database_url_is_named<
+    C: CommandFactory + FromArgMatches + std::fmt::Debug,
+>(
+    bin: &str,
+) {
+    let err = parse_ignoring_env::<C>(&[bin]).unwrap_err();
+    assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    let line = crate::telemetry::config_error_line(&err);
+    assert!(line.contains("--database-url"), "{line}");
+    assert!(line.contains("DATABASE_URL"), "{line}");
+    assert!(!line.contains('\n'), "{line}");
+}
+
+/// A malformed `--port` is named with the bad value.
+pub fn assert_malformed_port_is_named<C: CommandFactory + FromArgMatches + std::fmt::Debug>(
+    bin: &str,
+) {
+    let err = parse_ignoring_env::<C>(&[
+        bin,
+        "--database-url",
+        "postgres://localhost/haven",
+        "--port",
+        "eighty",
+    ])
+    .unwrap_err();
+    let line = crate::telemetry::config_error_line(&err);
+    assert!(line.contains("--port") && line.contains("eighty"), "{line}");
+}
+
+/// The real binary, with an empty environment: one line on stderr naming
+/// `DATABASE_URL`, exit status 1, no panic.
+pub fn assert_binary_exits_with_one_line(bin_path: &str) {
+    let output = Process::new(bin_path)
+        .env_clear()
+        .output()
+        .expect("the service binary runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).expect("stderr is UTF-8");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// The folder holding the workspace's Cargo.toml.
+pub fn workspace_root() -> PathBuf {
+    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
+    loop {
+        let manifest = dir.join("Cargo.toml");
+        if std::fs::read_to_string(&manifest).is_ok_and(|text| text.contains("[workspace]")) {
+            return dir;
+        }
+        assert!(
+            dir.pop(),
+            "no workspace Cargo.toml above {}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+    }
+}
