@@ -55,7 +55,7 @@ pub fn assert_missing_database_url_is_named<
 >(
     bin: &str,
 ) {
-    let err = parse_ignoring_env::<C>(&[bin]).unwrap_err();
+    let err = parse_ignoring_env::<C>(&[bin]).expect_err("parsing without DATABASE_URL fails");
     assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
     let line = crate::telemetry::config_error_line(&err);
     assert!(line.contains("--database-url"), "{line}");
@@ -74,7 +74,7 @@ pub fn assert_malformed_port_is_named<C: CommandFactory + FromArgMatches + std::
         "--port",
         "eighty",
     ])
-    .unwrap_err();
+    .expect_err("a port of `eighty` is refused");
     let line = crate::telemetry::config_error_line(&err);
     assert!(line.contains("--port") && line.contains("eighty"), "{line}");
 }

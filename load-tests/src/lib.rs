@@ -1,0 +1,48 @@
+//! Benchmarks that compare HAVEN's shared plumbing with a baseline measured
+//! in the same run, and print the ratio (not timed tests: nothing here fails
+//! on a slow machine).
+//!
+//! `cargo run -p load-tests --release --bin amqp-loop` moves persistent
+//! 1 KiB messages through a quorum queue with the shared publisher and
+//! consumer loop, then with raw lapin, and prints both rates.
+
+use haven_messages::QueueMessage;
+use haven_messages::names::QueueSpec;
+use serde::{Deserialize, Serialize};
+
+/// The benchmark's work queue (inside a throw-away namespace).
+pub const BENCH_QUEUE: QueueSpec = QueueSpec {
+    name: "bench.work",
+    bindings: &["bench.#"],
+};
+
+/// Routing key every benchmark message is published with.
+pub const BENCH_ROUTING_KEY: &str = "bench.blob";
+
+/// The one message kind of the benchmark queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "payload")]
+pub enum BenchMessage {
+    /// Opaque filler that brings the encoded envelope to the wanted size.
+    #[serde(rename = "bench.blob")]
+    Blob {
+        /// Sequence number.
+        seq: u64,
+        /// Padding.
+        data: String,
+    },
+}
+
+impl QueueMessage for BenchMessage {
+    const QUEUE: QueueSpec = BENCH_QUEUE;
+    const SCHEMA_VERSION: u16 = 1;
+    const KINDS: &'static [&'static str] = &["bench.blob"];
+
+    fn kind(&self) -> &'static str {
+        "bench.blob"
+    }
+
+    fn routing_key(&self) -> String {
+        BENCH_ROUTING_KEY.to_owned()
+    }
+}

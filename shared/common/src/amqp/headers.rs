@@ -1,0 +1,143 @@
+//! Reading and writing the `x-haven-*` headers.
+
+use haven_messages::names::{HEADER_ATTEMPT, HEADER_DEAD_REASON};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+
+/// Headers the broker manages itself when it dead-letters; copying them onto
+/// a republished message would only grow them.
+const BROKER_HEADERS: &[&str] = &[
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+    "x-delivery-count",
+];
+
+/// Longest reason written to a header; handlers may put whole error chains in it.
+const MAX_REASON_BYTES: usize = 4096;
+
+/// How many times the message was handled before this delivery (0 when the
+/// header is missing). Any integer encoding is accepted, since other clients
+/// (the management UI, scripts) pick their own; garbage reads as 0.
+pub fn attempt(headers: Option<&FieldTable>) -> u32 {
+    let Some(value) = headers.and_then(|h| h.inner().get(HEADER_ATTEMPT)) else {
+        return 0;
+    };
+    let n: Option<i128> = match value {
+        AMQPValue::ShortShortInt(v) => Some((*v).into()),
+        AMQPValue::ShortShortUInt(v) => Some((*v).into()),
+        AMQPValue::ShortInt(v) => Some((*v).into()),
+        AMQPValue::ShortUInt(v) => Some((*v).into()),
+        AMQPValue::LongInt(v) => Some((*v).into()),
+        AMQPValue::LongUInt(v) => Some((*v).into()),
+        AMQPValue::LongLongInt(v) => Some((*v).into()),
+        AMQPValue::ShortString(s) => s.as_str().trim().parse().ok(),
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes())
+            .ok()
+            .and_then(|s| s.trim().parse().ok()),
+        _ => None,
+    };
+    n.map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+        .unwrap_or(0)
+}
+
+/// The headers of a republished message: the original ones minus what the
+/// broker manages, with the attempt count (and the dead reason) set.
+pub(crate) fn republish(
+    original: Option<&FieldTable>,
+    attempt: u32,
+    dead_reason: Option<&str>,
+) -> FieldTable {
+    let mut out = FieldTable::default();
+    if let Some(original) = original {
+        for (k, v) in original.inner() {
+            if !BROKER_HEADERS.contains(&k.as_str()) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    // 'l' (signed 64-bit) is the integer type every AMQP client and RabbitMQ read.
+    out.insert(
+        HEADER_ATTEMPT.into(),
+        AMQPValue::LongLongInt(attempt.into()),
+    );
+    if let Some(reason) = dead_reason {
+        out.insert(
+            HEADER_DEAD_REASON.into(),
+            AMQPValue::LongString(LongString::from(truncate(reason, MAX_REASON_BYTES))),
+        );
+    }
+    out
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A header as text, for tests and logs.
+pub fn text(headers: Option<&FieldTable>, key: &str) -> Option<String> {
+    match headers?.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: AMQPValue) -> FieldTable {
+        let mut t = FieldTable::default();
+        t.insert(HEADER_ATTEMPT.into(), value);
+        t
+    }
+
+    #[test]
+    fn attempt_reads_any_integer_encoding_and_defaults_to_zero() {
+        assert_eq!(attempt(None), 0);
+        assert_eq!(attempt(Some(&FieldTable::default())), 0);
+        assert_eq!(attempt(Some(&with(AMQPValue::LongLongInt(3)))), 3);
+        assert_eq!(attempt(Some(&with(AMQPValue::ShortShortUInt(4)))), 4);
+        assert_eq!(attempt(Some(&with(AMQPValue::LongString("7".into())))), 7);
+        assert_eq!(attempt(Some(&with(AMQPValue::LongLongInt(-5)))), 0);
+        assert_eq!(
+            attempt(Some(&with(AMQPValue::LongLongInt(i64::MAX)))),
+            u32::MAX
+        );
+        assert_eq!(attempt(Some(&with(AMQPValue::LongString("x".into())))), 0);
+        assert_eq!(attempt(Some(&with(AMQPValue::Boolean(true)))), 0);
+    }
+
+    #[test]
+    fn republish_sets_the_count_and_drops_broker_headers() {
+        let mut original = with(AMQPValue::LongLongInt(1));
+        original.insert("x-death".into(), AMQPValue::Void);
+        original.insert("traceparent".into(), AMQPValue::LongString("abc".into()));
+        let h = republish(Some(&original), 2, Some("boom"));
+        assert_eq!(attempt(Some(&h)), 2);
+        assert!(!h.contains_key("x-death"));
+        assert_eq!(text(Some(&h), "traceparent").as_deref(), Some("abc"));
+        assert_eq!(text(Some(&h), HEADER_DEAD_REASON).as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn long_reasons_are_cut_on_a_char_boundary() {
+        let reason = "é".repeat(MAX_REASON_BYTES);
+        let h = republish(None, 0, Some(&reason));
+        let written = text(Some(&h), HEADER_DEAD_REASON).unwrap();
+        assert!(written.len() <= MAX_REASON_BYTES);
+        assert!(written.chars().all(|c| c == 'é'));
+    }
+}

@@ -1,0 +1,16 @@
+//! Plumbing shared by every HAVEN service: config fragments, telemetry,
+//! metrics and health, the database pool, the AMQP topology, confirmed
+//! publisher and the one consumer loop, retry policy, money and shutdown.
+
+pub mod amqp;
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod metrics;
+pub mod money;
+pub mod retry;
+pub mod shutdown;
+pub mod telemetry;
+
+#[cfg(feature = "test-util")]
+pub mod testing;
