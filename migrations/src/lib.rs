@@ -31,6 +31,7 @@ mod m20250601_000001_users_and_ledger;
 mod m20250601_000002_messaging;
 mod m20250601_000003_tokens;
 mod m20250601_000004_signers;
+mod m20251125_000005_chain_deployments;
 mod schema;
 
 pub use schema::{WALLET_DERIVATION_COUNTER_TABLE, WALLET_DERIVATION_SEQUENCE, WEI_TYPE};
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250601_000002_messaging::Migration),
             Box::new(m20250601_000003_tokens::Migration),
             Box::new(m20250601_000004_signers::Migration),
+            Box::new(m20251125_000005_chain_deployments::Migration),
         ]
     }
 }

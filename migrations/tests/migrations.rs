@@ -18,6 +18,7 @@ const TABLES: &[&str] = &[
     "rewards",
     "redemptions",
     "signer_leases",
+    "chain_deployments",
     "signer_nonces",
 ];
 

@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod chain_deployments;
 pub mod error;
 pub mod idempotency_keys;
 pub mod inbound_events;

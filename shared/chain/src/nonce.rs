@@ -1,0 +1,595 @@
+//! The nonce manager: one owner per signer key at a time.
+//!
+//! Each chain-minter replica holds an exclusive lease on one signer of the
+//! pool: a row in `signer_leases` (signer address, holder, expiry) taken
+//! with a conditional upsert that only succeeds when the row is absent or
+//! expired, and renewed in a background task. On taking a lease the replica
+//! reconciles the next nonce from the chain's pending transaction count.
+//!
+//! Why two replicas never send the same nonce:
+//! - the holder stops sending *before* its lease expires: it sends only
+//!   while `now < last successful renewal start + ttl - margin` (a local,
+//!   monotonic deadline), and `margin = ttl / 3` covers clock skew between
+//!   replicas and the time from the final check to the broadcast;
+//! - every nonce is reserved by a fenced `UPDATE signer_nonces ... WHERE
+//!   EXISTS (lease held by me and not expired)`, so once another replica has
+//!   taken the row over, the old holder cannot reserve again;
+//! - a new holder only takes the row after its expiry, i.e. after the old
+//!   holder has stopped, and starts from the chain's pending count, which
+//!   includes everything the old holder broadcast.
+//!
+//! Sends of one manager are serialized by a mutex around the nonce: a nonce
+//! is only advanced once the node accepted the transaction, so a refused
+//! send leaves no gap.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
+use chrono::{DateTime, Utc};
+use haven_entity::{signer_leases, signer_nonces};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::error::ChainError;
+use crate::rpc::Rpc;
+use crate::signer::SignerPool;
+
+/// A unique lease holder id for this process: `{prefix}-{pid}-{random}`.
+/// Unique per process so two replicas (or a restarted one) never mistake
+/// each other's lease for their own.
+pub fn unique_holder(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Lease timing derived from the TTL.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    ttl: Duration,
+    /// Stop sending this long before the lease would expire.
+    margin: Duration,
+    /// Renew this often.
+    renew_every: Duration,
+}
+
+impl Timing {
+    fn new(ttl: Duration) -> Result<Self, ChainError> {
+        if ttl < Duration::from_secs(1) {
+            return Err(ChainError::Config(
+                "SIGNER_LEASE_TTL must be at least 1s".into(),
+            ));
+        }
+        Ok(Self {
+            ttl,
+            margin: ttl / 3,
+            renew_every: ttl / 6,
+        })
+    }
+
+    fn expires_at(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::TimeDelta::MAX)
+    }
+}
+
+/// An exclusive lease on one signer of the pool, with its nonce.
+///
+/// Dropping it stops the renewal (the lease then expires after its TTL);
+/// [`NonceManager::release`] hands it back at once.
+#[derive(Debug)]
+pub struct NonceManager {
+    inner: Arc<Inner>,
+    _renewal: DropGuard,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    rpc: Rpc,
+    chain_id: u64,
+    signer: PrivateKeySigner,
+    address: Address,
+    /// The address as stored in the lease and nonce tables (checksummed).
+    key: String,
+    holder: String,
+    timing: Timing,
+    /// Local, monotonic end of the sending window.
+    send_until: Mutex<Instant>,
+    /// Cancelled once the lease is known lost; never un-cancelled.
+    lost: CancellationToken,
+    /// Next nonce to use; `None` after an unknown send outcome, so the next
+    /// reservation re-reads the chain's pending count.
+    next: tokio::sync::Mutex<Option<u64>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NonceManager")
+            .field("signer", &self.address)
+            .field("holder", &self.holder)
+            .field("chain_id", &self.chain_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The signer pool of one replica, ready to lease from.
+#[derive(Debug, Clone)]
+pub struct SignerLeases {
+    db: DatabaseConnection,
+    rpc: Rpc,
+    pool: SignerPool,
+    chain_id: u64,
+    timing: Timing,
+    holder: String,
+}
+
+impl SignerLeases {
+    /// Leases of `pool` on `chain_id`, held as `holder` (see [`unique_holder`]) for `ttl`.
+    pub fn new(
+        db: DatabaseConnection,
+        rpc: Rpc,
+        pool: SignerPool,
+        chain_id: u64,
+        ttl: Duration,
+        holder: impl Into<String>,
+    ) -> Result<Self, ChainError> {
+        Ok(Self {
+            db,
+            rpc,
+            pool,
+            chain_id,
+            timing: Timing::new(ttl)?,
+            holder: holder.into(),
+        })
+    }
+
+    /// This process's lease holder id.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Tries to lease one free signer of the pool, starting at a random
+    /// position so replicas spread over the pool. Returns
+    /// [`ChainError::NoFreeSigner`] when every signer is leased.
+    #[tracing::instrument(skip_all, fields(holder = %self.holder))]
+    pub async fn acquire(&self) -> Result<NonceManager, ChainError> {
+        let signers = self.pool.signers();
+        let offset = rand_offset(signers.len());
+        for i in 0..signers.len() {
+            let signer = &signers[(offset + i) % signers.len()];
+            let key = signer.address().to_checksum(None);
+            let started = Instant::now();
+            if try_take(&self.db, &key, &self.holder, self.timing).await? {
+                let manager = NonceManager::start(
+                    self.db.clone(),
+                    self.rpc.clone(),
+                    self.chain_id,
+                    signer.clone(),
+                    self.holder.clone(),
+                    self.timing,
+                    started,
+                )
+                .await;
+                return match manager {
+                    Ok(manager) => Ok(manager),
+                    Err(err) => {
+                        // Could not reconcile: give the signer back at once.
+                        let _ = release_row(&self.db, &key, &self.holder).await;
+                        Err(err)
+                    }
+                };
+            }
+        }
+        Err(ChainError::NoFreeSigner)
+    }
+
+    /// [`Self::acquire`], retried every `retry_every` while every signer is
+    /// leased or the database or node is unreachable, until `shutdown` is
+    /// cancelled (then `Ok(None)`).
+    pub async fn acquire_wait(
+        &self,
+        retry_every: Duration,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<NonceManager>, ChainError> {
+        loop {
+            match self.acquire().await {
+                Ok(manager) => return Ok(Some(manager)),
+                Err(err) if err.is_retryable() => {
+                    tracing::debug!(error = %err, "no signer lease yet; waiting");
+                }
+                Err(err) => return Err(err),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(None),
+                () = tokio::time::sleep(retry_every) => {}
+            }
+        }
+    }
+}
+
+impl NonceManager {
+    async fn start(
+        db: DatabaseConnection,
+        rpc: Rpc,
+        chain_id: u64,
+        signer: PrivateKeySigner,
+        holder: String,
+        timing: Timing,
+        started: Instant,
+    ) -> Result<Self, ChainError> {
+        let address = signer.address();
+        let key = address.to_checksum(None);
+        // Everything the previous holder broadcast is in the pending count.
+        let pending = rpc.pending_nonce(address).await?;
+        let recorded = signer_nonces::Entity::find_by_id((i64_of(chain_id)?, key.clone()))
+            .one(&db)
+            .await?;
+        if let Some(row) = &recorded
+            && u64::try_from(row.next_nonce).unwrap_or(0) > pending
+        {
+            // The previous holder reserved nonces it never broadcast (it
+            // crashed between the two). The chain is the truth: reusing
+            // them fills the gap instead of stalling every later nonce.
+            tracing::warn!(
+                signer = %address,
+                recorded = row.next_nonce,
+                pending,
+                "previous holder reserved nonces the chain never saw; resuming from the chain"
+            );
+        }
+        upsert_nonce(&db, chain_id, &key, pending).await?;
+
+        let inner = Arc::new(Inner {
+            db,
+            rpc,
+            chain_id,
+            signer,
+            address,
+            key,
+            holder,
+            timing,
+            send_until: Mutex::new(started + timing.ttl - timing.margin),
+            lost: CancellationToken::new(),
+            next: tokio::sync::Mutex::new(Some(pending)),
+        });
+        tracing::info!(signer = %address, holder = %inner.holder, next_nonce = pending, "signer lease taken");
+        let stop = CancellationToken::new();
+        tokio::spawn(renew_loop(Arc::clone(&inner), stop.clone()));
+        Ok(Self {
+            inner,
+            _renewal: stop.drop_guard(),
+        })
+    }
+
+    /// The leased signer's address.
+    pub fn address(&self) -> Address {
+        self.inner.address
+    }
+
+    /// The leased signer (to sign with).
+    pub fn signer(&self) -> &PrivateKeySigner {
+        &self.inner.signer
+    }
+
+    /// This process's lease holder id.
+    pub fn holder(&self) -> &str {
+        &self.inner.holder
+    }
+
+    /// Whether the lease is still held and inside its sending window.
+    pub fn is_held(&self) -> bool {
+        self.inner.is_held()
+    }
+
+    /// A token cancelled when the lease is lost (the worker should stop and
+    /// try to acquire a lease again).
+    pub fn lost(&self) -> CancellationToken {
+        self.inner.lost.clone()
+    }
+
+    /// Locks the nonce for one send: checks the lease, reserves the next
+    /// nonce in the database under the lease (the fence), and returns the
+    /// slot. Other sends of this manager wait until the slot is finished.
+    pub async fn next_slot(&self) -> Result<NonceSlot<'_>, ChainError> {
+        let inner = &*self.inner;
+        let mut next = inner.next.lock().await;
+        inner.ensure_held()?;
+        let nonce = match *next {
+            Some(nonce) => nonce,
+            None => inner.rpc.pending_nonce(inner.address).await?,
+        };
+        *next = Some(nonce);
+        inner.fence(Some(nonce.saturating_add(1))).await?;
+        Ok(NonceSlot {
+            next,
+            nonce,
+            address: inner.address,
+        })
+    }
+
+    /// Checks the lease before re-sending a nonce this manager already used
+    /// (a fee bump): the same fence as a reservation, without a new nonce.
+    pub async fn check_fence(&self) -> Result<(), ChainError> {
+        self.inner.ensure_held()?;
+        self.inner.fence(None).await
+    }
+
+    /// Stops renewing and deletes the lease row so another replica can take
+    /// the signer at once.
+    pub async fn release(self) -> Result<(), ChainError> {
+        self.inner.lost.cancel();
+        release_row(&self.inner.db, &self.inner.key, &self.inner.holder).await?;
+        tracing::info!(signer = %self.inner.address, "signer lease released");
+        Ok(())
+    }
+}
+
+/// One locked nonce. Finish it with [`NonceSlot::sent`] once the node
+/// accepted the transaction; dropping it unsent leaves the nonce for the
+/// next send, [`NonceSlot::unknown`] makes the next send re-read the chain.
+#[derive(Debug)]
+pub struct NonceSlot<'a> {
+    next: tokio::sync::MutexGuard<'a, Option<u64>>,
+    nonce: u64,
+    address: Address,
+}
+
+impl<'a> NonceSlot<'a> {
+    /// A slot of a signer with no lease (see `sender::DirectNonces`).
+    pub(crate) fn direct(
+        next: tokio::sync::MutexGuard<'a, Option<u64>>,
+        nonce: u64,
+        address: Address,
+    ) -> Self {
+        Self {
+            next,
+            nonce,
+            address,
+        }
+    }
+
+    /// The nonce to sign with.
+    pub fn nonce(&self) -> u64 {
+        self.nonce
+    }
+
+    /// The signer's address.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// The node accepted the transaction: the next send uses the next nonce.
+    pub fn sent(mut self) {
+        *self.next = Some(self.nonce.saturating_add(1));
+    }
+
+    /// Whether the node got the transaction is unknown: the next send
+    /// re-reads the pending count, which tells.
+    pub fn unknown(mut self) {
+        *self.next = None;
+    }
+}
+
+impl Inner {
+    fn is_held(&self) -> bool {
+        !self.lost.is_cancelled() && Instant::now() < *lock(&self.send_until)
+    }
+
+    fn ensure_held(&self) -> Result<(), ChainError> {
+        if self.is_held() {
+            Ok(())
+        } else {
+            self.lost.cancel();
+            Err(ChainError::LeaseLost {
+                signer: self.address,
+            })
+        }
+    }
+
+    /// The fenced write: records `next_nonce` (or only touches the row)
+    /// if and only if this holder's lease is in the table and unexpired.
+    async fn fence(&self, next_nonce: Option<u64>) -> Result<(), ChainError> {
+        let now = Utc::now();
+        let held = Query::select()
+            .expr(Expr::val(1))
+            .from(signer_leases::Entity)
+            .and_where(
+                Expr::col((signer_leases::Entity, signer_leases::Column::SignerAddress))
+                    .eq(self.key.as_str()),
+            )
+            .and_where(
+                Expr::col((signer_leases::Entity, signer_leases::Column::Holder))
+                    .eq(self.holder.as_str()),
+            )
+            .and_where(Expr::col((signer_leases::Entity, signer_leases::Column::ExpiresAt)).gt(now))
+            .to_owned();
+        let mut update = signer_nonces::Entity::update_many()
+            .col_expr(signer_nonces::Column::UpdatedAt, Expr::value(now))
+            .filter(signer_nonces::Column::ChainId.eq(i64_of(self.chain_id)?))
+            .filter(signer_nonces::Column::SignerAddress.eq(self.key.as_str()))
+            .filter(Expr::exists(held));
+        if let Some(next) = next_nonce {
+            update = update.col_expr(signer_nonces::Column::NextNonce, Expr::value(i64_of(next)?));
+        }
+        let fenced = tokio::time::timeout(self.timing.margin, update.exec(&self.db)).await;
+        match fenced {
+            Ok(Ok(res)) if res.rows_affected == 1 => {
+                // The DB round trip may have eaten into the window.
+                self.ensure_held()
+            }
+            Ok(Ok(_)) => {
+                tracing::error!(signer = %self.address, holder = %self.holder, "signer lease taken over by another replica");
+                self.lost.cancel();
+                Err(ChainError::LeaseLost {
+                    signer: self.address,
+                })
+            }
+            Ok(Err(err)) => Err(err.into()),
+            Err(_) => Err(ChainError::LeaseLost {
+                signer: self.address,
+            }),
+        }
+    }
+}
+
+async fn renew_loop(inner: Arc<Inner>, stop: CancellationToken) {
+    let timing = inner.timing;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = inner.lost.cancelled() => return,
+            () = tokio::time::sleep(timing.renew_every) => {}
+        }
+        let started = Instant::now();
+        let renewed = tokio::time::timeout(
+            timing.renew_every,
+            renew_row(&inner.db, &inner.key, &inner.holder, timing),
+        )
+        .await;
+        match renewed {
+            Ok(Ok(true)) => {
+                *lock(&inner.send_until) = started + timing.ttl - timing.margin;
+            }
+            Ok(Ok(false)) => {
+                tracing::error!(signer = %inner.address, holder = %inner.holder, "signer lease lost: expired or taken over");
+                inner.lost.cancel();
+                return;
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(signer = %inner.address, error = %err, "could not renew the signer lease");
+            }
+            Err(_) => {
+                tracing::warn!(signer = %inner.address, "renewing the signer lease timed out");
+            }
+        }
+        if !inner.is_held() {
+            tracing::error!(signer = %inner.address, "signer lease window passed without renewal; stopping");
+            inner.lost.cancel();
+            return;
+        }
+    }
+}
+
+/// Takes the lease row when it is absent or expired. Works on PostgreSQL
+/// and SQLite (both support `ON CONFLICT ... DO UPDATE ... WHERE`): the
+/// conditional upsert is one atomic statement, so of two racing replicas
+/// exactly one sees a changed row.
+async fn try_take(
+    db: &DatabaseConnection,
+    key: &str,
+    holder: &str,
+    timing: Timing,
+) -> Result<bool, ChainError> {
+    let now = Utc::now();
+    let row = signer_leases::ActiveModel {
+        signer_address: Set(key.to_owned()),
+        holder: Set(holder.to_owned()),
+        expires_at: Set(timing.expires_at(now)),
+        acquired_at: Set(now),
+        updated_at: Set(now),
+    };
+    let taken = signer_leases::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(signer_leases::Column::SignerAddress)
+                .update_columns([
+                    signer_leases::Column::Holder,
+                    signer_leases::Column::ExpiresAt,
+                    signer_leases::Column::AcquiredAt,
+                    signer_leases::Column::UpdatedAt,
+                ])
+                .action_and_where(
+                    Expr::col((signer_leases::Entity, signer_leases::Column::ExpiresAt)).lte(now),
+                )
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(taken == 1)
+}
+
+async fn renew_row(
+    db: &DatabaseConnection,
+    key: &str,
+    holder: &str,
+    timing: Timing,
+) -> Result<bool, sea_orm::DbErr> {
+    let now = Utc::now();
+    let res = signer_leases::Entity::update_many()
+        .col_expr(
+            signer_leases::Column::ExpiresAt,
+            Expr::value(timing.expires_at(now)),
+        )
+        .col_expr(signer_leases::Column::UpdatedAt, Expr::value(now))
+        .filter(signer_leases::Column::SignerAddress.eq(key))
+        .filter(signer_leases::Column::Holder.eq(holder))
+        .filter(signer_leases::Column::ExpiresAt.gt(now))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+async fn release_row(
+    db: &DatabaseConnection,
+    key: &str,
+    holder: &str,
+) -> Result<(), sea_orm::DbErr> {
+    signer_leases::Entity::delete_many()
+        .filter(signer_leases::Column::SignerAddress.eq(key))
+        .filter(signer_leases::Column::Holder.eq(holder))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+async fn upsert_nonce(
+    db: &DatabaseConnection,
+    chain_id: u64,
+    key: &str,
+    next: u64,
+) -> Result<(), ChainError> {
+    let now = Utc::now();
+    signer_nonces::Entity::insert(signer_nonces::ActiveModel {
+        chain_id: Set(i64_of(chain_id)?),
+        signer_address: Set(key.to_owned()),
+        next_nonce: Set(i64_of(next)?),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            signer_nonces::Column::ChainId,
+            signer_nonces::Column::SignerAddress,
+        ])
+        .update_columns([
+            signer_nonces::Column::NextNonce,
+            signer_nonces::Column::UpdatedAt,
+        ])
+        .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+fn i64_of(value: u64) -> Result<i64, ChainError> {
+    i64::try_from(value)
+        .map_err(|_| ChainError::Config(format!("{value} does not fit the database's BIGINT")))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded values are plain timestamps: a panic elsewhere cannot
+    // leave them half-written.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn rand_offset(len: usize) -> usize {
+    if len <= 1 {
+        return 0;
+    }
+    // A UUIDv4 is 122 random bits; no need for a second RNG dependency.
+    (uuid::Uuid::new_v4().as_u128() % len as u128) as usize
+}

@@ -1,0 +1,260 @@
+//! Keys: the pool of transaction signers, and the custodial user wallets
+//! derived from the custody mnemonic.
+//!
+//! Nothing here ever prints or logs key material: the types implement
+//! `Debug` by hand and show addresses only.
+
+use std::fmt;
+
+use alloy::primitives::Address;
+use alloy::signers::local::{MnemonicBuilder, MnemonicKey, PrivateKeySigner};
+use haven_common::config::Redacted;
+
+use crate::config::SignerConfig;
+use crate::error::ChainError;
+
+/// BIP-44 path of Ethereum account 0's external chain; wallet `i` is `{BASE}/{i}`.
+pub const BIP44_ETH_BASE: &str = "m/44'/60'/0'/0";
+
+/// Highest non-hardened BIP-32 child index.
+pub const MAX_CHILD_INDEX: u32 = (1 << 31) - 1;
+
+/// The keys transactions are signed with. Each chain-minter replica leases
+/// one of them at a time (see [`crate::nonce`]).
+#[derive(Clone)]
+pub struct SignerPool {
+    signers: Vec<PrivateKeySigner>,
+}
+
+impl fmt::Debug for SignerPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignerPool")
+            .field("addresses", &self.addresses())
+            .finish()
+    }
+}
+
+impl SignerPool {
+    /// The pool configured by `SIGNER_PRIVATE_KEYS` or `SIGNER_MNEMONIC`.
+    pub fn from_config(config: &SignerConfig) -> Result<Self, ChainError> {
+        match (&config.signer_private_keys, &config.signer_mnemonic) {
+            (Some(keys), None) => Self::from_private_keys(keys),
+            (None, Some(phrase)) => Self::from_mnemonic(phrase, config.signer_count),
+            (Some(_), Some(_)) => Err(ChainError::Config(
+                "set SIGNER_PRIVATE_KEYS or SIGNER_MNEMONIC, not both".into(),
+            )),
+            (None, None) => Err(ChainError::Config(
+                "no signer configured: set SIGNER_PRIVATE_KEYS or SIGNER_MNEMONIC".into(),
+            )),
+        }
+    }
+
+    /// A pool from comma-separated hex private keys (with or without `0x`).
+    pub fn from_private_keys(keys: &Redacted<String>) -> Result<Self, ChainError> {
+        let mut signers = Vec::new();
+        for (position, key) in keys.expose().split(',').map(str::trim).enumerate() {
+            if key.is_empty() {
+                continue;
+            }
+            // The parse error is not shown: it could echo part of the key.
+            let signer: PrivateKeySigner = key.parse().map_err(|_| {
+                ChainError::Config(format!(
+                    "SIGNER_PRIVATE_KEYS entry {} is not a valid secp256k1 private key",
+                    position + 1
+                ))
+            })?;
+            signers.push(signer);
+        }
+        Self::new(signers)
+    }
+
+    /// A pool of `count` keys derived from a mnemonic at `m/44'/60'/0'/0/{0..count}`.
+    pub fn from_mnemonic(phrase: &Redacted<String>, count: u32) -> Result<Self, ChainError> {
+        let parent = HdWallet::from_mnemonic(phrase, "SIGNER_MNEMONIC")?;
+        let signers = (0..count)
+            .map(|i| parent.signer(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(signers)
+    }
+
+    /// A pool of the given signers (duplicates removed, order kept).
+    pub fn new(signers: Vec<PrivateKeySigner>) -> Result<Self, ChainError> {
+        let mut unique: Vec<PrivateKeySigner> = Vec::with_capacity(signers.len());
+        for signer in signers {
+            if !unique.iter().any(|s| s.address() == signer.address()) {
+                unique.push(signer);
+            }
+        }
+        if unique.is_empty() {
+            return Err(ChainError::Config("the signer pool is empty".into()));
+        }
+        Ok(Self { signers: unique })
+    }
+
+    /// Addresses of the pool, in configuration order.
+    pub fn addresses(&self) -> Vec<Address> {
+        self.signers.iter().map(PrivateKeySigner::address).collect()
+    }
+
+    /// The signers.
+    pub fn signers(&self) -> &[PrivateKeySigner] {
+        &self.signers
+    }
+
+    /// The signer with this address.
+    pub fn get(&self, address: Address) -> Option<&PrivateKeySigner> {
+        self.signers.iter().find(|s| s.address() == address)
+    }
+}
+
+/// Custodial user wallets: wallet `i` is `m/44'/60'/0'/0/{i}` of the custody
+/// mnemonic, `i` being the user's `users.derivation_index`. No user key is
+/// ever stored: any of them can be derived again from the mnemonic.
+#[derive(Clone)]
+pub struct CustodyWallets {
+    parent: HdWallet,
+}
+
+impl fmt::Debug for CustodyWallets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CustodyWallets([redacted])")
+    }
+}
+
+impl CustodyWallets {
+    /// Wallets derived from `CUSTODY_MNEMONIC`.
+    pub fn from_mnemonic(phrase: &Redacted<String>) -> Result<Self, ChainError> {
+        Ok(Self {
+            parent: HdWallet::from_mnemonic(phrase, "CUSTODY_MNEMONIC")?,
+        })
+    }
+
+    /// The wallet address of derivation index `index`.
+    pub fn address(&self, index: u32) -> Result<Address, ChainError> {
+        Ok(self.parent.signer(index)?.address())
+    }
+
+    /// The wallet address as stored in `users.wallet_address` (EIP-55
+    /// checksummed): the `derive_wallet` argument of
+    /// `haven_entity::users::find_or_create`.
+    pub fn wallet_address(&self, index: u32) -> Result<String, ChainError> {
+        Ok(self.address(index)?.to_checksum(None))
+    }
+
+    /// The key of wallet `index`, to sign for a user (rarely needed: the
+    /// contract's BURNER burns from custodial wallets without allowance).
+    pub fn signer(&self, index: u32) -> Result<PrivateKeySigner, ChainError> {
+        self.parent.signer(index)
+    }
+}
+
+/// The extended key at [`BIP44_ETH_BASE`], derived once (deriving from the
+/// phrase runs 2048 PBKDF2 rounds; a child derivation is one HMAC).
+#[derive(Clone)]
+struct HdWallet {
+    key: MnemonicKey,
+}
+
+impl HdWallet {
+    fn from_mnemonic(phrase: &Redacted<String>, setting: &str) -> Result<Self, ChainError> {
+        let normalized = phrase
+            .expose()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        // Errors are not shown: they can echo a mistyped word of the phrase.
+        let key = MnemonicBuilder::english()
+            .phrase(normalized)
+            .derivation_path(format!("{BIP44_ETH_BASE}/0"))
+            .and_then(|b| b.build_parent_key())
+            .map_err(|_| ChainError::Config(format!("{setting} is not a valid BIP-39 mnemonic")))?;
+        Ok(Self { key })
+    }
+
+    fn signer(&self, index: u32) -> Result<PrivateKeySigner, ChainError> {
+        if index > MAX_CHILD_INDEX {
+            return Err(ChainError::Signer(format!(
+                "derivation index {index} is above the non-hardened maximum {MAX_CHILD_INDEX}"
+            )));
+        }
+        self.key
+            .child(index)
+            .map(|k| k.signer())
+            .map_err(|err| ChainError::Signer(format!("cannot derive child {index}: {err}")))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap here is a failed test, with its message
+mod tests {
+    use super::*;
+    use alloy::primitives::address;
+
+    /// The well-known development mnemonic (anvil/hardhat accounts).
+    const DEV: &str = "test test test test test test test test test test test junk";
+
+    fn redacted(s: &str) -> Redacted<String> {
+        Redacted::new(s.to_owned())
+    }
+
+    #[test]
+    fn derivation_matches_the_standard_bip44_accounts() {
+        let wallets = CustodyWallets::from_mnemonic(&redacted(DEV)).unwrap();
+        assert_eq!(
+            wallets.address(0).unwrap(),
+            address!("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266")
+        );
+        assert_eq!(
+            wallets.address(1).unwrap(),
+            address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8")
+        );
+        assert_eq!(
+            wallets.wallet_address(2).unwrap(),
+            "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+        );
+        // Recoverable: the signer of an index is the wallet of that index.
+        assert_eq!(
+            wallets.signer(7).unwrap().address(),
+            wallets.address(7).unwrap()
+        );
+        assert!(wallets.address(MAX_CHILD_INDEX + 1).is_err());
+    }
+
+    #[test]
+    fn pool_from_keys_or_mnemonic() {
+        let keys = redacted(
+            "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80, 59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d,",
+        );
+        let pool = SignerPool::from_private_keys(&keys).unwrap();
+        assert_eq!(
+            pool.addresses(),
+            vec![
+                address!("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"),
+                address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8"),
+            ]
+        );
+        let from_phrase = SignerPool::from_mnemonic(&redacted(DEV), 2).unwrap();
+        assert_eq!(from_phrase.addresses(), pool.addresses());
+    }
+
+    #[test]
+    fn bad_keys_are_named_but_never_echoed() {
+        let err = SignerPool::from_private_keys(&redacted("0xdeadbeefcafe")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("SIGNER_PRIVATE_KEYS entry 1"), "{text}");
+        assert!(!text.contains("deadbeef"), "{text}");
+        let err = CustodyWallets::from_mnemonic(&redacted("hunter2 is not a phrase")).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+        assert!(SignerPool::from_private_keys(&redacted(" , ")).is_err());
+    }
+
+    #[test]
+    fn debug_output_shows_no_key_material() {
+        let pool = SignerPool::from_mnemonic(&redacted(DEV), 1).unwrap();
+        let text = format!("{pool:?}");
+        assert!(text.to_lowercase().contains("0xf39fd6"), "{text}");
+        assert!(!text.contains("ac0974"), "{text}");
+        let custody = CustodyWallets::from_mnemonic(&redacted(DEV)).unwrap();
+        assert_eq!(format!("{custody:?}"), "CustodyWallets([redacted])");
+    }
+}

@@ -1,0 +1,173 @@
+//! Sending: stuck transactions replaced with higher fees, reverts decoded.
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider;
+use alloy::providers::ext::AnvilApi;
+use haven_chain::contract::{HAVEN, encode_reason};
+use haven_chain::error::{ChainError, RevertReason};
+use haven_chain::sender::TxRequest;
+use haven_chain::testing::{AnvilInstance, dev_key, test_tx_config};
+
+use crate::helpers::{deploy_haven, direct_sender};
+
+#[tokio::test]
+async fn a_stuck_transaction_is_replaced_with_higher_fees_and_mined() {
+    // No automine: blocks only come when the test mines them, each with a
+    // base fee the test chooses.
+    let anvil = AnvilInstance::spawn_with(&["--no-mining"]);
+    let tx = test_tx_config();
+    let sender = direct_sender(&anvil, dev_key(1), &tx);
+    let provider = sender.rpc().provider().clone();
+    let to = Address::repeat_byte(0x42);
+
+    let mut sent = sender
+        .send(TxRequest::transfer(to, U256::from(12_345u64)))
+        .await
+        .expect("sent");
+    let first = sent.attempts[0].clone();
+
+    // Mine blocks whose base fee sits just above what the first attempt
+    // offers (so it cannot be included) but below a 12.5% raise.
+    let stuck_base_fee = first.fees.max_fee_per_gas * 17 / 16;
+    let confirm = tokio::spawn(async move {
+        let result = sender.confirm(&mut sent).await;
+        (result, sent)
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !confirm.is_finished() {
+        assert!(tokio::time::Instant::now() < deadline, "never confirmed");
+        provider
+            .anvil_set_next_block_base_fee_per_gas(stuck_base_fee)
+            .await
+            .unwrap();
+        provider.anvil_mine(Some(1), None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let (result, sent) = confirm.await.unwrap();
+    let confirmed = result.expect("confirmed");
+
+    assert!(confirmed.replacements >= 1, "{confirmed:?}");
+    assert_ne!(confirmed.tx_hash, first.hash);
+    assert_eq!(sent.attempts.len(), confirmed.replacements + 1);
+    for pair in sent.attempts.windows(2) {
+        let (old, new) = (pair[0].fees, pair[1].fees);
+        assert!(
+            8 * new.max_fee_per_gas >= 9 * old.max_fee_per_gas,
+            "{sent:?}"
+        );
+        assert!(
+            8 * new.max_priority_fee_per_gas >= 9 * old.max_priority_fee_per_gas,
+            "{sent:?}"
+        );
+        assert!(new.max_fee_per_gas <= tx.max_fee_per_gas);
+        assert!(new.max_priority_fee_per_gas <= tx.max_priority_fee_per_gas);
+        // Never replaced before it had waited the configured blocks.
+        assert!(pair[1].sent_at_block >= pair[0].sent_at_block + tx.stuck_after_blocks);
+    }
+    // The first attempt was never mined; the transfer happened exactly once.
+    assert!(
+        provider
+            .get_transaction_receipt(first.hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        provider.get_balance(to).await.unwrap(),
+        U256::from(12_345u64)
+    );
+    assert_eq!(
+        provider
+            .get_transaction_count(dev_key(1).address())
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_revert_is_reported_with_its_decoded_reason() {
+    let anvil = AnvilInstance::spawn();
+    let contract = deploy_haven(&anvil, &[]).await;
+    let outsider = dev_key(5);
+    let sender = direct_sender(&anvil, outsider.clone(), &test_tx_config());
+    let minter_role = sender
+        .rpc()
+        .view(contract, &HAVEN::MINTER_ROLECall {})
+        .await
+        .unwrap();
+    let mint = TxRequest::call(
+        contract,
+        &HAVEN::mintWithRefCall {
+            to: Address::repeat_byte(1),
+            amount: U256::from(10u64).pow(U256::from(18u64)),
+            r#ref: B256::repeat_byte(9),
+            reason: encode_reason("booking").unwrap(),
+        },
+    );
+
+    let expect_unauthorized = |err: &ChainError| match err.revert_reason() {
+        Some(RevertReason::Contract(HAVEN::HAVENErrors::AccessControlUnauthorizedAccount(e))) => {
+            assert_eq!(e.account, outsider.address());
+            assert_eq!(e.neededRole, minter_role);
+        }
+        other => panic!("expected AccessControlUnauthorizedAccount, got {other:?} ({err})"),
+    };
+
+    // Refused by the gas estimate: nothing sent, no nonce used.
+    let err = sender.send(mint.clone()).await.unwrap_err();
+    expect_unauthorized(&err);
+    assert!(matches!(err, ChainError::Reverted { tx_hash: None, .. }));
+    assert!(!err.is_retryable());
+    assert_eq!(
+        sender
+            .rpc()
+            .pending_nonce(outsider.address())
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Forced on chain with a fixed gas limit: mined, reverted, decoded.
+    let err = sender
+        .send_and_confirm(mint.with_gas_limit(200_000))
+        .await
+        .unwrap_err();
+    expect_unauthorized(&err);
+    let ChainError::Reverted {
+        tx_hash: Some(hash),
+        ..
+    } = err
+    else {
+        panic!("expected a mined revert, got {err}");
+    };
+    let receipt = sender.rpc().receipt(hash).await.unwrap().expect("mined");
+    assert!(!receipt.status());
+    assert!(err_text_names_error(&ChainError::Reverted {
+        reason: Box::new(RevertReason::decode(
+            &HAVEN::AccessControlUnauthorizedAccount {
+                account: outsider.address(),
+                neededRole: minter_role
+            }
+            .abi_encode_sol()
+        )),
+        tx_hash: Some(hash),
+    }));
+}
+
+fn err_text_names_error(err: &ChainError) -> bool {
+    err.to_string().contains("AccessControlUnauthorizedAccount")
+}
+
+/// `SolError::abi_encode` under a name that does not clash with the call builders.
+trait AbiEncodeSol {
+    fn abi_encode_sol(&self) -> Vec<u8>;
+}
+
+impl<T: alloy::sol_types::SolError> AbiEncodeSol for T {
+    fn abi_encode_sol(&self) -> Vec<u8> {
+        alloy::sol_types::SolError::abi_encode(self)
+    }
+}
