@@ -1,19 +1,11 @@
 //! `/health`, `/metrics` and the JSON 404.
 
-use std::time::Duration;
-
-use serde_json::json;
-
 use crate::helpers::{Spawned, spawn_app};
-
-/// How long a fresh service may take to connect to everything.
-const READY: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn health_reports_every_dependency_connected() {
     let Spawned { app, deps } = spawn_app().await;
-    let body = app.wait_for_health(200, READY).await;
-    assert_eq!(body, json!({"status": "healthy", "database": "connected"}));
+    app.assert_healthy_with(&["database"]).await;
     app.stop().await;
     deps.cleanup().await;
 }
@@ -21,19 +13,7 @@ async fn health_reports_every_dependency_connected() {
 #[tokio::test]
 async fn metrics_are_exposed_as_prometheus_text() {
     let Spawned { app, deps } = spawn_app().await;
-    app.wait_for_health(200, READY).await;
-    let res = app.get("/metrics").await;
-    assert_eq!(res.status(), 200);
-    let content_type = res.headers()[reqwest::header::CONTENT_TYPE]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(content_type.starts_with("text/plain"), "{content_type}");
-    let text = res.text().await.unwrap();
-    assert!(
-        text.contains(r#"haven_dependency_up{dependency="database",service="read-api"} 1"#),
-        "{text}"
-    );
+    app.assert_metrics_report_database_up("read-api").await;
     app.stop().await;
     deps.cleanup().await;
 }
@@ -41,10 +21,7 @@ async fn metrics_are_exposed_as_prometheus_text() {
 #[tokio::test]
 async fn unknown_paths_are_a_json_404() {
     let Spawned { app, deps } = spawn_app().await;
-    let res = app.get("/no/such/path").await;
-    assert_eq!(res.status(), 404);
-    let body: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(body, json!({"detail": "Not found"}));
+    app.assert_unknown_path_is_json_404().await;
     app.stop().await;
     deps.cleanup().await;
 }

@@ -171,6 +171,40 @@ impl<E: std::error::Error + Send + 'static> TestApp<E> {
         }
     }
 
+    /// Waits for a healthy `/health` and checks it names exactly `dependencies`,
+    /// each `connected`.
+    pub async fn assert_healthy_with(&self, dependencies: &[&str]) {
+        let body = self.wait_for_health(200, Duration::from_secs(30)).await;
+        let mut expected = serde_json::json!({"status": "healthy"});
+        for dependency in dependencies {
+            expected[*dependency] = "connected".into();
+        }
+        assert_eq!(body, expected);
+    }
+
+    /// `/metrics` is Prometheus text and reports the database as up for `service`.
+    pub async fn assert_metrics_report_database_up(&self, service: &str) {
+        self.wait_for_health(200, Duration::from_secs(30)).await;
+        let res = self.get("/metrics").await;
+        assert_eq!(res.status(), 200);
+        let content_type = res.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .expect("an ASCII content type")
+            .to_owned();
+        assert!(content_type.starts_with("text/plain"), "{content_type}");
+        let text = res.text().await.expect("a text body");
+        let line = format!(r#"haven_dependency_up{{dependency="database",service="{service}"}} 1"#);
+        assert!(text.contains(&line), "{line} missing from:\n{text}");
+    }
+
+    /// An unknown path is a 404 with `{"detail": "Not found"}`.
+    pub async fn assert_unknown_path_is_json_404(&self) {
+        let res = self.get("/no/such/path").await;
+        assert_eq!(res.status(), 404);
+        let body: serde_json::Value = res.json().await.expect("a JSON body");
+        assert_eq!(body, serde_json::json!({"detail": "Not found"}));
+    }
+
     /// Cancels the shutdown token and waits for `run` to return, which must
     /// be `Ok` (a clean, graceful stop).
     pub async fn stop(mut self) {
