@@ -12,6 +12,7 @@
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod payloads;
 pub mod signature;
 
 use std::sync::Arc;

@@ -1,0 +1,394 @@
+//! Partner webhook bodies -> typed, normalized [`PartnerEvent`]s.
+//!
+//! Both spellings of SPEC.md are accepted (`total_price` | `totalPrice`, ...).
+//! Numbers are read from their raw JSON text, never through a float: prices
+//! and stakes are parsed exactly by [`Wei::parse`]. Every refusal names the
+//! field, for a 422 `{"detail": ...}`.
+
+use std::collections::BTreeMap;
+
+use haven_common::money::Wei;
+use haven_messages::{
+    Booking, BookingCancellation, BookingRef, CoachingMilestone, Contribution, EventAttendance,
+    PartnerEvent, ReferralSuccess, Review, StakingStarted,
+};
+use serde_json::value::RawValue;
+
+/// The nine webhook routes of SPEC.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookKind {
+    /// `POST /webhooks/aurora/booking-created`
+    BookingCreated,
+    /// `POST /webhooks/aurora/booking-completed`
+    BookingCompleted,
+    /// `POST /webhooks/aurora/booking-cancelled`
+    BookingCancelled,
+    /// `POST /webhooks/aurora/review-submitted`
+    ReviewSubmitted,
+    /// `POST /webhooks/tribe/event-attendance`
+    EventAttendance,
+    /// `POST /webhooks/tribe/contribution`
+    Contribution,
+    /// `POST /webhooks/tribe/staking-started`
+    StakingStarted,
+    /// `POST /webhooks/tribe/coaching-milestone`
+    CoachingMilestone,
+    /// `POST /webhooks/tribe/referral-success`
+    ReferralSuccess,
+}
+
+/// Why a body was refused; `Display` is the `detail` of the 422.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// The body is not a JSON object.
+    #[error("body must be a JSON object")]
+    NotAnObject,
+    /// A required field is absent or null.
+    #[error("field `{0}` is required")]
+    Missing(&'static str),
+    /// A field has the wrong type or value.
+    #[error("field `{field}` {problem}")]
+    Invalid {
+        /// The field, in its first spelling.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+type Fields<'a> = BTreeMap<String, &'a RawValue>;
+
+/// Parses and validates a webhook body of `kind`.
+pub fn parse(kind: WebhookKind, body: &[u8]) -> Result<PartnerEvent, ValidationError> {
+    let fields: Fields<'_> =
+        serde_json::from_slice(body).map_err(|_| ValidationError::NotAnObject)?;
+    let f = Reader(&fields);
+    Ok(match kind {
+        WebhookKind::BookingCreated => PartnerEvent::AuroraBookingCreated(Booking {
+            booking_id: f.id(&["id", "booking_id"])?,
+            guest_id: f.id(&["guest_id", "guestId"])?,
+            guest_email: f.opt_string(&["guest_email", "email"])?,
+            total_price: f
+                .amount(&["total_price", "totalPrice"])?
+                .to_decimal_string(),
+            nights: f.nights(&["nights", "numberOfNights"])?,
+            check_in: f.opt_string(&["check_in", "checkIn"])?,
+            check_out: f.opt_string(&["check_out", "checkOut"])?,
+        }),
+        WebhookKind::BookingCompleted => PartnerEvent::AuroraBookingCompleted(BookingRef {
+            booking_id: f.id(&["id", "booking_id"])?,
+            guest_id: f.id(&["guest_id", "guestId"])?,
+        }),
+        WebhookKind::BookingCancelled => {
+            PartnerEvent::AuroraBookingCancelled(BookingCancellation {
+                booking_id: f.id(&["id", "booking_id"])?,
+                guest_id: f.id(&["guest_id", "guestId"])?,
+                cancellation_reason: f
+                    .opt_string(&["cancellation_reason", "cancellationReason"])?,
+            })
+        }
+        WebhookKind::ReviewSubmitted => PartnerEvent::AuroraReviewSubmitted(Review {
+            review_id: f.id(&["id", "review_id"])?,
+            booking_id: f.opt_id(&["booking_id", "bookingId"])?,
+            guest_id: f.id(&["guest_id", "guestId"])?,
+            rating: f.rating(&["rating"])?,
+        }),
+        WebhookKind::EventAttendance => PartnerEvent::TribeEventAttendance(EventAttendance {
+            event_id: f.id(&["id", "event_id"])?,
+            attendee_id: f.id(&["attendee_id", "user_id"])?,
+            event_name: f.opt_string(&["name", "event_name"])?,
+            event_type: f
+                .opt_string(&["type", "event_type"])?
+                .map_or_else(|| "general".to_owned(), |t| t.to_lowercase()),
+            attended: f.opt_bool(&["attended"])?.unwrap_or(true),
+            timestamp: f.opt_string(&["timestamp"])?,
+        }),
+        WebhookKind::Contribution => PartnerEvent::TribeContribution(Contribution {
+            contribution_id: f.id(&["id", "contribution_id"])?,
+            user_id: f.id(&["user_id", "userId"])?,
+            contribution_type: f
+                .opt_string(&["type", "contribution_type"])?
+                .map_or_else(|| "unknown".to_owned(), |t| t.to_lowercase()),
+            quality_score: f.opt_non_negative_decimal(&["quality_score", "qualityScore"])?,
+        }),
+        WebhookKind::StakingStarted => PartnerEvent::TribeStakingStarted(StakingStarted {
+            stake_id: f.id(&["id", "stake_id"])?,
+            user_id: f.id(&["user_id", "userId"])?,
+            amount_wei: f.amount(&["amount"])?.as_wei(),
+        }),
+        WebhookKind::CoachingMilestone => PartnerEvent::TribeCoachingMilestone(CoachingMilestone {
+            user_id: f.id(&["user_id", "userId"])?,
+            milestone_name: f.string(&["milestone_name", "milestoneName"])?,
+            tier: f.string(&["tier"])?.to_lowercase(),
+        }),
+        WebhookKind::ReferralSuccess => PartnerEvent::TribeReferralSuccess(ReferralSuccess {
+            referrer_id: f.id(&["referrer_id", "referrerId"])?,
+            referred_id: f.id(&["referred_id", "referredId"])?,
+            tier: f.string(&["tier"])?.to_lowercase(),
+        }),
+    })
+}
+
+/// Field access by any of a field's spellings; the first spelling names it in errors.
+struct Reader<'a, 'b>(&'b Fields<'a>);
+
+impl Reader<'_, '_> {
+    /// The raw value under the first present, non-null spelling.
+    fn raw(&self, names: &[&'static str]) -> Option<&RawValue> {
+        names
+            .iter()
+            .filter_map(|name| self.0.get(*name))
+            .map(|raw| &**raw)
+            .find(|raw| raw.get() != "null")
+    }
+
+    fn invalid(names: &[&'static str], problem: impl Into<String>) -> ValidationError {
+        ValidationError::Invalid {
+            field: names[0],
+            problem: problem.into(),
+        }
+    }
+
+    fn opt_string(&self, names: &[&'static str]) -> Result<Option<String>, ValidationError> {
+        self.raw(names)
+            .map(|raw| {
+                serde_json::from_str::<String>(raw.get())
+                    .map_err(|_| Self::invalid(names, "must be a string"))
+            })
+            .transpose()
+    }
+
+    fn string(&self, names: &[&'static str]) -> Result<String, ValidationError> {
+        let s = self
+            .opt_string(names)?
+            .ok_or(ValidationError::Missing(names[0]))?;
+        if s.trim().is_empty() {
+            return Err(Self::invalid(names, "must not be empty"));
+        }
+        Ok(s)
+    }
+
+    /// An identifier: a non-empty string, or an integer written as one.
+    fn opt_id(&self, names: &[&'static str]) -> Result<Option<String>, ValidationError> {
+        let Some(raw) = self.raw(names) else {
+            return Ok(None);
+        };
+        let text = raw.get();
+        if text.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(Some(text.to_owned()));
+        }
+        let s: String = serde_json::from_str(text)
+            .map_err(|_| Self::invalid(names, "must be a string or an integer"))?;
+        if s.trim().is_empty() || s.len() > 255 {
+            return Err(Self::invalid(names, "must be 1 to 255 characters"));
+        }
+        Ok(Some(s))
+    }
+
+    fn id(&self, names: &[&'static str]) -> Result<String, ValidationError> {
+        self.opt_id(names)?
+            .ok_or(ValidationError::Missing(names[0]))
+    }
+
+    /// An exact positive decimal number (JSON number or numeric string).
+    fn amount(&self, names: &[&'static str]) -> Result<Wei, ValidationError> {
+        let raw = self.raw(names).ok_or(ValidationError::Missing(names[0]))?;
+        let text = raw.get();
+        let text = serde_json::from_str::<String>(text).unwrap_or_else(|_| text.to_owned());
+        Wei::parse(&text)
+            .map_err(|err| Self::invalid(names, format!("is not a valid amount: {err}")))
+    }
+
+    fn opt_non_negative_decimal(
+        &self,
+        names: &[&'static str],
+    ) -> Result<Option<String>, ValidationError> {
+        let Some(raw) = self.raw(names) else {
+            return Ok(None);
+        };
+        let text = raw.get();
+        if text == "0" || (text.starts_with("0.") && text[2..].bytes().all(|b| b == b'0')) {
+            return Ok(Some("0".to_owned()));
+        }
+        Wei::parse(text)
+            .map(|w| Some(w.to_decimal_string()))
+            .map_err(|err| Self::invalid(names, format!("must be a non-negative number: {err}")))
+    }
+
+    fn nights(&self, names: &[&'static str]) -> Result<u32, ValidationError> {
+        let raw = self.raw(names).ok_or(ValidationError::Missing(names[0]))?;
+        let n: u32 = serde_json::from_str(raw.get())
+            .map_err(|_| Self::invalid(names, "must be a whole number of nights"))?;
+        if n == 0 || n > 365 {
+            return Err(Self::invalid(names, "must be between 1 and 365"));
+        }
+        Ok(n)
+    }
+
+    fn rating(&self, names: &[&'static str]) -> Result<u8, ValidationError> {
+        let raw = self.raw(names).ok_or(ValidationError::Missing(names[0]))?;
+        match serde_json::from_str::<u8>(raw.get()) {
+            Ok(r @ 1..=5) => Ok(r),
+            _ => Err(Self::invalid(names, "must be a whole number from 1 to 5")),
+        }
+    }
+
+    fn opt_bool(&self, names: &[&'static str]) -> Result<Option<bool>, ValidationError> {
+        self.raw(names)
+            .map(|raw| {
+                serde_json::from_str::<bool>(raw.get())
+                    .map_err(|_| Self::invalid(names, "must be true or false"))
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(kind: WebhookKind, body: &str) -> PartnerEvent {
+        parse(kind, body.as_bytes()).unwrap()
+    }
+
+    fn err(kind: WebhookKind, body: &str) -> String {
+        parse(kind, body.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn booking_in_both_spellings_is_the_same_event() {
+        let snake = ok(
+            WebhookKind::BookingCreated,
+            r#"{"id":"booking_123","guest_id":"guest_456","guest_email":"g@example.com","total_price":100.0,"nights":2}"#,
+        );
+        let camel = ok(
+            WebhookKind::BookingCreated,
+            r#"{"booking_id":"booking_123","guestId":"guest_456","email":"g@example.com","totalPrice":"100.00","numberOfNights":2}"#,
+        );
+        assert_eq!(snake, camel);
+        let PartnerEvent::AuroraBookingCreated(b) = snake else {
+            panic!()
+        };
+        assert_eq!(b.total_price, "100.0");
+        assert_eq!(b.nights, 2);
+    }
+
+    #[test]
+    fn prices_are_exact_beyond_float_precision() {
+        let PartnerEvent::AuroraBookingCreated(b) = ok(
+            WebhookKind::BookingCreated,
+            r#"{"id":"b","guest_id":"g","total_price":123456789.123456789123456789,"nights":1}"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(b.total_price, "123456789.123456789123456789");
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let k = WebhookKind::BookingCreated;
+        assert_eq!(
+            err(k, r#"{"guest_id":"g","total_price":1,"nights":1}"#),
+            "field `id` is required"
+        );
+        assert!(
+            err(
+                k,
+                r#"{"id":"b","guest_id":"g","total_price":-5,"nights":1}"#
+            )
+            .starts_with("field `total_price` is not a valid amount")
+        );
+        assert!(
+            err(
+                k,
+                r#"{"id":"b","guest_id":"g","total_price":"abc","nights":1}"#
+            )
+            .starts_with("field `total_price`")
+        );
+        assert!(
+            err(k, r#"{"id":"b","guest_id":"g","total_price":0,"nights":1}"#)
+                .starts_with("field `total_price`")
+        );
+        assert!(
+            err(
+                k,
+                r#"{"id":"b","guest_id":"g","total_price":1,"nights":"two"}"#
+            )
+            .starts_with("field `nights`")
+        );
+        assert!(
+            err(k, r#"{"id":"b","guest_id":"g","total_price":1,"nights":0}"#)
+                .starts_with("field `nights`")
+        );
+        assert_eq!(
+            err(k, r#"{"id":"b","guest_id":"","total_price":1,"nights":1}"#),
+            "field `guest_id` must be 1 to 255 characters"
+        );
+        assert_eq!(err(k, "[1,2]"), "body must be a JSON object");
+        assert_eq!(err(k, "not json"), "body must be a JSON object");
+        assert!(
+            err(
+                WebhookKind::ReviewSubmitted,
+                r#"{"id":"r","guest_id":"g","rating":6}"#
+            )
+            .starts_with("field `rating`")
+        );
+    }
+
+    #[test]
+    fn tribe_defaults_follow_the_spec() {
+        let PartnerEvent::TribeEventAttendance(e) = ok(
+            WebhookKind::EventAttendance,
+            r#"{"id":"event_123","attendee_id":"journey_guest_1","name":"Wisdom Circle","type":"Wisdom_Circle"}"#,
+        ) else {
+            panic!()
+        };
+        assert!(e.attended);
+        assert_eq!(e.event_type, "wisdom_circle");
+        let PartnerEvent::TribeContribution(c) = ok(
+            WebhookKind::Contribution,
+            r#"{"id":7,"user_id":"u","type":"guide","quality_score":0}"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (c.contribution_id.as_str(), c.quality_score.as_deref()),
+            ("7", Some("0"))
+        );
+        let PartnerEvent::TribeStakingStarted(s) = ok(
+            WebhookKind::StakingStarted,
+            r#"{"id":"s","user_id":"u","amount":1000.5}"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(s.amount_wei, 1_000_500_000_000_000_000_000);
+    }
+
+    #[test]
+    fn every_route_parses_its_minimal_body() {
+        for (kind, body) in [
+            (
+                WebhookKind::BookingCompleted,
+                r#"{"id":"b","guest_id":"g"}"#,
+            ),
+            (
+                WebhookKind::BookingCancelled,
+                r#"{"id":"b","guest_id":"g","cancellation_reason":"x"}"#,
+            ),
+            (
+                WebhookKind::ReviewSubmitted,
+                r#"{"id":"r","booking_id":"b","guest_id":"g","rating":4}"#,
+            ),
+            (
+                WebhookKind::CoachingMilestone,
+                r#"{"user_id":"u","milestone_name":"m","tier":"Advanced"}"#,
+            ),
+            (
+                WebhookKind::ReferralSuccess,
+                r#"{"referrer_id":"a","referred_id":"b","tier":"gold"}"#,
+            ),
+        ] {
+            parse(kind, body.as_bytes()).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        }
+    }
+}
