@@ -1,17 +1,9 @@
 //! The committed contract artifacts (which `sol!` and the deploy command use)
 //! must be exactly what the Solidity source compiles to.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn workspace_root() -> PathBuf {
-    // shared/chain -> workspace root
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("shared/chain sits two levels below the workspace root")
-        .to_path_buf()
-}
+use haven_common::testing::workspace_root;
 
 #[test]
 fn committed_artifacts_match_a_fresh_compile() {

@@ -2,7 +2,6 @@
 //! twin, help text and a row in the README; a missing or malformed one is
 //! reported by name on one line, never with a panic.
 
-use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -17,18 +16,10 @@ pub fn parse_ignoring_env<C: CommandFactory + FromArgMatches>(
     C::from_arg_matches(&matches)
 }
 
-/// The environment variables of every setting of `C` (help and version excluded).
-pub fn env_vars<C: CommandFactory>() -> Vec<String> {
-    C::command()
-        .get_arguments()
-        .filter_map(|arg| arg.get_env().map(|env| env.to_string_lossy().into_owned()))
-        .collect()
-}
-
 /// Every setting of `C` has an environment variable and help text, and its
 /// variable is documented in the README's configuration table.
 pub fn assert_every_setting_is_documented<C: CommandFactory>() {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md"))
+    let readme = std::fs::read_to_string(super::workspace_root().join("README.md"))
         .expect("README.md at the workspace root");
     let command = C::command();
     for arg in command.get_arguments() {
@@ -91,20 +82,4 @@ pub fn assert_binary_exits_with_one_line(bin_path: &str) {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("DATABASE_URL"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-}
-
-/// The folder holding the workspace's Cargo.toml.
-pub fn workspace_root() -> PathBuf {
-    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
-    loop {
-        let manifest = dir.join("Cargo.toml");
-        if std::fs::read_to_string(&manifest).is_ok_and(|text| text.contains("[workspace]")) {
-            return dir;
-        }
-        assert!(
-            dir.pop(),
-            "no workspace Cargo.toml above {}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-    }
 }
