@@ -6,6 +6,10 @@ use std::time::Duration;
 use haven_common::config::{
     AmqpConfig, DatabaseConfig, HttpConfig, TelemetryConfig, parse_duration,
 };
+use haven_common::money::Wei;
+
+use crate::auth::ApiKeys;
+use crate::signature::PartnerSecrets;
 
 /// Port when neither `--port` nor `PORT` is set.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -35,6 +39,53 @@ pub struct Config {
     #[command(flatten, next_help_heading = "Logging")]
     pub telemetry: TelemetryConfig,
 
+    /// Aurora's webhook secrets, comma-separated (several are active during a
+    /// rotation); `whsec_<base64>` entries are Standard Webhooks keys.
+    #[arg(long, env = "AURORA_WEBHOOK_SECRET", value_parser = PartnerSecrets::parse,
+          help_heading = "Partners")]
+    pub aurora_webhook_secret: PartnerSecrets,
+
+    /// Tribe's webhook secrets, comma-separated, as for Aurora.
+    #[arg(long, env = "TRIBE_WEBHOOK_SECRET", value_parser = PartnerSecrets::parse,
+          help_heading = "Partners")]
+    pub tribe_webhook_secret: PartnerSecrets,
+
+    /// Largest webhook or command body accepted, in bytes (`262144`) or with a
+    /// unit (`256KiB`, `1MiB`); larger requests get 413 without being read.
+    #[arg(long, env = "MAX_BODY_SIZE", default_value = "256KiB", value_parser = parse_size,
+          help_heading = "Partners")]
+    pub max_body_size: usize,
+
+    /// API keys of the token commands, comma-separated (several for rotation).
+    #[arg(long, env = "API_KEYS", value_parser = ApiKeys::parse,
+          help_heading = "Token commands")]
+    pub api_keys: ApiKeys,
+
+    /// Token commands allowed per API key per minute; 0 turns the limit off.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_PER_MINUTE",
+        default_value_t = 100,
+        help_heading = "Token commands"
+    )]
+    pub rate_limit_per_minute: u32,
+
+    /// Redemptions above this many HNV need a KYC-verified user.
+    #[arg(long, env = "KYC_THRESHOLD_HNV", default_value = "10000", value_parser = parse_hnv,
+          help_heading = "Token commands")]
+    pub kyc_threshold: Wei,
+
+    /// Most outbox rows the relay publishes per round.
+    #[arg(long, env = "OUTBOX_BATCH_SIZE", default_value_t = 200,
+          value_parser = clap::value_parser!(u64).range(1..=10_000), help_heading = "Outbox")]
+    pub outbox_batch_size: u64,
+
+    /// How often the relay looks for unpublished rows when nothing woke it
+    /// (it is woken after every accepted request).
+    #[arg(long, env = "OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration,
+          help_heading = "Outbox")]
+    pub outbox_poll_interval: Duration,
+
     /// How long shutdown waits for in-flight requests and work before it stops anyway.
     #[arg(long, env = "SHUTDOWN_GRACE_PERIOD", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace_period: Duration,
@@ -44,5 +95,47 @@ impl Config {
     /// The address to listen on: `--http-host` and `--port`, or port 8080.
     pub fn listen_addr(&self) -> SocketAddr {
         self.http.addr(DEFAULT_PORT)
+    }
+}
+
+/// Parses a byte size: `262144`, `256KiB`, `1MiB` (also `KB`/`MB` as binary units).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, ""),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size such as 262144, 256KiB or 1MiB"))?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => return Err(format!("`{s}` has an unknown unit; use KiB or MiB")),
+    };
+    match n.checked_mul(factor) {
+        Some(0) | None => Err(format!("`{s}` must be between 1 byte and a few MiB")),
+        Some(size) => Ok(size),
+    }
+}
+
+/// Parses a whole or decimal number of HNV.
+fn parse_hnv(s: &str) -> Result<Wei, String> {
+    Wei::parse(s.trim()).map_err(|err| format!("`{s}` is not an amount of HNV: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_and_without_units() {
+        assert_eq!(parse_size("262144"), Ok(262_144));
+        assert_eq!(parse_size("256KiB"), Ok(262_144));
+        assert_eq!(parse_size("1MiB"), Ok(1_048_576));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("").is_err());
     }
 }

@@ -9,11 +9,14 @@
 //! logging and hands it a listener and a shutdown token, so the integration
 //! tests start the real thing in-process.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod payloads;
+pub mod routes;
 pub mod signature;
+pub mod store;
 
 use std::sync::Arc;
 
@@ -23,7 +26,11 @@ use haven_common::health::{Probe, ops_router};
 use haven_common::metrics::track_http;
 use haven_common::shutdown::{self, CancellationToken};
 use haven_common::telemetry::ErrorChain;
+use haven_outbox::{Relay, RelayMetrics, RelaySettings};
 use tokio::net::TcpListener;
+
+use crate::auth::RateLimit;
+use crate::routes::{AppState, Inner};
 
 pub use config::Config;
 pub use error::Error;
@@ -52,22 +59,70 @@ pub async fn run(
         .start()?;
     probes.push(Arc::new(amqp.probe()));
 
+    // The relay publishes what the handlers commit; it keeps running (and
+    // retrying) while the broker is away, so requests never wait on it.
+    let relay = Relay::new(
+        db.clone(),
+        amqp.publisher(),
+        RelayMetrics::new(metrics.registry().registry()).map_err(Error::Outbox)?,
+        RelaySettings {
+            batch_size: config.outbox_batch_size,
+            poll_interval: config.outbox_poll_interval,
+            ..RelaySettings::default()
+        },
+    );
+    let rate_limit = RateLimit::per_minute(config.rate_limit_per_minute);
+    let state = AppState::new(Inner {
+        db: db.clone(),
+        outbox: relay.notifier(),
+        aurora_secrets: config.aurora_webhook_secret.clone(),
+        tribe_secrets: config.tribe_webhook_secret.clone(),
+        api_keys: config.api_keys.clone(),
+        rate_limit: rate_limit.clone(),
+        max_body_size: config.max_body_size,
+        kyc_threshold: config.kyc_threshold,
+        metrics: metrics.clone(),
+    });
+    let relay_stop = shutdown.child_token();
+    let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
+    let housekeeping = tokio::spawn(housekeeping(rate_limit, shutdown.clone()));
+
     let served = async {
-        // API routes are merged in here by later issues, before `track_http`
-        // so they are measured too.
-        let router = ops_router(metrics.registry().clone(), probes)?;
+        let router = routes::router(state).merge(ops_router(metrics.registry().clone(), probes)?);
         let router = track_http(router, metrics.registry())?;
         tracing::info!(addr = ?listener.local_addr().ok(), "webhook-ingress listening");
-        shutdown::serve(listener, router, shutdown, config.shutdown_grace_period)
-            .await
-            .map_err(Error::Serve)
+        shutdown::serve(
+            listener,
+            router,
+            shutdown.clone(),
+            config.shutdown_grace_period,
+        )
+        .await
+        .map_err(Error::Serve)
     }
     .await;
 
+    // Requests are done: let the relay publish what they committed, then stop.
+    relay_stop.cancel();
+    if let Err(err) = relay_task.await {
+        tracing::warn!(error = %ErrorChain(&err), "the outbox relay ended abnormally");
+    }
+    housekeeping.abort();
     amqp.close().await;
     if let Err(err) = db.close().await {
         tracing::warn!(error = %ErrorChain(&err), "could not close the database pool cleanly");
     }
     tracing::info!("webhook-ingress stopped");
     served
+}
+
+/// Periodic upkeep: forgets idle rate-limit keys.
+async fn housekeeping(rate_limit: RateLimit, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => rate_limit.shrink(),
+        }
+    }
 }

@@ -152,8 +152,13 @@ impl Reader<'_, '_> {
     fn opt_string(&self, names: &[&'static str]) -> Result<Option<String>, ValidationError> {
         self.raw(names)
             .map(|raw| {
-                serde_json::from_str::<String>(raw.get())
-                    .map_err(|_| Self::invalid(names, "must be a string"))
+                let s = serde_json::from_str::<String>(raw.get())
+                    .map_err(|_| Self::invalid(names, "must be a string"))?;
+                // PostgreSQL text and jsonb cannot hold U+0000.
+                if s.contains('\0') {
+                    return Err(Self::invalid(names, "must not contain a NUL character"));
+                }
+                Ok(s)
             })
             .transpose()
     }
@@ -181,6 +186,9 @@ impl Reader<'_, '_> {
             .map_err(|_| Self::invalid(names, "must be a string or an integer"))?;
         if s.trim().is_empty() || s.len() > 255 {
             return Err(Self::invalid(names, "must be 1 to 255 characters"));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(Self::invalid(names, "must not contain control characters"));
         }
         Ok(Some(s))
     }
@@ -271,6 +279,20 @@ mod tests {
         };
         assert_eq!(b.total_price, "100.0");
         assert_eq!(b.nights, 2);
+    }
+
+    #[test]
+    fn nul_and_control_characters_are_refused_not_stored() {
+        let e = err(
+            WebhookKind::BookingCreated,
+            r#"{"id":"b\u0000","guest_id":"g","total_price":1,"nights":1}"#,
+        );
+        assert!(e.contains("`id`") && e.contains("control"), "{e}");
+        let e = err(
+            WebhookKind::BookingCreated,
+            r#"{"id":"b","guest_id":"g","guest_email":"a\u0000b","total_price":1,"nights":1}"#,
+        );
+        assert!(e.contains("`guest_email`") && e.contains("NUL"), "{e}");
     }
 
     #[test]

@@ -27,23 +27,17 @@ pub mod signer;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
-
-/// Domain separator so a reference can never collide with a hash of the same
-/// bytes made for another purpose.
-const REFERENCE_DOMAIN: &[u8] = b"haven:token-tx:v1:";
 
 /// The deterministic on-chain reference of a token transaction.
 ///
 /// Every resend of the same transaction carries the same reference, so the
 /// contract's per-reference guard refuses (single mint/burn) or skips (batch
-/// mint) it instead of minting twice.
+/// mint) it instead of minting twice. Defined next to the table that stores
+/// it ([`haven_entity::token_transactions::chain_reference`]), so services
+/// that only record transactions agree with chain-minter without the chain stack.
 pub fn tx_reference(tx_id: &Uuid) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(REFERENCE_DOMAIN);
-    hasher.update(tx_id.as_bytes());
-    hasher.finalize().into()
+    haven_entity::token_transactions::chain_reference(tx_id)
 }
 
 /// The reference as `0x`-prefixed lower-case hex, as stored and logged.
@@ -71,10 +65,7 @@ mod tests {
         let id = Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0001);
         assert_eq!(
             tx_reference_hex(&id),
-            format!(
-                "0x{}",
-                hex::encode(Sha256::digest([REFERENCE_DOMAIN, id.as_bytes()].concat()))
-            )
+            "0x8ef7ec858f56ba6c6d13a6ee423c7e9a127fd76e11ad5ba579cd56642b581cf8"
         );
     }
 }

@@ -1,7 +1,10 @@
 //! `token_transactions`: every mint and burn the backend asks the chain for.
 
+use chrono::Utc;
 use sea_orm::entity::prelude::*;
-use sea_orm::{QueryOrder, QuerySelect};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{IntoActiveModel, QueryOrder, QuerySelect};
+use sha2::{Digest, Sha256};
 
 use crate::error::EntityError;
 use crate::wei::Wei;
@@ -82,6 +85,69 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Domain separator so a reference can never collide with a hash of the same
+/// bytes made for another purpose.
+const REFERENCE_DOMAIN: &[u8] = b"haven:token-tx:v1:";
+
+/// The deterministic 32-byte on-chain reference of the transaction `id`
+/// (SHA-256 over a domain tag and the id): fixed before the first send and
+/// reused by every resend, so the contract refuses to mint or burn it twice.
+pub fn chain_reference(id: &Uuid) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(REFERENCE_DOMAIN);
+    hasher.update(id.as_bytes());
+    hasher.finalize().into()
+}
+
+/// A mint or burn to record before it is queued to chain-minter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTokenTransaction {
+    /// The API's `tx_id` (unique).
+    pub tx_id: String,
+    /// The user minted to or burned from.
+    pub user_id: Uuid,
+    /// Mint or burn.
+    pub tx_type: TxType,
+    /// Amount, positive.
+    pub amount: Wei,
+    /// Why.
+    pub reason: String,
+}
+
+/// Records a pending transaction once per `tx_id`: `Some(row)` when this
+/// call inserted it, `None` when the `tx_id` already exists (the caller
+/// loads it with [`find_by_tx_id`] to compare). Uses `ON CONFLICT DO
+/// NOTHING`, so a duplicate does not abort the surrounding transaction.
+pub async fn insert_pending<C: ConnectionTrait>(
+    db: &C,
+    new: NewTokenTransaction,
+) -> Result<Option<Model>, EntityError> {
+    let id = Uuid::now_v7();
+    let now = Utc::now();
+    let model = Model {
+        id,
+        tx_id: new.tx_id,
+        chain_reference: chain_reference(&id).to_vec(),
+        user_id: new.user_id,
+        tx_type: new.tx_type,
+        amount: new.amount,
+        reason: new.reason,
+        status: TxStatus::Pending,
+        tx_hash: None,
+        block_number: None,
+        last_error: None,
+        created_at: now,
+        updated_at: now,
+        submitted_at: None,
+        confirmed_at: None,
+    };
+    let inserted = Entity::insert(model.clone().into_active_model())
+        .on_conflict(OnConflict::column(Column::TxId).do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await?;
+    Ok((inserted == 1).then_some(model))
+}
 
 /// Finds a transaction by its API id.
 pub async fn find_by_tx_id<C: ConnectionTrait>(

@@ -81,6 +81,56 @@ queue_message!(PartnerEvent, names::PARTNER_EVENTS, 1, names::PARTNER_ROUTING_PR
     TribeReferralSuccess => "tribe.referral_success", "tribe.referral_success";
 });
 
+impl PartnerEvent {
+    /// The partner that sent it: `aurora` or `tribe`.
+    pub fn partner(&self) -> &'static str {
+        match self {
+            Self::AuroraBookingCreated(_)
+            | Self::AuroraBookingCompleted(_)
+            | Self::AuroraBookingCancelled(_)
+            | Self::AuroraReviewSubmitted(_) => "aurora",
+            Self::TribeEventAttendance(_)
+            | Self::TribeContribution(_)
+            | Self::TribeStakingStarted(_)
+            | Self::TribeCoachingMilestone(_)
+            | Self::TribeReferralSuccess(_) => "tribe",
+        }
+    }
+
+    /// The "once per" key of SPEC.md's rules table: the same key for the same
+    /// kind is the same event, rewarded once. Composite keys join their parts
+    /// with the ASCII unit separator (U+001F), which no partner id contains
+    /// (PostgreSQL text cannot hold a NUL).
+    pub fn once_per_key(&self) -> String {
+        match self {
+            Self::AuroraBookingCreated(b) => b.booking_id.clone(),
+            Self::AuroraBookingCompleted(b) => b.booking_id.clone(),
+            Self::AuroraBookingCancelled(b) => b.booking_id.clone(),
+            Self::AuroraReviewSubmitted(r) => r.review_id.clone(),
+            Self::TribeEventAttendance(e) => format!("{}\u{1f}{}", e.event_id, e.attendee_id),
+            Self::TribeContribution(c) => c.contribution_id.clone(),
+            Self::TribeStakingStarted(s) => s.stake_id.clone(),
+            Self::TribeCoachingMilestone(m) => format!("{}\u{1f}{}", m.user_id, m.milestone_name),
+            Self::TribeReferralSuccess(r) => format!("{}\u{1f}{}", r.referrer_id, r.referred_id),
+        }
+    }
+
+    /// The partners' id of the user the event is about (the one rewarded).
+    pub fn user_external_id(&self) -> &str {
+        match self {
+            Self::AuroraBookingCreated(b) => &b.guest_id,
+            Self::AuroraBookingCompleted(b) => &b.guest_id,
+            Self::AuroraBookingCancelled(b) => &b.guest_id,
+            Self::AuroraReviewSubmitted(r) => &r.guest_id,
+            Self::TribeEventAttendance(e) => &e.attendee_id,
+            Self::TribeContribution(c) => &c.user_id,
+            Self::TribeStakingStarted(s) => &s.user_id,
+            Self::TribeCoachingMilestone(m) => &m.user_id,
+            Self::TribeReferralSuccess(r) => &r.referrer_id,
+        }
+    }
+}
+
 /// An Aurora booking.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Booking {

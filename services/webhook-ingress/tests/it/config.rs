@@ -25,6 +25,12 @@ fn the_default_port_is_used_without_port() {
         "webhook-ingress",
         "--database-url",
         "postgres://localhost/haven",
+        "--aurora-webhook-secret",
+        "a",
+        "--tribe-webhook-secret",
+        "t",
+        "--api-keys",
+        "key-12345678",
     ])
     .unwrap();
     assert_eq!(

@@ -4,3 +4,5 @@
 mod config;
 mod health;
 mod helpers;
+mod token;
+mod webhooks;

@@ -1,0 +1,371 @@
+//! `POST /token/mint` and `POST /token/redeem`: the operators' token
+//! commands, behind an API key ([`Operator`]) and its rate limit.
+//!
+//! Both are idempotent on their key (`idempotency_key` in the body or the
+//! `Idempotency-Key` header): the same key with the same request answers the
+//! first response again with `"status":"duplicate"`; with a different
+//! request, 422. Keys live as long as the rows they created (at least as
+//! long as the 24 hours clients may retry within).
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use haven_common::money::Wei;
+use haven_entity::redemptions::WithdrawalMethod;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::body::{read_capped, require_json};
+use crate::auth::Operator;
+use crate::error::Error;
+use crate::store::{self, MintCommand, RedeemCommand, Reservation, Stored};
+
+/// Header alternative to the body's `idempotency_key`.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// The token command routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/token/mint", post(mint))
+        .route("/token/redeem", post(redeem))
+}
+
+/// `POST /token/mint` body.
+#[derive(Debug, Deserialize)]
+struct MintBody {
+    user_id: String,
+    amount: Wei,
+    reason: String,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+/// `POST /token/redeem` body.
+#[derive(Debug, Deserialize)]
+struct RedeemBody {
+    user_id: String,
+    amount: Wei,
+    withdrawal_method: WithdrawalMethodBody,
+    #[serde(default)]
+    withdrawal_address: Option<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WithdrawalMethodBody {
+    BankTransfer,
+    Paypal,
+    Crypto,
+}
+
+#[tracing::instrument(skip_all, fields(key = operator.key_index))]
+async fn mint(
+    operator: Operator,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, Error> {
+    let answer = async {
+        let raw = read_capped(&headers, body, state.max_body_size).await?;
+        require_json(&headers)?;
+        let body: MintBody = parse_body(&raw)?;
+        let tx_id = idempotency_key(&headers, body.idempotency_key.as_deref())?
+            .unwrap_or_else(|| format!("mint_{}", uuid::Uuid::now_v7()));
+        let command = MintCommand {
+            user_id: identifier("user_id", body.user_id)?,
+            amount: body.amount,
+            reason: text("reason", body.reason)?,
+            tx_id,
+        };
+        store::queue_mint(&state.db, command).await
+    }
+    .await;
+    let (status, command) = match answer {
+        Ok(Stored::Accepted(command)) => {
+            state.outbox.notify();
+            ("queued", command)
+        }
+        Ok(Stored::Duplicate(command)) => ("duplicate", command),
+        Err(err) => {
+            state.metrics.command("mint", "rejected", err.reason());
+            return Err(err);
+        }
+    };
+    state.metrics.command("mint", status, "none");
+    tracing::info!(tx_id = %command.tx_id, status, "mint command answered");
+    Ok(Json(json!({
+        "status": status,
+        "tx_id": command.tx_id,
+        "user_id": command.user_id,
+        "amount": command.amount,
+        "reason": command.reason,
+    })))
+}
+
+#[tracing::instrument(skip_all, fields(key = operator.key_index))]
+async fn redeem(
+    operator: Operator,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, Error> {
+    let answer = async {
+        let raw = read_capped(&headers, body, state.max_body_size).await?;
+        require_json(&headers)?;
+        let body: RedeemBody = parse_body(&raw)?;
+        let idempotency_key = idempotency_key(&headers, body.idempotency_key.as_deref())?
+            .ok_or_else(|| {
+                Error::Validation(
+                    "field `idempotency_key` (or the Idempotency-Key header) is required"
+                        .to_owned(),
+                )
+            })?;
+        let (method, address) = withdrawal(body.withdrawal_method, body.withdrawal_address)?;
+        let command = RedeemCommand {
+            user_id: identifier("user_id", body.user_id)?,
+            amount: body.amount,
+            method,
+            address,
+            idempotency_key,
+        };
+        let stored = store::reserve_redemption(&state.db, &command, state.kyc_threshold).await?;
+        Ok::<_, Error>((command, stored))
+    }
+    .await;
+    let (command, status, reservation) = match answer {
+        Ok((command, Stored::Accepted(r))) => {
+            state.outbox.notify();
+            (command, "queued", r)
+        }
+        Ok((command, Stored::Duplicate(r))) => (command, "duplicate", r),
+        Err(err) => {
+            state.metrics.command("redeem", "rejected", err.reason());
+            return Err(err);
+        }
+    };
+    state.metrics.command("redeem", status, "none");
+    let Reservation {
+        request_id,
+        burn_amount,
+        payout_amount,
+    } = reservation;
+    tracing::info!(%request_id, status, "redeem command answered");
+    let fee = burn_amount.checked_sub(payout_amount).unwrap_or(Wei::ZERO);
+    Ok(Json(json!({
+        "status": status,
+        "request_id": request_id,
+        "user_id": command.user_id,
+        "amount": command.amount,
+        "burn_amount": burn_amount,
+        "payout_amount": payout_amount,
+        "fee_amount": fee,
+        "withdrawal_method": method_name(command.method),
+    })))
+}
+
+/// Parses a JSON body, naming the field that failed in the 422 `detail`.
+fn parse_body<T: DeserializeOwned>(raw: &[u8]) -> Result<T, Error> {
+    // serde would also take a struct as an array of its fields.
+    if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Error::Validation(
+            if serde_json::from_slice::<Value>(raw).is_ok() {
+                "body must be a JSON object".to_owned()
+            } else {
+                "body is not valid JSON".to_owned()
+            },
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = without_position(&inner);
+        Error::Validation(if inner.is_syntax() || inner.is_eof() {
+            format!("body is not valid JSON: {message}")
+        } else if message.contains("expected struct") {
+            "body must be a JSON object".to_owned()
+        } else if path == "." {
+            message
+        } else {
+            format!("field `{path}`: {message}")
+        })
+    })?;
+    de.end().map_err(|_| {
+        Error::Validation("body has trailing data after the JSON object".to_owned())
+    })?;
+    Ok(parsed)
+}
+
+/// serde_json's message without its " at line 1 column 9" suffix.
+fn without_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+/// The idempotency key from the body or the header; both must agree.
+fn idempotency_key(headers: &HeaderMap, body: Option<&str>) -> Result<Option<String>, Error> {
+    let header = match headers.get(IDEMPOTENCY_KEY_HEADER) {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            Error::Validation("header `Idempotency-Key` must be printable ASCII".to_owned())
+        })?),
+    };
+    let key = match (body, header) {
+        (Some(b), Some(h)) if b != h => {
+            return Err(Error::Validation(
+                "field `idempotency_key` and the Idempotency-Key header differ".to_owned(),
+            ));
+        }
+        (Some(key), _) | (None, Some(key)) => key,
+        (None, None) => return Ok(None),
+    };
+    identifier("idempotency_key", key.to_owned()).map(Some)
+}
+
+/// A non-empty id of at most 255 characters without control characters.
+fn identifier(field: &str, value: String) -> Result<String, Error> {
+    if value.trim().is_empty() || value.chars().count() > 255 {
+        return Err(Error::Validation(format!(
+            "field `{field}` must be 1 to 255 characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::Validation(format!(
+            "field `{field}` must not contain control characters"
+        )));
+    }
+    Ok(value)
+}
+
+/// Free text of at most 500 characters, without NUL (which PostgreSQL text cannot hold).
+fn text(field: &str, value: String) -> Result<String, Error> {
+    if value.trim().is_empty() || value.chars().count() > 500 {
+        return Err(Error::Validation(format!(
+            "field `{field}` must be 1 to 500 characters"
+        )));
+    }
+    if value.contains('\0') {
+        return Err(Error::Validation(format!(
+            "field `{field}` must not contain a NUL character"
+        )));
+    }
+    Ok(value)
+}
+
+/// The method and its destination; crypto needs an Ethereum address,
+/// lower-case or EIP-55 checksummed.
+fn withdrawal(
+    method: WithdrawalMethodBody,
+    address: Option<String>,
+) -> Result<(WithdrawalMethod, Option<String>), Error> {
+    let address = address.filter(|a| !a.trim().is_empty());
+    match method {
+        WithdrawalMethodBody::Crypto => {
+            let address = address.ok_or_else(|| {
+                Error::Validation(
+                    "field `withdrawal_address` is required for crypto withdrawals".to_owned(),
+                )
+            })?;
+            if !is_valid_eth_address(&address) {
+                return Err(Error::Validation(
+                    "field `withdrawal_address` must be a 0x-prefixed Ethereum address, lower-case or EIP-55 checksummed"
+                        .to_owned(),
+                ));
+            }
+            Ok((WithdrawalMethod::Crypto, Some(address)))
+        }
+        WithdrawalMethodBody::BankTransfer | WithdrawalMethodBody::Paypal => {
+            let address = address.map(|a| text("withdrawal_address", a)).transpose()?;
+            let method = match method {
+                WithdrawalMethodBody::Paypal => WithdrawalMethod::Paypal,
+                _ => WithdrawalMethod::BankTransfer,
+            };
+            Ok((method, address))
+        }
+    }
+}
+
+/// `0x` + 40 hex digits, either all lower-case or matching the EIP-55
+/// checksum (a mixed-case address with a wrong checksum is a typo).
+pub fn is_valid_eth_address(address: &str) -> bool {
+    let Some(hex) = address.strip_prefix("0x") else {
+        return false;
+    };
+    if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    if !hex.bytes().any(|b| b.is_ascii_uppercase()) {
+        return true;
+    }
+    alloy_primitives::Address::parse_checksummed(address, None).is_ok()
+}
+
+fn method_name(method: WithdrawalMethod) -> &'static str {
+    match method {
+        WithdrawalMethod::BankTransfer => "bank_transfer",
+        WithdrawalMethod::Paypal => "paypal",
+        WithdrawalMethod::Crypto => "crypto",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_must_be_lower_case_or_correctly_checksummed() {
+        // EIP-55's own examples.
+        assert!(is_valid_eth_address(
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+        ));
+        assert!(is_valid_eth_address(
+            "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
+        ));
+        assert!(is_valid_eth_address(
+            "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"
+        ));
+        // One letter's case flipped.
+        assert!(!is_valid_eth_address(
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"
+        ));
+        assert!(!is_valid_eth_address(
+            "5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"
+        ));
+        assert!(!is_valid_eth_address(
+            "0x5aaeb6053f3e94c9b9a09f33669435e7ef1bea"
+        ));
+        assert!(!is_valid_eth_address(
+            "0xzzaeb6053f3e94c9b9a09f33669435e7ef1beaed"
+        ));
+    }
+
+    #[test]
+    fn body_errors_name_the_field() {
+        let err = |raw: &str| match parse_body::<MintBody>(raw.as_bytes()) {
+            Err(Error::Validation(detail)) => detail,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            err(r#"{"user_id":"u","reason":"r"}"#),
+            "missing field `amount`"
+        );
+        let detail = err(r#"{"user_id":"u","amount":-5,"reason":"r"}"#);
+        assert!(detail.starts_with("field `amount`"), "{detail}");
+        let detail = err(r#"{"user_id":"u","amount":"abc","reason":"r"}"#);
+        assert!(detail.starts_with("field `amount`"), "{detail}");
+        assert_eq!(err("[1]"), "body must be a JSON object");
+        assert!(err("{").starts_with("body is not valid JSON"));
+        let ok: MintBody = parse_body(br#"{"user_id":"u","amount":100.5,"reason":"r"}"#).unwrap();
+        assert_eq!(ok.amount, Wei::parse("100.5").unwrap());
+    }
+}
