@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use haven_chain::config::ChainConfig;
 use haven_common::config::{
     AmqpConfig, DatabaseConfig, HttpConfig, TelemetryConfig, parse_duration,
 };
@@ -34,6 +35,14 @@ pub struct Config {
     #[command(flatten, next_help_heading = "Logging")]
     pub telemetry: TelemetryConfig,
 
+    /// The chain, the contract and the signer pool.
+    #[command(flatten, next_help_heading = "Chain")]
+    pub chain: ChainConfig,
+
+    /// Batching and concurrency of the mints.
+    #[command(flatten, next_help_heading = "Minting")]
+    pub minting: MintingConfig,
+
     /// How long shutdown waits for in-flight requests and work before it stops anyway.
     #[arg(long, env = "SHUTDOWN_GRACE_PERIOD", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace_period: Duration,
@@ -44,4 +53,28 @@ impl Config {
     pub fn listen_addr(&self) -> SocketAddr {
         self.http.addr(DEFAULT_PORT)
     }
+}
+
+/// How mints are coalesced and how many transactions are in flight.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MintingConfig {
+    /// Most recipients in one `batchMintWithRefs` (the contract allows 100).
+    #[arg(long, env = "MINT_BATCH_SIZE", default_value_t = 100,
+          value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub batch_size: u16,
+
+    /// Longest a mint waits for others to share its batch.
+    #[arg(long, env = "MINT_BATCH_MAX_WAIT", default_value = "200ms", value_parser = parse_duration)]
+    pub batch_max_wait: Duration,
+
+    /// Most transactions sent and not yet confirmed at once.
+    #[arg(long, env = "MAX_IN_FLIGHT_TXS", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_in_flight: u32,
+
+    /// Chain requests taken from the queue at once (unacked until confirmed):
+    /// enough to fill the in-flight batches.
+    #[arg(long, env = "CHAIN_REQUEST_PREFETCH", default_value_t = 2000,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub request_prefetch: u16,
 }

@@ -17,6 +17,12 @@ pub enum Error {
     /// The broker settings are unusable (a malformed URL), or the client failed.
     #[error("could not set up the broker connection")]
     Amqp(#[from] AmqpError),
+    /// The chain settings are unusable (a malformed key, mnemonic or URL).
+    #[error("could not set up the chain client")]
+    Chain(#[from] haven_chain::error::ChainError),
+    /// The outbox relay could not be set up.
+    #[error("could not set up the outbox relay")]
+    Outbox(#[from] haven_outbox::OutboxError),
     /// The HTTP server failed.
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),

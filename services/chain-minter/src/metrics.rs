@@ -1,31 +1,139 @@
 //! Metrics of chain-minter.
 //!
-//! Shared instruments (HTTP requests, dependency health, AMQP publish/consume) are
-//! registered by haven-common on this service's registry; behaviour added by
-//! later issues registers its own here, with its names as constants.
+//! Shared instruments (HTTP, dependency health, AMQP, outbox relay) are
+//! registered by the shared crates on this registry; these are the minter's
+//! own, names and labels as constants (listed in the README's metrics table).
 
 use haven_common::metrics::{MetricsError, MetricsRegistry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge};
 
 /// Value of the constant `service` label on every metric of this service.
 pub const SERVICE: &str = "chain-minter";
+
+/// Token transactions finished, by kind and status.
+pub const CHAIN_TXS_TOTAL: &str = "haven_chain_transactions_total";
+/// Recipients per `batchMintWithRefs` sent.
+pub const BATCH_SIZE: &str = "haven_chain_batch_size";
+/// Chain transactions sent and not yet confirmed.
+pub const IN_FLIGHT: &str = "haven_chain_in_flight";
+/// Stuck transactions replaced with higher fees.
+pub const REPLACEMENTS_TOTAL: &str = "haven_chain_replacements_total";
+/// Send to confirmation, seconds.
+pub const CONFIRMATION_SECONDS: &str = "haven_chain_confirmation_seconds";
+/// Token transaction recorded (webhook accepted, command queued) to confirmed, seconds.
+pub const END_TO_END_SECONDS: &str = "haven_mint_end_to_end_seconds";
+/// Send or confirm attempts that failed and were retried, by class.
+pub const RETRIES_TOTAL: &str = "haven_chain_retries_total";
+
+/// `mint` or `burn`.
+pub const LABEL_KIND: &str = "kind";
+/// `confirmed`, `failed`, `cancelled`.
+pub const LABEL_STATUS: &str = "status";
+/// Why a retry happened: `transport`, `reverted_batch_split`, `nonce`, `database`.
+pub const LABEL_CLASS: &str = "class";
+
+const CHAIN_BUCKETS: &[f64] = &[
+    0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 60.0, 120.0, 300.0,
+];
 
 /// The instruments of one running chain-minter.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: MetricsRegistry,
+    txs: IntCounterVec,
+    batch_size: Histogram,
+    in_flight: IntGauge,
+    replacements: IntCounter,
+    confirmation: Histogram,
+    end_to_end: Histogram,
+    retries: IntCounterVec,
 }
 
 impl Metrics {
     /// A fresh registry: no global state, so tests can run several copies of
     /// the service in one process.
     pub fn new() -> Result<Self, MetricsError> {
+        let registry = MetricsRegistry::new(SERVICE)?;
+        let histogram =
+            |name: &str, help: &str, buckets: &[f64]| -> Result<Histogram, MetricsError> {
+                let h =
+                    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+                        .map_err(MetricsError::from)?;
+                registry
+                    .registry()
+                    .register(Box::new(h.clone()))
+                    .map_err(MetricsError::from)?;
+                Ok(h)
+            };
+        let batch_buckets: Vec<f64> = [1, 2, 5, 10, 20, 50, 75, 100].map(f64::from).to_vec();
         Ok(Self {
-            registry: MetricsRegistry::new(SERVICE)?,
+            txs: registry.int_counter_vec(
+                CHAIN_TXS_TOTAL,
+                "Token transactions finished, by kind (mint, burn) and status (confirmed, failed, cancelled).",
+                &[LABEL_KIND, LABEL_STATUS],
+            )?,
+            batch_size: histogram(BATCH_SIZE, "Recipients per batchMintWithRefs sent.", &batch_buckets)?,
+            in_flight: registry.int_gauge(IN_FLIGHT, "Chain transactions sent and not yet confirmed.")?,
+            replacements: registry.int_counter(
+                REPLACEMENTS_TOTAL,
+                "Stuck transactions replaced with higher fees.",
+            )?,
+            confirmation: histogram(
+                CONFIRMATION_SECONDS,
+                "Seconds from sending a transaction to its confirmation.",
+                CHAIN_BUCKETS,
+            )?,
+            end_to_end: histogram(
+                END_TO_END_SECONDS,
+                "Seconds from recording a token transaction (webhook accepted, command queued) to its confirmation.",
+                CHAIN_BUCKETS,
+            )?,
+            retries: registry.int_counter_vec(
+                RETRIES_TOTAL,
+                "Send, confirm or record attempts that failed and were retried, by class.",
+                &[LABEL_CLASS],
+            )?,
+            registry,
         })
     }
 
     /// The registry `/metrics` exposes.
     pub fn registry(&self) -> &MetricsRegistry {
         &self.registry
+    }
+
+    /// Counts finished token transactions.
+    pub fn finished(&self, kind: &str, status: &str, n: u64) {
+        self.txs.with_label_values(&[kind, status]).inc_by(n);
+    }
+
+    /// Records a batch sent.
+    pub fn batch(&self, size: usize) {
+        self.batch_size.observe(size as f64);
+    }
+
+    /// One more / one fewer transaction in flight.
+    pub fn in_flight(&self, delta: i64) {
+        self.in_flight.add(delta);
+    }
+
+    /// Counts replacements of a confirmed transaction.
+    pub fn replaced(&self, n: usize) {
+        self.replacements.inc_by(n as u64);
+    }
+
+    /// Records send-to-confirmed time.
+    pub fn confirmed_after(&self, seconds: f64) {
+        self.confirmation.observe(seconds);
+    }
+
+    /// Records recorded-to-confirmed time of one token transaction.
+    pub fn end_to_end(&self, seconds: f64) {
+        self.end_to_end.observe(seconds);
+    }
+
+    /// Counts a retry.
+    pub fn retry(&self, class: &str) {
+        self.retries.with_label_values(&[class]).inc();
     }
 }

@@ -25,6 +25,12 @@ fn the_default_port_is_used_without_port() {
         "chain-minter",
         "--database-url",
         "postgres://localhost/haven",
+        "--rpc-url",
+        "http://127.0.0.1:8545",
+        "--contract-address",
+        "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        "--signer-private-keys",
+        "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
     ])
     .unwrap();
     assert_eq!(

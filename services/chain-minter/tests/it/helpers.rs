@@ -1,22 +1,283 @@
-//! `spawn_app`: chain-minter running in-process against fresh dependencies.
+//! `spawn_app`: chain-minter running in-process against fresh dependencies,
+//! a throw-away anvil with the HAVEN contract deployed, and helpers to queue
+//! requests and read the chain.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
 use chain_minter::{Config, Error};
 use clap::Parser as _;
+use haven_chain::contract::HAVEN;
+use haven_chain::deploy::{DeployConfig, deploy};
+use haven_chain::rpc::Rpc;
+use haven_chain::testing::{AnvilInstance, dev_key, dev_signer_config, test_tx_config};
+use haven_common::amqp::AmqpClient;
+use haven_common::config::Redacted;
 use haven_common::testing::app::{TestApp, TestDeps};
+use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
+use haven_entity::users::{self, NewUser};
+use haven_messages::{BurnRequest, ChainRequest, Envelope, MintRequest};
+use sea_orm::DatabaseConnection;
 
-/// The running service and the dependencies it talks to (through proxies a
-/// test can cut).
+/// Dev accounts of the signer pool (1 and 2); 0 deploys.
+pub const SIGNERS: [u32; 2] = [1, 2];
+
+/// One HNV in wei.
+pub const HNV: u128 = 1_000_000_000_000_000_000;
+
+/// The service, its dependencies and the chain.
 pub struct Spawned {
     pub app: TestApp<Error>,
     pub deps: TestDeps,
+    pub anvil: AnvilInstance,
+    pub contract: Address,
+    pub amqp: AmqpClient,
 }
 
-/// Starts chain-minter on a random port against a fresh database and broker namespace.
-pub async fn spawn_app() -> Spawned {
+impl Spawned {
+    /// The test's database, directly.
+    pub fn db(&self) -> &DatabaseConnection {
+        self.deps.db.conn()
+    }
+
+    /// Stops everything.
+    pub async fn finish(self) {
+        self.app.stop().await;
+        self.amqp.close().await;
+        self.deps.cleanup().await;
+    }
+
+    /// An RPC client of the test's anvil.
+    pub fn rpc(&self) -> Rpc {
+        Rpc::new(&self.anvil.rpc_config()).unwrap()
+    }
+
+    /// `balanceOf(address)` on chain, in wei.
+    pub async fn balance_of(&self, address: Address) -> u128 {
+        let balance: U256 = self
+            .rpc()
+            .view(self.contract, &HAVEN::balanceOfCall { account: address })
+            .await
+            .unwrap();
+        balance.to::<u128>()
+    }
+
+    /// Publishes chain requests to the namespace's exchange.
+    pub async fn publish(&self, requests: &[ChainRequest]) {
+        self.amqp
+            .wait_connected(Duration::from_secs(10))
+            .await
+            .unwrap();
+        let publisher = self.amqp.publisher();
+        for request in requests {
+            publisher
+                .publish(&Envelope::new(request.clone()))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Starts anvil (`anvil_args`), deploys, and starts chain-minter with `extra` settings.
+pub async fn spawn_app_with(anvil_args: &[&str], extra: &[&str]) -> Spawned {
     let deps = TestDeps::new().await;
-    let args = std::iter::once("chain-minter".to_owned()).chain(deps.args());
+    let anvil = AnvilInstance::spawn_with(anvil_args);
+    let config = DeployConfig {
+        rpc: anvil.rpc_config(),
+        deployer_private_key: Redacted::new(format!("0x{}", hex::encode(dev_key(0).to_bytes()))),
+        signers: dev_signer_config(&SIGNERS),
+        grant_to: vec![],
+        database_url: Some(Redacted::new(deps.db.url().to_owned())),
+        deployment_file: None,
+        tx: test_tx_config(),
+    };
+    // A node that has just started may drop the very first requests.
+    let mut deployed = deploy(&config).await;
+    for _ in 0..3 {
+        match &deployed {
+            Err(err) if err.is_retryable() => {
+                eprintln!("deploy failed ({err}); retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                deployed = deploy(&config).await;
+            }
+            _ => break,
+        }
+    }
+    let deployment = deployed.expect("the contract deploys");
+    let contract = deployment.record.address;
+    let app = spawn_minter(&deps, &anvil.endpoint(), contract, &SIGNERS, extra).await;
+    let amqp = deps.amqp.client(&deps.amqp.config());
+    Spawned {
+        app,
+        deps,
+        anvil,
+        contract,
+        amqp,
+    }
+}
+
+/// [`spawn_app_with`] with anvil's defaults (automine).
+pub async fn spawn_app() -> Spawned {
+    spawn_app_with(&[], &[]).await
+}
+
+/// Starts one chain-minter on existing dependencies with the given pool.
+pub async fn spawn_minter(
+    deps: &TestDeps,
+    rpc_url: &str,
+    contract: Address,
+    signers: &[u32],
+    extra: &[&str],
+) -> TestApp<Error> {
+    let keys = signers
+        .iter()
+        .map(|i| format!("0x{}", hex::encode(dev_key(*i).to_bytes())))
+        .collect::<Vec<_>>()
+        .join(",");
+    let args = std::iter::once("chain-minter".to_owned())
+        .chain(deps.args())
+        .chain(
+            [
+                "--rpc-url",
+                rpc_url,
+                "--chain-id",
+                "31337",
+                "--contract-address",
+                &contract.to_string(),
+                "--signer-private-keys",
+                &keys,
+                "--poll-interval",
+                "100ms",
+            ]
+            .map(str::to_owned),
+        )
+        .chain(extra.iter().map(|s| (*s).to_owned()));
     let config = Config::try_parse_from(args).expect("test settings parse");
-    let app =
-        TestApp::spawn(|listener, shutdown| chain_minter::run(config, listener, shutdown)).await;
-    Spawned { app, deps }
+    TestApp::spawn(|listener, shutdown| chain_minter::run(config, listener, shutdown)).await
+}
+
+/// Creates `n` users named `<prefix>-<i>` with distinct wallets and a pending
+/// mint of `hnv(i)` HNV each; returns the requests to publish.
+pub async fn pending_mints(
+    db: &DatabaseConnection,
+    prefix: &str,
+    n: usize,
+    hnv: impl Fn(usize) -> u128,
+) -> Vec<(ChainRequest, Address, u128)> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let external_id = format!("{prefix}-{i}");
+        let user = users::find_or_create(
+            db,
+            NewUser {
+                partner: "aurora".into(),
+                external_id: external_id.clone(),
+                email: None,
+            },
+            |index| {
+                let mut bytes = [0u8; 20];
+                bytes[..8].copy_from_slice(&u64::from(index).to_be_bytes());
+                bytes[8..16].copy_from_slice(&(prefix.len() as u64 + 0xABCD).to_be_bytes());
+                Ok::<_, std::convert::Infallible>(Address::from(bytes).to_checksum(None))
+            },
+        )
+        .await
+        .unwrap()
+        .user;
+        let amount = hnv(i) * HNV;
+        let tx = token_transactions::insert_pending(
+            db,
+            NewTokenTransaction {
+                tx_id: format!("{external_id}-mint"),
+                user_id: user.id,
+                tx_type: TxType::Mint,
+                amount: haven_entity::Wei::new(i128::try_from(amount).unwrap()),
+                reason: "booking".into(),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let wallet: Address = user.wallet_address.parse().unwrap();
+        out.push((
+            ChainRequest::Mint(MintRequest {
+                tx_id: tx.id,
+                user_id: external_id,
+                to_address: user.wallet_address,
+                amount_wei: amount,
+                reason: "booking".into(),
+            }),
+            wallet,
+            amount,
+        ));
+    }
+    out
+}
+
+/// A burn request for an existing user, recorded pending.
+pub async fn pending_burn(
+    db: &DatabaseConnection,
+    external_id: &str,
+    amount: u128,
+    reason: &str,
+) -> ChainRequest {
+    let user = users::find_by_external_id(db, external_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let tx = token_transactions::insert_pending(
+        db,
+        NewTokenTransaction {
+            tx_id: format!("{external_id}-burn-{reason}"),
+            user_id: user.id,
+            tx_type: TxType::Burn,
+            amount: haven_entity::Wei::new(i128::try_from(amount).unwrap()),
+            reason: reason.into(),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    ChainRequest::Burn(BurnRequest {
+        tx_id: tx.id,
+        user_id: external_id.into(),
+        from_address: user.wallet_address,
+        amount_wei: amount,
+        reason: reason.into(),
+        redemption_id: None,
+    })
+}
+
+/// Waits until no token transaction is `pending` or `submitted`, or panics after `deadline`.
+pub async fn wait_settled(db: &DatabaseConnection, deadline: Duration) {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let started = tokio::time::Instant::now();
+    loop {
+        let open = token_transactions::Entity::find()
+            .filter(
+                token_transactions::Column::Status.is_in([TxStatus::Pending, TxStatus::Submitted]),
+            )
+            .count(db)
+            .await
+            .unwrap();
+        if open == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "{open} token transactions still open after {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Count of token transactions in `status`.
+pub async fn count_status(db: &DatabaseConnection, status: TxStatus) -> u64 {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    token_transactions::Entity::find()
+        .filter(token_transactions::Column::Status.eq(status))
+        .count(db)
+        .await
+        .unwrap()
 }

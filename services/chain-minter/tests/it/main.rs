@@ -4,3 +4,4 @@
 mod config;
 mod health;
 mod helpers;
+mod minting;

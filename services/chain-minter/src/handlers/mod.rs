@@ -1,0 +1,3 @@
+//! Queue handlers of chain-minter: one per message type.
+
+pub mod chain_request;

@@ -1,0 +1,121 @@
+//! Start-up reconciliation: token transactions a previous run claimed or
+//! sent and never recorded as confirmed are looked up on chain by their
+//! reference. Used references are recorded as confirmed now; the others are
+//! left to their queue message, which was never acked and comes back (its
+//! resend carries the same reference, so it cannot mint twice).
+
+use std::sync::Arc;
+
+use alloy::primitives::B256;
+use haven_chain::contract::HAVEN;
+use haven_chain::rpc::Rpc;
+use haven_common::telemetry::ErrorChain;
+use haven_entity::token_transactions::{self, TxType};
+use haven_entity::users;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+use super::Minter;
+use super::Request;
+use super::record::{self, Landed};
+
+/// What reconciliation found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Found on chain and recorded now.
+    pub finished: usize,
+    /// Not on chain: left to their redelivered messages.
+    pub left: usize,
+}
+
+/// Runs once at start.
+pub async fn run(minter: &Arc<Minter>, rpc: &Rpc) -> Result<Reconciled, String> {
+    let rows = record::unfinished(&minter.db)
+        .await
+        .map_err(|err| ErrorChain(&err).to_string())?;
+    let mut found = Reconciled::default();
+    for row in rows {
+        let reference = B256::from_slice(&row.chain_reference);
+        let used = rpc
+            .view(minter.contract, &HAVEN::refUsedCall { r#ref: reference })
+            .await
+            .map_err(|err| ErrorChain(&err).to_string())?;
+        if !used {
+            found.left += 1;
+            continue;
+        }
+        let Some(request) = request_of(&minter.db, &row).await? else {
+            found.left += 1;
+            continue;
+        };
+        let landed = match &row.tx_hash {
+            Some(hash) => landed_by_hash(rpc, hash).await.unwrap_or(Landed {
+                tx_hash: hash.clone(),
+                block_number: 0,
+            }),
+            None => Landed {
+                tx_hash: String::new(),
+                block_number: 0,
+            },
+        };
+        record::confirmed(&minter.db, &[&request], &landed)
+            .await
+            .map_err(|err| ErrorChain(&err).to_string())?;
+        found.finished += 1;
+    }
+    if found.finished > 0 {
+        minter.outbox.notify();
+    }
+    Ok(found)
+}
+
+async fn landed_by_hash(rpc: &Rpc, hash: &str) -> Option<Landed> {
+    let hash = hash.parse().ok()?;
+    let receipt = rpc.receipt(hash).await.ok()??;
+    Some(Landed {
+        tx_hash: hash.to_string(),
+        block_number: receipt.block_number?,
+    })
+}
+
+/// Rebuilds the request of a row (the user's wallet from the users table).
+async fn request_of(
+    db: &sea_orm::DatabaseConnection,
+    row: &token_transactions::Model,
+) -> Result<Option<Request>, String> {
+    let Some(user) = users::Entity::find_by_id(row.user_id)
+        .one(db)
+        .await
+        .map_err(|err| ErrorChain(&err).to_string())?
+    else {
+        return Ok(None);
+    };
+    let Ok(wallet) = user.wallet_address.parse() else {
+        return Ok(None);
+    };
+    let Ok(amount) = u128::try_from(row.amount.get()) else {
+        return Ok(None);
+    };
+    let redemption_id = haven_entity::redemptions::Entity::find()
+        .filter(haven_entity::redemptions::Column::BurnTxId.eq(row.tx_id.clone()))
+        .one(db)
+        .await
+        .map_err(|err| ErrorChain(&err).to_string())?
+        .map(|r| r.request_id);
+    Ok(Some(match row.tx_type {
+        TxType::Mint => Request::Mint {
+            tx_id: row.id,
+            user_id: user.external_id,
+            to: wallet,
+            amount,
+            reason: row.reason.clone(),
+        },
+        TxType::Burn => Request::Burn {
+            tx_id: row.id,
+            user_id: user.external_id,
+            from: wallet,
+            amount,
+            reason: row.reason.clone(),
+            redemption_id,
+        },
+    }))
+}

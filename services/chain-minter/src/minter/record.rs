@@ -1,0 +1,240 @@
+//! What chain-minter writes to the database, each step one statement or one
+//! transaction, each safe to repeat.
+//!
+//! The status contract with the services that queue work:
+//! - `pending` -> `submitted`: chain-minter claims a row right before sending
+//!   it (a conditional update, so a row cancelled meanwhile is never sent).
+//! - `pending` -> `cancelled`: reward-calculator withdraws a mint not yet claimed.
+//! - `submitted` -> `confirmed`: mined under the configured confirmations,
+//!   recorded with its ledger movement and a `confirmed` event in one transaction.
+//! - `pending`/`submitted` -> `failed`: can never succeed (dead-lettered).
+
+use chrono::Utc;
+use haven_entity::ledger::{self, Account, Movement};
+use haven_entity::ledger_movements::MovementKind;
+use haven_entity::rewards::{self, RewardStatus};
+use haven_entity::token_transactions::{self, TxStatus};
+use haven_entity::{EntityError, Wei};
+use haven_messages::{ChainEvent, Envelope, TxConfirmed, TxFailed};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::Request;
+
+/// Claims the rows among `ids` that are `pending` (marks them `submitted`)
+/// and returns every row asked for, so the caller sees which were cancelled,
+/// failed or confirmed meanwhile. Rows already `submitted` (a redelivery
+/// after a crash) are returned as they are and sent again: their on-chain
+/// reference makes the resend a no-op if the first send landed.
+pub async fn claim(
+    db: &DatabaseConnection,
+    ids: &[Uuid],
+) -> Result<Vec<token_transactions::Model>, EntityError> {
+    token_transactions::Entity::update_many()
+        .col_expr(
+            token_transactions::Column::Status,
+            Expr::value(TxStatus::Submitted.to_value()),
+        )
+        .col_expr(
+            token_transactions::Column::UpdatedAt,
+            Expr::value(Utc::now()),
+        )
+        .filter(token_transactions::Column::Id.is_in(ids.iter().copied()))
+        .filter(token_transactions::Column::Status.eq(TxStatus::Pending))
+        .exec(db)
+        .await?;
+    Ok(token_transactions::Entity::find()
+        .filter(token_transactions::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
+}
+
+/// Records the hash a claimed batch was broadcast with.
+pub async fn sent(db: &DatabaseConnection, ids: &[Uuid], tx_hash: &str) -> Result<(), EntityError> {
+    let now = Utc::now();
+    token_transactions::Entity::update_many()
+        .col_expr(token_transactions::Column::TxHash, Expr::value(tx_hash))
+        .col_expr(token_transactions::Column::SubmittedAt, Expr::value(now))
+        .col_expr(token_transactions::Column::UpdatedAt, Expr::value(now))
+        .filter(token_transactions::Column::Id.is_in(ids.iter().copied()))
+        .filter(token_transactions::Column::Status.eq(TxStatus::Submitted))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Where a confirmed request landed.
+#[derive(Debug, Clone)]
+pub struct Landed {
+    /// Hash of the mined transaction.
+    pub tx_hash: String,
+    /// Its block.
+    pub block_number: u64,
+}
+
+/// In one transaction: marks `requests` confirmed, posts their ledger
+/// movements (moving the balances), marks paid rewards `minted`, and queues
+/// a `confirmed` event for each. Repeating it changes nothing: the status
+/// update is conditional and ledger movements are posted once per reference.
+/// Returns the envelopes queued, for the caller to wake the relay.
+pub async fn confirmed(
+    db: &DatabaseConnection,
+    requests: &[&Request],
+    landed: &Landed,
+) -> Result<usize, EntityError> {
+    let txn = db.begin().await?;
+    let now = Utc::now();
+    let block = i64::try_from(landed.block_number)
+        .map_err(|_| EntityError::Corrupt(format!("block number {}", landed.block_number)))?;
+    let mut queued = 0;
+    for request in requests {
+        let Some(row) = token_transactions::Entity::find_by_id(request.tx_id())
+            .one(&txn)
+            .await?
+        else {
+            return Err(EntityError::Corrupt(format!(
+                "token transaction {} vanished",
+                request.tx_id()
+            )));
+        };
+        if row.status == TxStatus::Confirmed {
+            continue;
+        }
+        token_transactions::Entity::update_many()
+            .col_expr(
+                token_transactions::Column::Status,
+                Expr::value(TxStatus::Confirmed.to_value()),
+            )
+            .col_expr(
+                token_transactions::Column::TxHash,
+                Expr::value(landed.tx_hash.clone()),
+            )
+            .col_expr(token_transactions::Column::BlockNumber, Expr::value(block))
+            .col_expr(token_transactions::Column::ConfirmedAt, Expr::value(now))
+            .col_expr(token_transactions::Column::UpdatedAt, Expr::value(now))
+            .filter(token_transactions::Column::Id.eq(row.id))
+            .exec(&txn)
+            .await?;
+        ledger::post(&txn, &movement(request, row.user_id, row.amount)?).await?;
+        if matches!(request, Request::Mint { .. }) {
+            rewards::Entity::update_many()
+                .col_expr(
+                    rewards::Column::Status,
+                    Expr::value(RewardStatus::Minted.to_value()),
+                )
+                .col_expr(rewards::Column::UpdatedAt, Expr::value(now))
+                .filter(rewards::Column::TokenTxId.eq(row.tx_id.clone()))
+                .filter(rewards::Column::Status.eq(RewardStatus::Pending))
+                .exec(&txn)
+                .await?;
+        }
+        let event = Envelope::new(ChainEvent::Confirmed(TxConfirmed {
+            tx_id: row.id,
+            tx_type: request.tx_type(),
+            user_id: request.user_id().to_owned(),
+            amount_wei: request.amount_wei(),
+            tx_hash: landed.tx_hash.clone(),
+            block_number: landed.block_number,
+            redemption_id: request.redemption_id(),
+        }));
+        haven_outbox::enqueue(&txn, &event)
+            .await
+            .map_err(outbox_error)?;
+        queued += 1;
+    }
+    txn.commit().await?;
+    Ok(queued)
+}
+
+/// Marks a request that can never succeed `failed` with `reason`, and
+/// queues a `failed` event, in one transaction.
+pub async fn failed(
+    db: &DatabaseConnection,
+    request: &Request,
+    reason: &str,
+) -> Result<(), EntityError> {
+    let txn = db.begin().await?;
+    let updated = token_transactions::Entity::update_many()
+        .col_expr(
+            token_transactions::Column::Status,
+            Expr::value(TxStatus::Failed.to_value()),
+        )
+        .col_expr(token_transactions::Column::LastError, Expr::value(reason))
+        .col_expr(
+            token_transactions::Column::UpdatedAt,
+            Expr::value(Utc::now()),
+        )
+        .filter(token_transactions::Column::Id.eq(request.tx_id()))
+        .filter(token_transactions::Column::Status.is_in([TxStatus::Pending, TxStatus::Submitted]))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected == 1 {
+        let event = Envelope::new(ChainEvent::Failed(TxFailed {
+            tx_id: request.tx_id(),
+            tx_type: request.tx_type(),
+            user_id: request.user_id().to_owned(),
+            reason: reason.to_owned(),
+            redemption_id: request.redemption_id(),
+        }));
+        haven_outbox::enqueue(&txn, &event)
+            .await
+            .map_err(outbox_error)?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Rows sent before this process started and not confirmed since: the
+/// reconciliation looks each up on chain.
+pub async fn unfinished<C: ConnectionTrait>(
+    db: &C,
+) -> Result<Vec<token_transactions::Model>, EntityError> {
+    Ok(token_transactions::Entity::find()
+        .filter(token_transactions::Column::Status.eq(TxStatus::Submitted))
+        .all(db)
+        .await?)
+}
+
+/// The ledger movement of a confirmed request: a mint moves supply to the
+/// user; a redemption burn takes the reserved tokens; any other burn (a
+/// reversal) takes available ones.
+fn movement(request: &Request, user_id: Uuid, amount: Wei) -> Result<Movement, EntityError> {
+    let id = request.tx_id();
+    match request {
+        Request::Mint { .. } => Movement::transfer(
+            format!("mint:{id}"),
+            MovementKind::Mint,
+            Account::Supply,
+            Account::UserAvailable(user_id),
+            amount,
+        ),
+        Request::Burn {
+            redemption_id: Some(_),
+            ..
+        } => Movement::transfer(
+            format!("burn:{id}"),
+            MovementKind::Burn,
+            Account::UserReserved(user_id),
+            Account::Burned,
+            amount,
+        ),
+        Request::Burn { .. } => Movement::transfer(
+            format!("burn:{id}"),
+            MovementKind::Reversal,
+            Account::UserAvailable(user_id),
+            Account::Burned,
+            amount,
+        ),
+    }
+}
+
+fn outbox_error(err: haven_outbox::OutboxError) -> EntityError {
+    match err {
+        haven_outbox::OutboxError::Database(err) => err,
+        other => EntityError::Corrupt(format!("outbox: {other}")),
+    }
+}
