@@ -5,6 +5,15 @@
 //! `cargo run -p load-tests --release --bin amqp-loop` moves persistent
 //! 1 KiB messages through a quorum queue with the shared publisher and
 //! consumer loop, then with raw lapin, and prints both rates.
+//!
+//! `cargo run -p load-tests --release --bin webhook-bench` sends signed
+//! webhooks to webhook-ingress (in-process, on PostgreSQL and RabbitMQ), to a
+//! bare axum handler, and measures plain single-row inserts, and prints
+//! rates, latencies and ratios. [`load`] is its closed-loop driver,
+//! [`broker`] its throw-away broker namespace.
+
+pub mod broker;
+pub mod load;
 
 use haven_messages::QueueMessage;
 use haven_messages::names::QueueSpec;
