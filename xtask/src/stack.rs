@@ -312,6 +312,12 @@ impl Plan {
                 env.push(("CONTRACT_ADDRESS", address.clone()));
             }
         }
+        // The signer haven-deploy granted MINTER and BURNER to (dev account 1).
+        if service.spec.name == "chain-minter"
+            && let Some(signer) = self.chain.accounts.get(1)
+        {
+            env.push(("SIGNER_PRIVATE_KEYS", signer.private_key.clone()));
+        }
         env
     }
 
