@@ -20,6 +20,9 @@ const TABLES: &[&str] = &[
     "signer_leases",
     "chain_deployments",
     "signer_nonces",
+    "bookings",
+    "stakes",
+    "emission_periods",
 ];
 
 async fn tables(db: &DatabaseConnection) -> Vec<String> {

@@ -55,7 +55,8 @@ pub const SERVICES: [ServiceSpec; 5] = [
         default_port: 8082,
         partner_secrets: false,
         api_keys: false,
-        chain: false,
+        // Reads the contract's monthly mint target for the emission budget.
+        chain: true,
     },
     ServiceSpec {
         name: "chain-minter",
@@ -85,6 +86,12 @@ pub struct DevSecrets {
     pub aurora_webhook_secret: String,
     /// HMAC secret of Tribe's webhooks.
     pub tribe_webhook_secret: String,
+    /// BIP-39 mnemonic reward-calculator derives the custodial user wallets
+    /// from (`CUSTODY_MNEMONIC`). Random, never anvil's well-known phrase, so
+    /// no user wallet is a funded dev account or a signer. Empty in files
+    /// written before it existed; filled in on the next load.
+    #[serde(default)]
+    pub custody_mnemonic: String,
 }
 
 // Secrets never reach logs through Debug.
@@ -102,13 +109,17 @@ impl DevSecrets {
             api_key: format!("haven_dev_{}", random_hex::<32>()),
             aurora_webhook_secret: random_hex::<32>(),
             tribe_webhook_secret: random_hex::<32>(),
+            custody_mnemonic: random_mnemonic(),
         }
     }
 
     /// Reads the secrets persisted at `path`, or generates and persists new
     /// ones when there are none or `regenerate` is set.
+    ///
+    /// The custody mnemonic survives `regenerate`: the dev database's user
+    /// wallets are derived from it. Delete the file to change it too.
     pub fn load_or_generate(path: &Path, regenerate: bool) -> anyhow::Result<Self> {
-        if !regenerate && path.exists() {
+        let existing = if path.exists() {
             let text =
                 fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let secrets: Self = serde_json::from_str(&text).with_context(|| {
@@ -117,10 +128,25 @@ impl DevSecrets {
                     path.display()
                 )
             })?;
+            Some(secrets)
+        } else {
+            None
+        };
+        if let Some(mut secrets) = existing.clone().filter(|_| !regenerate) {
+            if secrets.custody_mnemonic.is_empty() {
+                secrets.custody_mnemonic = random_mnemonic();
+                write_private(path, &serde_json::to_vec_pretty(&secrets)?)?;
+            }
             secrets.validate()?;
             return Ok(secrets);
         }
-        let secrets = Self::generate();
+        let mut secrets = Self::generate();
+        if let Some(kept) = existing
+            .map(|old| old.custody_mnemonic)
+            .filter(|m| !m.is_empty())
+        {
+            secrets.custody_mnemonic = kept;
+        }
         write_private(path, &serde_json::to_vec_pretty(&secrets)?)?;
         Ok(secrets)
     }
@@ -135,8 +161,20 @@ impl DevSecrets {
                 bail!("dev secret {name} is shorter than 32 characters (pass --new-secrets)");
             }
         }
+        if coins_bip39::Mnemonic::<coins_bip39::English>::new_from_phrase(&self.custody_mnemonic)
+            .is_err()
+        {
+            bail!("dev secret custody_mnemonic is not a BIP-39 mnemonic (delete the secrets file)");
+        }
         Ok(())
     }
+}
+
+/// A fresh 12-word BIP-39 mnemonic (128 bits from the thread CSPRNG).
+fn random_mnemonic() -> String {
+    let mut entropy = [0u8; 16];
+    rand::rng().fill_bytes(&mut entropy);
+    coins_bip39::Mnemonic::<coins_bip39::English>::new_from_entropy(entropy.into()).to_phrase()
 }
 
 fn random_hex<const N: usize>() -> String {
@@ -311,6 +349,10 @@ impl Plan {
             if let Some(address) = &self.chain.contract_address {
                 env.push(("CONTRACT_ADDRESS", address.clone()));
             }
+        }
+        // Custodial user wallets are derived by reward-calculator.
+        if service.spec.name == "reward-calculator" {
+            env.push(("CUSTODY_MNEMONIC", self.secrets.custody_mnemonic.clone()));
         }
         // The signer haven-deploy granted MINTER and BURNER to (dev account 1).
         if service.spec.name == "chain-minter"
@@ -507,6 +549,10 @@ mod tests {
         }
         assert_ne!(a.aurora_webhook_secret, a.tribe_webhook_secret);
         assert!(!format!("{a:?}").contains(&a.api_key));
+        assert_eq!(a.custody_mnemonic.split(' ').count(), 12);
+        assert_ne!(a.custody_mnemonic, b.custody_mnemonic);
+        assert!(!format!("{a:?}").contains(&a.custody_mnemonic));
+        a.validate().expect("a generated mnemonic is valid BIP-39");
     }
 
     #[test]
@@ -529,6 +575,23 @@ mod tests {
         assert_eq!(
             DevSecrets::load_or_generate(&path, false).expect("loaded"),
             fresh
+        );
+
+        // The custody mnemonic survives a regeneration, and is added to old files.
+        let again = DevSecrets::load_or_generate(&path, true).expect("regenerated");
+        assert_eq!(again.custody_mnemonic, fresh.custody_mnemonic);
+        assert_ne!(again.api_key, fresh.api_key);
+        let mut old: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).expect("written")).expect("json");
+        old.as_object_mut()
+            .expect("object")
+            .remove("custody_mnemonic");
+        fs::write(&path, old.to_string()).expect("overwrite");
+        let upgraded = DevSecrets::load_or_generate(&path, false).expect("upgraded");
+        assert_eq!(upgraded.custody_mnemonic.split(' ').count(), 12);
+        assert_eq!(
+            DevSecrets::load_or_generate(&path, false).expect("loaded"),
+            upgraded
         );
 
         fs::write(&path, "{\"api_key\":\"short\"}").expect("overwrite");
@@ -564,6 +627,11 @@ mod tests {
         let plan = plan();
         for service in &plan.services {
             let env = plan.service_env(service);
+            let is_calculator = service.spec.name == "reward-calculator";
+            assert_eq!(
+                env_of(&env, "CUSTODY_MNEMONIC"),
+                is_calculator.then_some(plan.secrets.custody_mnemonic.as_str())
+            );
             let is_ingress = service.spec.name == "webhook-ingress";
             assert_eq!(
                 env_of(&env, "API_KEYS"),
@@ -589,8 +657,14 @@ mod tests {
         assert_eq!(env_of(&env, "RPC_URL"), Some("http://127.0.0.1:8545"));
         assert_eq!(env_of(&env, "CONTRACT_ADDRESS"), None);
 
+        // reward-calculator reads the monthly mint target.
         let calculator = plan.services[2].clone();
-        assert_eq!(env_of(&plan.service_env(&calculator), "RPC_URL"), None);
+        assert_eq!(
+            env_of(&plan.service_env(&calculator), "RPC_URL"),
+            Some("http://127.0.0.1:8545")
+        );
+        let ingress = plan.services[0].clone();
+        assert_eq!(env_of(&plan.service_env(&ingress), "RPC_URL"), None);
 
         plan.chain.contract_address = Some("0x5fbdb2315678afecb367f032d93f642f64180aa3".to_owned());
         assert_eq!(

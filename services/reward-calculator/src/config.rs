@@ -1,11 +1,16 @@
 //! Settings of reward-calculator: one flag per setting, each with an environment twin.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use alloy_primitives::Address;
 use haven_common::config::{
-    AmqpConfig, DatabaseConfig, HttpConfig, TelemetryConfig, parse_duration,
+    AmqpConfig, DatabaseConfig, HttpConfig, Redacted, TelemetryConfig, parse_duration,
 };
+use haven_common::money::Wei;
+
+use crate::emission::EmissionPeriod;
 
 /// Port when neither `--port` nor `PORT` is set.
 pub const DEFAULT_PORT: u16 = 8082;
@@ -34,6 +39,78 @@ pub struct Config {
     #[command(flatten, next_help_heading = "Logging")]
     pub telemetry: TelemetryConfig,
 
+    /// BIP-39 mnemonic the custodial user wallets are derived from
+    /// (`m/44'/60'/0'/0/{users.derivation_index}`). Every user wallet is
+    /// recoverable from it: keep it secret and backed up offline.
+    #[arg(
+        long,
+        env = "CUSTODY_MNEMONIC",
+        hide_env_values = true,
+        help_heading = "Wallets"
+    )]
+    pub custody_mnemonic: Redacted<String>,
+
+    /// TOML rules file (see `services/reward-calculator/rules/default.toml`);
+    /// without it, the shipped defaults of SPEC.md apply. Checked at start.
+    #[arg(long, env = "REWARD_RULES_FILE", help_heading = "Rewards")]
+    pub reward_rules_file: Option<PathBuf>,
+
+    /// Length of a staking interest period: every completed one since a stake
+    /// started pays amount x yearly_rate / periods_per_year.
+    #[arg(long, env = "STAKING_ACCRUAL_PERIOD", default_value = "168h",
+          value_parser = parse_positive_duration, help_heading = "Rewards")]
+    pub staking_accrual_period: Duration,
+
+    /// How often the periodic job pays due staking interest, releases held
+    /// rewards into the current period's budget and refreshes the held gauges.
+    #[arg(long, env = "REWARD_JOBS_INTERVAL", default_value = "30s",
+          value_parser = parse_positive_duration, help_heading = "Rewards")]
+    pub reward_jobs_interval: Duration,
+
+    /// Most HNV granted per emission period when the contract sets no monthly
+    /// target (or is not configured); unset means no limit. Rewards beyond
+    /// the budget are held until a later period has room.
+    #[arg(long, env = "MONTHLY_EMISSION_TARGET_HNV", value_parser = parse_hnv,
+          help_heading = "Emission")]
+    pub monthly_emission_target_hnv: Option<Wei>,
+
+    /// Length of an emission budget period: `month` (calendar months, UTC),
+    /// or a duration such as `10s` (periods aligned on the Unix epoch; for tests).
+    #[arg(long, env = "EMISSION_PERIOD", default_value = "month",
+          value_parser = EmissionPeriod::parse, help_heading = "Emission")]
+    pub emission_period: EmissionPeriod,
+
+    /// JSON-RPC endpoint of the chain. With CONTRACT_ADDRESS, the budget is the
+    /// contract's `monthlyMintTarget()` when it is non-zero. Never logged.
+    #[arg(
+        long,
+        env = "RPC_URL",
+        hide_env_values = true,
+        help_heading = "Emission"
+    )]
+    pub rpc_url: Option<Redacted<String>>,
+
+    /// Address of the HAVEN contract whose `monthlyMintTarget()` is the
+    /// emission budget (read only when RPC_URL is set too).
+    #[arg(long, env = "CONTRACT_ADDRESS", help_heading = "Emission")]
+    pub contract_address: Option<Address>,
+
+    /// How often the contract's monthly target is read again.
+    #[arg(long, env = "EMISSION_TARGET_REFRESH", default_value = "5m",
+          value_parser = parse_positive_duration, help_heading = "Emission")]
+    pub emission_target_refresh: Duration,
+
+    /// Most outbox rows the relay publishes per round.
+    #[arg(long, env = "OUTBOX_BATCH_SIZE", default_value_t = 200,
+          value_parser = clap::value_parser!(u64).range(1..=10_000), help_heading = "Outbox")]
+    pub outbox_batch_size: u64,
+
+    /// How often the relay looks for unpublished rows when nothing woke it
+    /// (it is woken after every committed reward).
+    #[arg(long, env = "OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration,
+          help_heading = "Outbox")]
+    pub outbox_poll_interval: Duration,
+
     /// How long shutdown waits for in-flight requests and work before it stops anyway.
     #[arg(long, env = "SHUTDOWN_GRACE_PERIOD", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace_period: Duration,
@@ -44,4 +121,23 @@ impl Config {
     pub fn listen_addr(&self) -> SocketAddr {
         self.http.addr(DEFAULT_PORT)
     }
+
+    /// The RPC URL and contract to read the monthly target from, when both are set.
+    pub fn emission_contract(&self) -> Option<(&Redacted<String>, Address)> {
+        Some((self.rpc_url.as_ref()?, self.contract_address?))
+    }
+}
+
+/// A duration above zero: a zero period would pay or poll without end.
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let duration = parse_duration(s)?;
+    if duration.is_zero() {
+        return Err(format!("`{s}` must be longer than zero"));
+    }
+    Ok(duration)
+}
+
+/// A whole or decimal number of HNV.
+fn parse_hnv(s: &str) -> Result<Wei, String> {
+    Wei::parse(s.trim()).map_err(|err| format!("`{s}` is not an amount of HNV: {err}"))
 }

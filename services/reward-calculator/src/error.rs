@@ -1,16 +1,29 @@
 //! Why reward-calculator could not start or stopped with an error.
 
+use haven_chain::error::ChainError;
 use haven_common::amqp::AmqpError;
 use haven_common::db::DbError;
 use haven_common::metrics::MetricsError;
+use haven_outbox::OutboxError;
+
+use crate::rules::RulesError;
 
 /// Everything that ends `run` with an error. The process prints it with its
 /// whole cause chain and exits with status 1.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The rules file is missing, unreadable or wrong (names the key).
+    #[error("the reward rules are unusable")]
+    Rules(#[from] RulesError),
+    /// `CUSTODY_MNEMONIC` is not a valid BIP-39 mnemonic.
+    #[error("the custody wallets cannot be derived")]
+    Custody(#[source] ChainError),
     /// The metrics registry could not be set up (a duplicate metric name).
     #[error("could not register metrics")]
     Metrics(#[from] MetricsError),
+    /// The outbox relay's metrics could not be registered.
+    #[error("could not set up the outbox relay")]
+    Outbox(#[source] OutboxError),
     /// The database settings are unusable (a malformed URL).
     #[error("could not set up the database pool")]
     Database(#[from] DbError),

@@ -8,7 +8,9 @@
 
 #![warn(missing_docs)]
 
+pub mod bookings;
 pub mod chain_deployments;
+pub mod emission_periods;
 pub mod error;
 pub mod idempotency_keys;
 pub mod inbound_events;
@@ -21,6 +23,7 @@ pub mod redemptions;
 pub mod rewards;
 pub mod signer_leases;
 pub mod signer_nonces;
+pub mod stakes;
 pub mod token_transactions;
 pub mod user_balances;
 pub mod users;

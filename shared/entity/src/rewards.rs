@@ -1,7 +1,11 @@
 //! `rewards`: one reward granted by a rule for one partner event.
 
+use chrono::Utc;
 use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, IntoActiveModel, QueryOrder, QuerySelect};
 
+use crate::error::EntityError;
 use crate::wei::Wei;
 
 /// Where a reward is.
@@ -20,6 +24,10 @@ pub enum RewardStatus {
     /// Taken back by a burn after the mint.
     #[sea_orm(string_value = "reversed")]
     Reversed,
+    /// Over the emission budget of its period: no mint yet; released (to
+    /// `pending`, with its mint) in a later period that has room.
+    #[sea_orm(string_value = "held")]
+    Held,
 }
 
 /// A reward.
@@ -55,3 +63,127 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// A reward to record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewReward {
+    /// Id to give it (UUIDv7), chosen by the caller so the mint's `tx_id`
+    /// can be derived from it before the insert.
+    pub id: Uuid,
+    /// What it is for (unique).
+    pub source_reference: String,
+    /// Who earns it.
+    pub user_id: Uuid,
+    /// The rule that granted it.
+    pub rule: String,
+    /// Version of the rules file.
+    pub rule_version: i32,
+    /// Amount, positive.
+    pub amount: Wei,
+    /// `pending` (a mint follows in the same transaction) or `held`.
+    pub status: RewardStatus,
+    /// The mint paying it, when it is already recorded.
+    pub token_tx_id: Option<String>,
+}
+
+/// Records a reward once per `source_reference`: `Some(row)` when this call
+/// inserted it, `None` when a reward for that source already exists. Uses
+/// `ON CONFLICT DO NOTHING`, so a duplicate does not abort the surrounding
+/// transaction (on PostgreSQL a concurrent insert of the same source waits
+/// for the other transaction and then does nothing).
+pub async fn insert<C: ConnectionTrait>(
+    db: &C,
+    new: NewReward,
+) -> Result<Option<Model>, EntityError> {
+    let now = Utc::now();
+    let model = Model {
+        id: new.id,
+        source_reference: new.source_reference,
+        user_id: new.user_id,
+        rule: new.rule,
+        rule_version: new.rule_version,
+        amount: new.amount,
+        status: new.status,
+        token_tx_id: new.token_tx_id,
+        created_at: now,
+        updated_at: now,
+    };
+    let inserted = Entity::insert(model.clone().into_active_model())
+        .on_conflict(
+            OnConflict::column(Column::SourceReference)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok((inserted == 1).then_some(model))
+}
+
+/// Finds the reward granted for a source.
+pub async fn find_by_source_reference<C: ConnectionTrait>(
+    db: &C,
+    source_reference: &str,
+) -> Result<Option<Model>, EntityError> {
+    Ok(Entity::find()
+        .filter(Column::SourceReference.eq(source_reference))
+        .one(db)
+        .await?)
+}
+
+/// Moves a reward from status `from` to `to`, and points it at its mint when
+/// `token_tx_id` is given. Conditional on the current status, so of two
+/// concurrent callers exactly one gets `true`.
+pub async fn transition<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    from: RewardStatus,
+    to: RewardStatus,
+    token_tx_id: Option<String>,
+) -> Result<bool, EntityError> {
+    let mut change = ActiveModel {
+        status: Set(to),
+        updated_at: Set(Utc::now()),
+        ..Default::default()
+    };
+    if let Some(tx_id) = token_tx_id {
+        change.token_tx_id = Set(Some(tx_id));
+    }
+    let updated = Entity::update_many()
+        .set(change)
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(from))
+        .exec(db)
+        .await?;
+    Ok(updated.rows_affected == 1)
+}
+
+/// Held rewards, oldest first, at most `limit` (served by
+/// `rewards_status_created_at_idx`).
+pub async fn oldest_held<C: ConnectionTrait>(
+    db: &C,
+    limit: u64,
+) -> Result<Vec<Model>, EntityError> {
+    Ok(Entity::find()
+        .filter(Column::Status.eq(RewardStatus::Held))
+        .order_by_asc(Column::CreatedAt)
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// How many rewards are held and their total amount (summed here, exactly;
+/// never in SQL).
+pub async fn held_totals<C: ConnectionTrait>(db: &C) -> Result<(u64, Wei), EntityError> {
+    let held = Entity::find()
+        .filter(Column::Status.eq(RewardStatus::Held))
+        .all(db)
+        .await?;
+    let mut total = Wei::ZERO;
+    for reward in &held {
+        total = total
+            .checked_add(reward.amount)
+            .ok_or_else(|| EntityError::Corrupt("held reward amounts overflow".into()))?;
+    }
+    Ok((held.len() as u64, total))
+}

@@ -25,6 +25,8 @@ fn the_default_port_is_used_without_port() {
         "reward-calculator",
         "--database-url",
         "postgres://localhost/haven",
+        "--custody-mnemonic",
+        "test test test test test test test test test test test junk",
     ])
     .unwrap();
     assert_eq!(

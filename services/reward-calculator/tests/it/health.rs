@@ -4,7 +4,7 @@ use crate::helpers::{Spawned, spawn_app};
 
 #[tokio::test]
 async fn health_reports_every_dependency_connected() {
-    let Spawned { app, deps } = spawn_app().await;
+    let Spawned { app, deps, .. } = spawn_app().await;
     app.assert_healthy_with(&["database", "amqp"]).await;
     app.stop().await;
     deps.cleanup().await;
@@ -12,7 +12,7 @@ async fn health_reports_every_dependency_connected() {
 
 #[tokio::test]
 async fn metrics_are_exposed_as_prometheus_text() {
-    let Spawned { app, deps } = spawn_app().await;
+    let Spawned { app, deps, .. } = spawn_app().await;
     app.assert_metrics_report_database_up("reward-calculator")
         .await;
     app.stop().await;
@@ -21,7 +21,7 @@ async fn metrics_are_exposed_as_prometheus_text() {
 
 #[tokio::test]
 async fn unknown_paths_are_a_json_404() {
-    let Spawned { app, deps } = spawn_app().await;
+    let Spawned { app, deps, .. } = spawn_app().await;
     app.assert_unknown_path_is_json_404().await;
     app.stop().await;
     deps.cleanup().await;

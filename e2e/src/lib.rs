@@ -1,0 +1,236 @@
+//! The HAVEN pipeline in one process, for end-to-end tests and benchmarks:
+//! a throw-away anvil with the contract deployed, a fresh database and
+//! broker namespace, and webhook-ingress, reward-calculator and
+//! chain-minter running in-process against them, as `cargo xtask up` runs
+//! them as processes.
+#![allow(clippy::expect_used)] // a failed expect is a broken test environment, said as such
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use clap::Parser as _;
+use haven_chain::contract::HAVEN;
+use haven_chain::deploy::{DeployConfig, deploy};
+use haven_chain::rpc::Rpc;
+use haven_chain::testing::{AnvilInstance, dev_key, dev_signer_config, test_tx_config};
+use haven_common::config::Redacted;
+use haven_common::testing::app::{TestApp, TestDeps};
+use hmac::{Hmac, Mac};
+use sea_orm::DatabaseConnection;
+use sha2::Sha256;
+
+/// Aurora's webhook secret in the pipeline.
+pub const AURORA_SECRET: &str = "e2e_aurora_secret";
+/// Tribe's webhook secret.
+pub const TRIBE_SECRET: &str = "e2e_tribe_secret";
+/// The operators' API key.
+pub const API_KEY: &str = "e2e_api_key";
+/// Custody mnemonic of the users' wallets (anvil's well-known one: tests only).
+pub const CUSTODY_MNEMONIC: &str = "test test test test test test test test test test test junk";
+/// Dev account of the minting signer.
+pub const SIGNER: u32 = 1;
+
+/// The running pipeline.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// Fresh database and broker namespace.
+    pub deps: TestDeps,
+    /// The chain.
+    pub anvil: AnvilInstance,
+    /// The HAVEN contract.
+    pub contract: Address,
+    /// webhook-ingress.
+    pub ingress: TestApp<webhook_ingress::Error>,
+    /// reward-calculator.
+    pub calculator: TestApp<reward_calculator::Error>,
+    /// chain-minter.
+    pub minter: TestApp<chain_minter::Error>,
+}
+
+impl Pipeline {
+    /// Starts everything; `anvil_args` e.g. `["--block-time", "1"]`.
+    pub async fn start(anvil_args: &[&str], minter_args: &[&str]) -> Self {
+        let deps = TestDeps::new().await;
+        let anvil = AnvilInstance::spawn_with(anvil_args);
+        let config = DeployConfig {
+            rpc: anvil.rpc_config(),
+            deployer_private_key: Redacted::new(format!(
+                "0x{}",
+                hex::encode(dev_key(0).to_bytes())
+            )),
+            signers: dev_signer_config(&[SIGNER]),
+            grant_to: vec![],
+            database_url: Some(Redacted::new(deps.db.url().to_owned())),
+            deployment_file: None,
+            tx: test_tx_config(),
+        };
+        let contract = deploy(&config)
+            .await
+            .expect("the contract deploys")
+            .record
+            .address;
+        let base = |name: &str| {
+            std::iter::once(name.to_owned())
+                .chain(deps.args())
+                .collect::<Vec<String>>()
+        };
+        let signer_key = format!("0x{}", hex::encode(dev_key(SIGNER).to_bytes()));
+        let contract_arg = contract.to_string();
+        let rpc_url = anvil.endpoint();
+
+        let mut args = base("webhook-ingress");
+        args.extend(
+            [
+                "--aurora-webhook-secret",
+                AURORA_SECRET,
+                "--tribe-webhook-secret",
+                TRIBE_SECRET,
+                "--api-keys",
+                API_KEY,
+                "--rate-limit-per-minute",
+                "0",
+                "--outbox-poll-interval",
+                "200ms",
+            ]
+            .map(str::to_owned),
+        );
+        let config = webhook_ingress::Config::try_parse_from(args).expect("ingress settings");
+        let ingress = TestApp::spawn(|l, s| webhook_ingress::run(config, l, s)).await;
+
+        let mut args = base("reward-calculator");
+        args.extend(
+            [
+                "--custody-mnemonic",
+                CUSTODY_MNEMONIC,
+                "--outbox-poll-interval",
+                "200ms",
+            ]
+            .map(str::to_owned),
+        );
+        let config = reward_calculator::Config::try_parse_from(args).expect("calculator settings");
+        let calculator = TestApp::spawn(|l, s| reward_calculator::run(config, l, s)).await;
+
+        let mut args = base("chain-minter");
+        args.extend(
+            [
+                "--rpc-url",
+                &rpc_url,
+                "--chain-id",
+                "31337",
+                "--contract-address",
+                &contract_arg,
+                "--signer-private-keys",
+                &signer_key,
+                "--poll-interval",
+                "100ms",
+            ]
+            .map(str::to_owned),
+        );
+        args.extend(minter_args.iter().map(|s| (*s).to_owned()));
+        let config = chain_minter::Config::try_parse_from(args).expect("minter settings");
+        let minter = TestApp::spawn(|l, s| chain_minter::run(config, l, s)).await;
+
+        for app in [&ingress.address, &calculator.address, &minter.address] {
+            wait_healthy(&ingress.client, app).await;
+        }
+        Self {
+            deps,
+            anvil,
+            contract,
+            ingress,
+            calculator,
+            minter,
+        }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &DatabaseConnection {
+        self.deps.db.conn()
+    }
+
+    /// `balanceOf` on chain, in wei.
+    pub async fn balance_of(&self, wallet: Address) -> u128 {
+        let rpc = Rpc::new(&self.anvil.rpc_config()).expect("rpc client");
+        let balance: U256 = rpc
+            .view(self.contract, &HAVEN::balanceOfCall { account: wallet })
+            .await
+            .expect("balanceOf answers");
+        balance.to::<u128>()
+    }
+
+    /// POSTs a partner webhook with the raw-body hex signature; returns status and body.
+    pub async fn webhook(
+        &self,
+        path: &str,
+        payload: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let body = serde_json::to_vec(payload).expect("json");
+        let (secret, header) = if path.contains("/aurora/") {
+            (AURORA_SECRET, "X-Aurora-Signature")
+        } else {
+            (TRIBE_SECRET, "X-Tribe-Signature")
+        };
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
+        mac.update(&body);
+        let signature = hex::encode(mac.finalize().into_bytes());
+        self.post(path, body, &[(header, signature)]).await
+    }
+
+    /// POSTs a token command with the API key.
+    pub async fn command(
+        &self,
+        path: &str,
+        payload: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let body = serde_json::to_vec(payload).expect("json");
+        self.post(path, body, &[("X-API-Key", API_KEY.to_owned())])
+            .await
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, String)],
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .ingress
+            .client
+            .post(format!("{}{path}", self.ingress.address))
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.expect("webhook-ingress answers");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Stops the services and drops the dependencies.
+    pub async fn stop(self) {
+        self.ingress.stop().await;
+        self.calculator.stop().await;
+        self.minter.stop().await;
+        self.deps.cleanup().await;
+    }
+}
+
+async fn wait_healthy(client: &reqwest::Client, address: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{address}/health")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{address} never became healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,3 @@
+//! One handler per consumed queue.
+
+pub mod partner_event;

@@ -1,0 +1,445 @@
+//! The database side of a reward: every function here runs inside the
+//! caller's transaction, so the reward row, its token transaction, the
+//! emission budget and the outbox message announcing the mint or burn commit
+//! together or not at all. The caller commits, then wakes the outbox relay.
+//!
+//! # The contract with chain-minter
+//! Token transactions are the only rows both services write:
+//! - here a mint is inserted `pending` (`tx_id` = `reward_<reward id>`) with
+//!   its `ChainRequest::Mint` in the outbox; a reversal burn likewise
+//!   (`tx_id` = `reversal_<reward id>`, reason `reversal`);
+//! - chain-minter claims a pending transaction with
+//!   `UPDATE ... SET status = 'submitted' WHERE id = ? AND status = 'pending'`
+//!   before it sends it, and skips one whose status is `cancelled`;
+//! - a cancellation here is the mirror image,
+//!   `UPDATE ... SET status = 'cancelled' WHERE tx_id = ? AND status = 'pending'`:
+//!   the row lock makes exactly one of the two win. A mint already
+//!   `submitted` is waited for (the event is retried later); one `confirmed`
+//!   is reversed by a burn; one `failed` minted nothing, so the reward is
+//!   simply cancelled.
+
+use chrono::Utc;
+use haven_entity::emission_periods::{self, Reservation};
+use haven_entity::rewards::{self, NewReward, RewardStatus};
+use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
+use haven_entity::{EntityError, Wei, users};
+use haven_messages::{BurnRequest, ChainRequest, Envelope, MintRequest, PartnerEvent};
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, DatabaseTransaction};
+
+use crate::context::Context;
+use crate::failure::Failure;
+use crate::rules::{Grant, Rule};
+
+/// Reason of the burn that takes a cancelled booking's reward back.
+pub const REVERSAL_REASON: &str = "reversal";
+
+/// What [`grant`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Granted {
+    /// Recorded with a pending mint and its request in the outbox.
+    Minted(Box<token_transactions::Model>),
+    /// Recorded as held: the period's budget is spent.
+    Held,
+    /// A reward for this source already exists; nothing was written.
+    Duplicate,
+}
+
+/// A reward about to be granted.
+#[derive(Debug, Clone, Copy)]
+pub struct RewardRequest<'a> {
+    /// Unique per rewarded fact, e.g. `aurora:booking:<id>`.
+    pub source_reference: &'a str,
+    /// Who earns it.
+    pub user: &'a users::Model,
+    /// The rule and amount.
+    pub grant: Grant,
+    /// The partner event it is for (`None` for periodic rewards), so the mint
+    /// request carries its correlation id.
+    pub cause: Option<&'a Envelope<PartnerEvent>>,
+}
+
+/// The `tx_id` of the mint paying reward `reward_id`.
+pub fn mint_tx_id(reward_id: Uuid) -> String {
+    format!("reward_{reward_id}")
+}
+
+/// The `tx_id` of the burn reversing reward `reward_id`.
+pub fn reversal_tx_id(reward_id: Uuid) -> String {
+    format!("reversal_{reward_id}")
+}
+
+/// Records a reward once per source reference. Within the period's budget
+/// it gets a pending mint and a `ChainRequest::Mint` in the outbox;
+/// beyond it, it is held (no mint) until [`release_held`] finds room.
+pub async fn grant(
+    ctx: &Context,
+    txn: &DatabaseTransaction,
+    request: RewardRequest<'_>,
+) -> Result<Granted, Failure> {
+    let amount = entity_wei(request.grant.amount.as_wei())?;
+    let reward_id = Uuid::now_v7();
+    let inserted = rewards::insert(
+        txn,
+        NewReward {
+            id: reward_id,
+            source_reference: request.source_reference.to_owned(),
+            user_id: request.user.id,
+            rule: request.grant.rule.as_str().to_owned(),
+            rule_version: ctx.rules.version(),
+            amount,
+            status: RewardStatus::Pending,
+            token_tx_id: None,
+        },
+    )
+    .await?;
+    if inserted.is_none() {
+        return Ok(Granted::Duplicate);
+    }
+
+    // Last, so the budget row (which every grant of the period updates) is
+    // locked for as short a time as possible.
+    match reserve(ctx, txn, amount).await? {
+        Some((period, budget, Reservation::OverBudget { emitted })) => {
+            rewards::transition(
+                txn,
+                reward_id,
+                RewardStatus::Pending,
+                RewardStatus::Held,
+                None,
+            )
+            .await?;
+            tracing::warn!(
+                %reward_id,
+                source_reference = request.source_reference,
+                rule = request.grant.rule.as_str(),
+                amount_wei = %amount,
+                %period,
+                emitted_wei = %emitted,
+                budget_wei = %budget,
+                "reward held: the emission budget of this period is spent; it is released in a later period"
+            );
+            Ok(Granted::Held)
+        }
+        None | Some((_, _, Reservation::Reserved { .. })) => {
+            let tx = mint(
+                txn,
+                reward_id,
+                request.user,
+                amount,
+                request.grant.rule,
+                request.cause,
+            )
+            .await?;
+            Ok(Granted::Minted(Box::new(tx)))
+        }
+    }
+}
+
+/// Counts `amount` against the current period's budget, if there is one:
+/// `None` when there is no budget (nothing is tracked then, so grants that
+/// can never be held do not take turns on the period's row), else the
+/// period, the budget and the outcome.
+///
+/// The budget row stays locked until the caller commits: grants of a
+/// budgeted period take turns, which is what keeps the budget exact.
+async fn reserve(
+    ctx: &Context,
+    txn: &DatabaseTransaction,
+    amount: Wei,
+) -> Result<Option<(String, Wei, Reservation)>, Failure> {
+    let Some(budget) = ctx.emission.budget() else {
+        return Ok(None);
+    };
+    let period = ctx.emission.current_period();
+    let reservation = emission_periods::reserve(txn, &period, amount, Some(budget)).await?;
+    Ok(Some((period, budget, reservation)))
+}
+
+/// Records the pending mint of reward `reward_id`, points the reward at it
+/// and queues its `ChainRequest::Mint`.
+async fn mint(
+    txn: &DatabaseTransaction,
+    reward_id: Uuid,
+    user: &users::Model,
+    amount: Wei,
+    rule: Rule,
+    cause: Option<&Envelope<PartnerEvent>>,
+) -> Result<token_transactions::Model, Failure> {
+    let tx_id = mint_tx_id(reward_id);
+    let tx = token_transactions::insert_pending(
+        txn,
+        NewTokenTransaction {
+            tx_id: tx_id.clone(),
+            user_id: user.id,
+            tx_type: TxType::Mint,
+            amount,
+            reason: rule.as_str().to_owned(),
+        },
+    )
+    .await?
+    // Another transaction holds the same reward id: only a concurrent
+    // release of the same held reward can, and it wins.
+    .ok_or_else(|| Failure::Transient(format!("mint `{tx_id}` is already recorded")))?;
+    rewards::transition(
+        txn,
+        reward_id,
+        RewardStatus::Pending,
+        RewardStatus::Pending,
+        Some(tx_id),
+    )
+    .await?;
+    let request = ChainRequest::Mint(MintRequest {
+        tx_id: tx.id,
+        user_id: user.external_id.clone(),
+        to_address: user.wallet_address.clone(),
+        amount_wei: chain_wei(amount)?,
+        reason: rule.as_str().to_owned(),
+    });
+    let envelope = match cause {
+        Some(cause) => Envelope::caused_by(cause, request),
+        None => Envelope::new(request),
+    };
+    haven_outbox::enqueue(txn, &envelope).await?;
+    Ok(tx)
+}
+
+/// What [`release_held`] did with one reward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Released {
+    /// It got its mint.
+    Minted(Box<token_transactions::Model>),
+    /// The current period has no room for it: stop releasing.
+    NoRoom,
+    /// Another replica released it (or it is no longer held).
+    Gone,
+}
+
+/// Gives held reward `reward` its mint if the current period's budget has
+/// room. The status moves `held` -> `pending` first, conditionally, so of
+/// two replicas releasing the same reward only one goes on.
+pub async fn release_held(
+    ctx: &Context,
+    txn: &DatabaseTransaction,
+    reward: &rewards::Model,
+) -> Result<Released, Failure> {
+    if !rewards::transition(
+        txn,
+        reward.id,
+        RewardStatus::Held,
+        RewardStatus::Pending,
+        None,
+    )
+    .await?
+    {
+        return Ok(Released::Gone);
+    }
+    if let Some((_, _, Reservation::OverBudget { .. })) = reserve(ctx, txn, reward.amount).await? {
+        return Ok(Released::NoRoom);
+    }
+    let user = users::Entity::find_by_id(reward.user_id)
+        .one(txn)
+        .await
+        .map_err(EntityError::from)?
+        .ok_or_else(|| {
+            Failure::permanent(format!(
+                "user {} of reward {} is gone",
+                reward.user_id, reward.id
+            ))
+        })?;
+    let rule = Rule::ALL
+        .into_iter()
+        .find(|rule| rule.as_str() == reward.rule)
+        .ok_or_else(|| {
+            Failure::permanent(format!(
+                "reward {} has unknown rule `{}`",
+                reward.id, reward.rule
+            ))
+        })?;
+    let tx = mint(txn, reward.id, &user, reward.amount, rule, None).await?;
+    Ok(Released::Minted(Box::new(tx)))
+}
+
+/// What [`cancel_reward`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// There is no reward for the source (yet): nothing to do.
+    NoReward,
+    /// Already cancelled or reversed.
+    AlreadyDone,
+    /// Withdrawn before its mint was sent (or it was held, or its mint failed).
+    Cancelled,
+    /// Its mint was confirmed: a reversal burn is queued.
+    Reversed(Box<token_transactions::Model>),
+}
+
+/// Takes back the reward granted for `source_reference`: a pending mint is
+/// cancelled, a confirmed one is burned. A mint in flight (or a reward that
+/// changed under us) is [`Failure::Transient`]: roll back and try again later.
+///
+/// Locks are taken in chain-minter's order, token transaction before reward
+/// row, so the two services never deadlock. Callers serialize cancellations
+/// of one booking on its `bookings` row, which they lock first.
+pub async fn cancel_reward(
+    txn: &DatabaseTransaction,
+    source_reference: &str,
+    cause: &Envelope<PartnerEvent>,
+) -> Result<Cancelled, Failure> {
+    let Some(reward) = rewards::find_by_source_reference(txn, source_reference).await? else {
+        return Ok(Cancelled::NoReward);
+    };
+    let changed = || {
+        Failure::Transient(format!(
+            "reward {} changed while it was being cancelled",
+            reward.id
+        ))
+    };
+    match reward.status {
+        RewardStatus::Cancelled | RewardStatus::Reversed => return Ok(Cancelled::AlreadyDone),
+        RewardStatus::Held => {
+            // No mint exists; a release racing us makes this match nothing.
+            let cancelled = rewards::transition(
+                txn,
+                reward.id,
+                RewardStatus::Held,
+                RewardStatus::Cancelled,
+                None,
+            )
+            .await?;
+            return if cancelled {
+                Ok(Cancelled::Cancelled)
+            } else {
+                Err(changed())
+            };
+        }
+        RewardStatus::Pending | RewardStatus::Minted => {}
+    }
+    let tx_id = reward.token_tx_id.clone().ok_or_else(|| {
+        Failure::permanent(format!(
+            "reward {} is {:?} without a mint",
+            reward.id, reward.status
+        ))
+    })?;
+
+    // The mirror of chain-minter's claim: whichever UPDATE takes the row
+    // first wins, the other matches nothing.
+    let withdrawn = token_transactions::Entity::update_many()
+        .set(token_transactions::ActiveModel {
+            status: Set(TxStatus::Cancelled),
+            last_error: Set(Some(
+                "cancelled: the booking was cancelled before the mint was sent".into(),
+            )),
+            updated_at: Set(Utc::now()),
+            ..Default::default()
+        })
+        .filter(token_transactions::Column::TxId.eq(tx_id.as_str()))
+        .filter(token_transactions::Column::Status.eq(TxStatus::Pending))
+        .exec(txn)
+        .await
+        .map_err(EntityError::from)?;
+    if withdrawn.rows_affected == 1 {
+        // A mint never confirmed leaves its reward pending.
+        let cancelled = rewards::transition(
+            txn,
+            reward.id,
+            RewardStatus::Pending,
+            RewardStatus::Cancelled,
+            None,
+        )
+        .await?;
+        return if cancelled {
+            Ok(Cancelled::Cancelled)
+        } else {
+            Err(changed())
+        };
+    }
+
+    let tx = token_transactions::find_by_tx_id(txn, &tx_id)
+        .await?
+        .ok_or_else(|| {
+            Failure::permanent(format!("mint `{tx_id}` of reward {} is gone", reward.id))
+        })?;
+    // chain-minter marks the reward `minted` in the transaction that
+    // confirms the mint: read it again now that the mint's status is known.
+    let current = rewards::find_by_source_reference(txn, source_reference)
+        .await?
+        .ok_or_else(changed)?;
+    let settle = |to| rewards::transition(txn, reward.id, current.status, to, None);
+    match (tx.status, current.status) {
+        (TxStatus::Pending | TxStatus::Submitted, _) => Err(Failure::Transient(format!(
+            "mint `{tx_id}` is in flight ({:?}); the cancellation waits until it settles",
+            tx.status
+        ))),
+        (_, RewardStatus::Cancelled | RewardStatus::Reversed) => Ok(Cancelled::AlreadyDone),
+        (_, RewardStatus::Held) => Err(changed()),
+        // Nothing was minted: nothing to take back.
+        (TxStatus::Failed | TxStatus::Cancelled, _) => {
+            if settle(RewardStatus::Cancelled).await? {
+                Ok(Cancelled::Cancelled)
+            } else {
+                Err(changed())
+            }
+        }
+        (TxStatus::Confirmed, _) => {
+            if !settle(RewardStatus::Reversed).await? {
+                return Err(changed());
+            }
+            let burn = reverse(txn, &reward, cause).await?;
+            Ok(Cancelled::Reversed(Box::new(burn)))
+        }
+    }
+}
+
+/// Records the burn reversing `reward` and queues its `ChainRequest::Burn`.
+async fn reverse(
+    txn: &DatabaseTransaction,
+    reward: &rewards::Model,
+    cause: &Envelope<PartnerEvent>,
+) -> Result<token_transactions::Model, Failure> {
+    let user = users::Entity::find_by_id(reward.user_id)
+        .one(txn)
+        .await
+        .map_err(EntityError::from)?
+        .ok_or_else(|| {
+            Failure::permanent(format!(
+                "user {} of reward {} is gone",
+                reward.user_id, reward.id
+            ))
+        })?;
+    let tx_id = reversal_tx_id(reward.id);
+    let burn = token_transactions::insert_pending(
+        txn,
+        NewTokenTransaction {
+            tx_id: tx_id.clone(),
+            user_id: user.id,
+            tx_type: TxType::Burn,
+            amount: reward.amount,
+            reason: REVERSAL_REASON.to_owned(),
+        },
+    )
+    .await?
+    .ok_or_else(|| Failure::Transient(format!("reversal `{tx_id}` is already recorded")))?;
+    let request = ChainRequest::Burn(BurnRequest {
+        tx_id: burn.id,
+        user_id: user.external_id.clone(),
+        from_address: user.wallet_address.clone(),
+        amount_wei: chain_wei(reward.amount)?,
+        reason: REVERSAL_REASON.to_owned(),
+        redemption_id: None,
+    });
+    haven_outbox::enqueue(txn, &Envelope::caused_by(cause, request)).await?;
+    Ok(burn)
+}
+
+/// A rule amount as the entity's signed wei.
+pub fn entity_wei(wei: u128) -> Result<Wei, Failure> {
+    i128::try_from(wei)
+        .map(Wei::new)
+        .map_err(|_| Failure::permanent(format!("{wei} wei does not fit the database")))
+}
+
+/// A stored amount as the messages' unsigned wei.
+pub fn chain_wei(wei: Wei) -> Result<u128, Failure> {
+    u128::try_from(wei.get())
+        .map_err(|_| Failure::permanent(format!("stored amount {wei} wei is negative")))
+}

@@ -1,0 +1,150 @@
+//! `bookings`: every Aurora booking an event mentioned, with where it is.
+//!
+//! The row is the meeting point of a booking's events, which may arrive in
+//! any order: a cancellation recorded before its booking-created makes the
+//! later booking-created grant nothing. Both sides take the row's lock
+//! ([`record`] inserts or locks it) before looking at the reward, so they
+//! never interleave.
+
+use chrono::Utc;
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, QuerySelect};
+
+use crate::error::EntityError;
+
+/// Where a booking is. `cancelled` is final: a later `completed` does not undo it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+pub enum BookingStatus {
+    /// Booked.
+    #[sea_orm(string_value = "created")]
+    Created,
+    /// The stay is over.
+    #[sea_orm(string_value = "completed")]
+    Completed,
+    /// Cancelled (possibly before its creation was seen).
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
+}
+
+/// A booking.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "bookings")]
+pub struct Model {
+    /// Aurora's booking id.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub booking_id: String,
+    /// Aurora's guest id (the partners' user id).
+    pub guest_id: String,
+    /// Where it is.
+    pub status: BookingStatus,
+    /// Why it was cancelled, when Aurora said.
+    pub cancellation_reason: Option<String>,
+    /// When first seen.
+    pub created_at: DateTimeUtc,
+    /// Last change.
+    pub updated_at: DateTimeUtc,
+    /// When the completion was recorded.
+    pub completed_at: Option<DateTimeUtc>,
+    /// When the cancellation was recorded.
+    pub cancelled_at: Option<DateTimeUtc>,
+}
+
+/// No relations are declared; queries join explicitly.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+/// What an event says about a booking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BookingEvent {
+    /// booking-created.
+    Created,
+    /// booking-completed.
+    Completed,
+    /// booking-cancelled, with Aurora's reason if any.
+    Cancelled(Option<String>),
+}
+
+/// Records `event` for `booking_id` and returns the booking as it is now,
+/// locked until the caller's transaction ends (`FOR UPDATE` on PostgreSQL).
+///
+/// The first event creates the row (`ON CONFLICT DO NOTHING`, so a
+/// concurrent first event waits and then finds it). `Created` never changes
+/// an existing row; `Completed` sets `completed_at` and moves `created` to
+/// `completed`; `Cancelled` always ends in `cancelled`. Every event is
+/// idempotent: recording it twice leaves the same row.
+pub async fn record<C: ConnectionTrait>(
+    db: &C,
+    booking_id: &str,
+    guest_id: &str,
+    event: BookingEvent,
+) -> Result<Model, EntityError> {
+    let now = Utc::now();
+    let (status, completed_at, cancelled_at, reason) = match &event {
+        BookingEvent::Created => (BookingStatus::Created, None, None, None),
+        BookingEvent::Completed => (BookingStatus::Completed, Some(now), None, None),
+        BookingEvent::Cancelled(reason) => {
+            (BookingStatus::Cancelled, None, Some(now), reason.clone())
+        }
+    };
+    Entity::insert(ActiveModel {
+        booking_id: Set(booking_id.to_owned()),
+        guest_id: Set(guest_id.to_owned()),
+        status: Set(status),
+        cancellation_reason: Set(reason.clone()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        completed_at: Set(completed_at),
+        cancelled_at: Set(cancelled_at),
+    })
+    .on_conflict(
+        OnConflict::column(Column::BookingId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+
+    let row = Entity::find_by_id(booking_id.to_owned())
+        .lock_exclusive()
+        .one(db)
+        .await?
+        .ok_or_else(|| EntityError::Corrupt(format!("booking `{booking_id}` vanished")))?;
+    let mut change = ActiveModel {
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    let changed = match event {
+        BookingEvent::Created => false,
+        BookingEvent::Completed if row.completed_at.is_none() => {
+            if row.status == BookingStatus::Created {
+                change.status = Set(BookingStatus::Completed);
+            }
+            change.completed_at = Set(Some(now));
+            true
+        }
+        BookingEvent::Completed => false,
+        BookingEvent::Cancelled(_) if row.status != BookingStatus::Cancelled => {
+            change.status = Set(BookingStatus::Cancelled);
+            change.cancelled_at = Set(Some(now));
+            change.cancellation_reason = Set(reason);
+            true
+        }
+        BookingEvent::Cancelled(_) => false,
+    };
+    if !changed {
+        return Ok(row);
+    }
+    Entity::update_many()
+        .set(change)
+        .filter(Column::BookingId.eq(booking_id))
+        .exec(db)
+        .await?;
+    Entity::find_by_id(booking_id.to_owned())
+        .one(db)
+        .await?
+        .ok_or_else(|| EntityError::Corrupt(format!("booking `{booking_id}` vanished")))
+}
