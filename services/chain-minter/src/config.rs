@@ -43,6 +43,10 @@ pub struct Config {
     #[command(flatten, next_help_heading = "Minting")]
     pub minting: MintingConfig,
 
+    /// The outbox relay (confirmed and failed events).
+    #[command(flatten, next_help_heading = "Outbox")]
+    pub outbox: haven_outbox::OutboxConfig,
+
     /// How long shutdown waits for in-flight requests and work before it stops anyway.
     #[arg(long, env = "SHUTDOWN_GRACE_PERIOD", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace_period: Duration,

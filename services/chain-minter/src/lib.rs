@@ -28,7 +28,7 @@ use haven_common::retry::RetryPolicy;
 use haven_common::shutdown::{self, CancellationToken};
 use haven_common::telemetry::ErrorChain;
 use haven_messages::ChainRequest;
-use haven_outbox::{Relay, RelayMetrics, RelaySettings};
+use haven_outbox::{Relay, RelayMetrics};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -79,7 +79,7 @@ pub async fn run(
         db.clone(),
         amqp.publisher(),
         RelayMetrics::new(metrics.registry().registry())?,
-        RelaySettings::default(),
+        config.outbox.settings(),
     );
     let (sender_slot, sender) = watch::channel(None);
     // Work stops before the HTTP server: the consumer drains, then the

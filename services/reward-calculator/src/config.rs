@@ -100,16 +100,9 @@ pub struct Config {
           value_parser = parse_positive_duration, help_heading = "Emission")]
     pub emission_target_refresh: Duration,
 
-    /// Most outbox rows the relay publishes per round.
-    #[arg(long, env = "OUTBOX_BATCH_SIZE", default_value_t = 200,
-          value_parser = clap::value_parser!(u64).range(1..=10_000), help_heading = "Outbox")]
-    pub outbox_batch_size: u64,
-
-    /// How often the relay looks for unpublished rows when nothing woke it
-    /// (it is woken after every committed reward).
-    #[arg(long, env = "OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration,
-          help_heading = "Outbox")]
-    pub outbox_poll_interval: Duration,
+    /// The outbox relay.
+    #[command(flatten, next_help_heading = "Outbox")]
+    pub outbox: haven_outbox::OutboxConfig,
 
     /// How long shutdown waits for in-flight requests and work before it stops anyway.
     #[arg(long, env = "SHUTDOWN_GRACE_PERIOD", default_value = "30s", value_parser = parse_duration)]

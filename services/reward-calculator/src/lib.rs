@@ -41,7 +41,7 @@ use haven_common::retry::RetryPolicy;
 use haven_common::shutdown::{self, CancellationToken};
 use haven_common::telemetry::ErrorChain;
 use haven_messages::PartnerEvent;
-use haven_outbox::{Relay, RelayMetrics, RelaySettings};
+use haven_outbox::{Relay, RelayMetrics};
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -85,11 +85,7 @@ pub async fn run(
         db.clone(),
         amqp.publisher(),
         RelayMetrics::new(metrics.registry().registry()).map_err(Error::Outbox)?,
-        RelaySettings {
-            batch_size: config.outbox_batch_size,
-            poll_interval: config.outbox_poll_interval,
-            ..RelaySettings::default()
-        },
+        config.outbox.settings(),
     );
     let ctx = Arc::new(Context {
         db: db.clone(),

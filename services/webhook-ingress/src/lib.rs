@@ -26,7 +26,7 @@ use haven_common::health::{Probe, ops_router};
 use haven_common::metrics::track_http;
 use haven_common::shutdown::{self, CancellationToken};
 use haven_common::telemetry::ErrorChain;
-use haven_outbox::{Relay, RelayMetrics, RelaySettings};
+use haven_outbox::{Relay, RelayMetrics};
 use tokio::net::TcpListener;
 
 use crate::auth::RateLimit;
@@ -65,11 +65,7 @@ pub async fn run(
         db.clone(),
         amqp.publisher(),
         RelayMetrics::new(metrics.registry().registry()).map_err(Error::Outbox)?,
-        RelaySettings {
-            batch_size: config.outbox_batch_size,
-            poll_interval: config.outbox_poll_interval,
-            ..RelaySettings::default()
-        },
+        config.outbox.settings(),
     );
     let rate_limit = RateLimit::per_minute(config.rate_limit_per_minute);
     let state = AppState::new(Inner {

@@ -69,6 +69,7 @@
 //!
 //! [`Publisher`]: haven_common::amqp::Publisher
 
+mod config;
 mod error;
 pub mod metrics;
 mod relay;
@@ -78,6 +79,7 @@ use haven_entity::outbox::{self as table, NewOutboxMessage};
 use haven_messages::{Envelope, QueueMessage, names};
 use sea_orm::ConnectionTrait;
 
+pub use config::OutboxConfig;
 pub use error::OutboxError;
 pub use metrics::RelayMetrics;
 pub use relay::{OutboxNotifier, Relay, RelaySettings};

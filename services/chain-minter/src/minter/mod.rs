@@ -464,10 +464,24 @@ impl Minter {
     /// Records confirmed jobs (retrying through database trouble) and acks them.
     async fn finish(&self, jobs: Vec<Job>, confirmed: &impl AsLanded, started: Option<Instant>) {
         let landed = confirmed.landed();
-        let requests: Vec<&Request> = jobs.iter().map(|j| &j.request).collect();
+        let mut requests = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let reference = job.request.reference();
+            let here = confirmed.landed_here(reference);
+            let at = match here {
+                Some(true) => landed.clone(),
+                // Skipped in this transaction: an earlier one used the
+                // reference, and that is the one to record.
+                _ => match self.landing_of(reference).await {
+                    Some(elsewhere) => elsewhere,
+                    None => landed.clone(),
+                },
+            };
+            requests.push((&job.request, at));
+        }
         let mut attempt = 0;
         loop {
-            match record::confirmed(&self.db, &requests, &landed).await {
+            match record::confirmed(&self.db, &requests).await {
                 Ok(queued) => {
                     if queued > 0 {
                         self.outbox.notify();
@@ -562,6 +576,19 @@ impl Minter {
         }
     }
 
+    /// Where the chain says `reference` was used; `None` when it cannot tell
+    /// now (the caller keeps what it knows).
+    async fn landing_of(&self, reference: B256) -> Option<Landed> {
+        let sender = self.sender.borrow().clone()?;
+        match reconcile::landing_of(sender.rpc(), self.contract, reference).await {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::warn!(error = %ErrorChain(&err), "could not look up where a reference landed");
+                None
+            }
+        }
+    }
+
     /// The sender of the leased signer, waiting for a lease; `None` on shutdown.
     async fn current_sender(&self) -> Option<Arc<TxSender>> {
         let mut rx = self.sender.clone();
@@ -607,6 +634,9 @@ enum Next {
 /// A confirmation, or where an earlier run's transaction landed.
 trait AsLanded {
     fn landed(&self) -> Landed;
+
+    /// Whether this transaction used `reference` (`None`: unknown).
+    fn landed_here(&self, reference: B256) -> Option<bool>;
 }
 
 impl AsLanded for ConfirmedTx {
@@ -616,11 +646,27 @@ impl AsLanded for ConfirmedTx {
             block_number: self.block_number,
         }
     }
+
+    fn landed_here(&self, reference: B256) -> Option<bool> {
+        use alloy::sol_types::SolEvent as _;
+        // topic0 is the event, topic1 the indexed reference.
+        Some(self.receipt.inner.logs().iter().any(|log| {
+            let topics = log.topics();
+            topics.len() > 1
+                && topics[1] == reference
+                && (topics[0] == HAVEN::Minted::SIGNATURE_HASH
+                    || topics[0] == HAVEN::Burned::SIGNATURE_HASH)
+        }))
+    }
 }
 
 impl AsLanded for Landed {
     fn landed(&self) -> Landed {
         self.clone()
+    }
+
+    fn landed_here(&self, _reference: B256) -> Option<bool> {
+        None
     }
 }
 

@@ -47,17 +47,22 @@ pub async fn run(minter: &Arc<Minter>, rpc: &Rpc) -> Result<Reconciled, String> 
             found.left += 1;
             continue;
         };
-        let landed = match &row.tx_hash {
-            Some(hash) => landed_by_hash(rpc, hash).await.unwrap_or(Landed {
-                tx_hash: hash.clone(),
-                block_number: 0,
-            }),
-            None => Landed {
-                tx_hash: String::new(),
-                block_number: 0,
+        // The row's hash is the last one sent, which may be a resend that
+        // skipped the reference: the chain's event says where it landed.
+        let landed = match landing_of(rpc, minter.contract, reference).await {
+            Ok(Some(landed)) => landed,
+            _ => match &row.tx_hash {
+                Some(hash) => landed_by_hash(rpc, hash).await.unwrap_or(Landed {
+                    tx_hash: hash.clone(),
+                    block_number: 0,
+                }),
+                None => Landed {
+                    tx_hash: String::new(),
+                    block_number: 0,
+                },
             },
         };
-        record::confirmed(&minter.db, &[&request], &landed)
+        record::confirmed(&minter.db, &[(&request, landed)])
             .await
             .map_err(|err| ErrorChain(&err).to_string())?;
         found.finished += 1;
@@ -66,6 +71,35 @@ pub async fn run(minter: &Arc<Minter>, rpc: &Rpc) -> Result<Reconciled, String> 
         minter.outbox.notify();
     }
     Ok(found)
+}
+
+/// The transaction whose `Minted` or `Burned` event carries `reference`
+/// (the contract emits one per used reference), if any.
+pub(crate) async fn landing_of(
+    rpc: &Rpc,
+    contract: alloy::primitives::Address,
+    reference: B256,
+) -> Result<Option<Landed>, haven_chain::error::ChainError> {
+    use alloy::providers::Provider as _;
+    use alloy::rpc::types::Filter;
+    use alloy::sol_types::SolEvent as _;
+    let filter = Filter::new()
+        .address(contract)
+        .event_signature(vec![
+            HAVEN::Minted::SIGNATURE_HASH,
+            HAVEN::Burned::SIGNATURE_HASH,
+        ])
+        .topic1(reference)
+        .from_block(0);
+    let logs = rpc
+        .call("eth_getLogs", || rpc.provider().get_logs(&filter))
+        .await?;
+    Ok(logs.into_iter().find_map(|log| {
+        Some(Landed {
+            tx_hash: log.transaction_hash?.to_string(),
+            block_number: log.block_number?,
+        })
+    }))
 }
 
 async fn landed_by_hash(rpc: &Rpc, hash: &str) -> Option<Landed> {

@@ -76,22 +76,21 @@ pub struct Landed {
     pub block_number: u64,
 }
 
-/// In one transaction: marks `requests` confirmed, posts their ledger
+/// In one transaction: marks `requests` confirmed where each landed, posts their ledger
 /// movements (moving the balances), marks paid rewards `minted`, and queues
 /// a `confirmed` event for each. Repeating it changes nothing: the status
 /// update is conditional and ledger movements are posted once per reference.
 /// Returns the envelopes queued, for the caller to wake the relay.
 pub async fn confirmed(
     db: &DatabaseConnection,
-    requests: &[&Request],
-    landed: &Landed,
+    requests: &[(&Request, Landed)],
 ) -> Result<usize, EntityError> {
     let txn = db.begin().await?;
     let now = Utc::now();
-    let block = i64::try_from(landed.block_number)
-        .map_err(|_| EntityError::Corrupt(format!("block number {}", landed.block_number)))?;
     let mut queued = 0;
-    for request in requests {
+    for (request, landed) in requests {
+        let block = i64::try_from(landed.block_number)
+            .map_err(|_| EntityError::Corrupt(format!("block number {}", landed.block_number)))?;
         let Some(row) = token_transactions::Entity::find_by_id(request.tx_id())
             .one(&txn)
             .await?
@@ -104,7 +103,7 @@ pub async fn confirmed(
         if row.status == TxStatus::Confirmed {
             continue;
         }
-        token_transactions::Entity::update_many()
+        let updated = token_transactions::Entity::update_many()
             .col_expr(
                 token_transactions::Column::Status,
                 Expr::value(TxStatus::Confirmed.to_value()),
@@ -117,8 +116,16 @@ pub async fn confirmed(
             .col_expr(token_transactions::Column::ConfirmedAt, Expr::value(now))
             .col_expr(token_transactions::Column::UpdatedAt, Expr::value(now))
             .filter(token_transactions::Column::Id.eq(row.id))
+            // Re-checked under the row lock: a racing confirmation of the
+            // same request (a redelivered copy in another batch, the
+            // start-up reconciliation) that committed first wins, and this
+            // one must not announce it again.
+            .filter(token_transactions::Column::Status.ne(TxStatus::Confirmed))
             .exec(&txn)
             .await?;
+        if updated.rows_affected == 0 {
+            continue;
+        }
         ledger::post(&txn, &movement(request, row.user_id, row.amount)?).await?;
         if matches!(request, Request::Mint { .. }) {
             rewards::Entity::update_many()

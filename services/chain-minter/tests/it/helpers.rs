@@ -281,3 +281,283 @@ pub async fn count_status(db: &DatabaseConnection, status: TxStatus) -> u64 {
         .await
         .unwrap()
 }
+
+// ------------------------------------------------------------------------
+// Fault tests: a stack without a minter, the real binary as a child
+// process, and what the chain itself says was minted.
+
+/// Dependencies, anvil and the deployed contract, with no chain-minter
+/// running: fault tests start (and kill) their minters themselves.
+pub struct Stack {
+    pub deps: TestDeps,
+    pub anvil: AnvilInstance,
+    pub contract: Address,
+    pub amqp: AmqpClient,
+}
+
+/// Deploys HAVEN on `anvil` (signers [`SIGNERS`]), recording it in the
+/// test's database; retries the first requests a fresh node may drop.
+pub async fn deploy_contract(deps: &TestDeps, anvil: &AnvilInstance) -> Address {
+    let config = DeployConfig {
+        rpc: anvil.rpc_config(),
+        deployer_private_key: Redacted::new(format!("0x{}", hex::encode(dev_key(0).to_bytes()))),
+        signers: dev_signer_config(&SIGNERS),
+        grant_to: vec![],
+        database_url: Some(Redacted::new(deps.db.url().to_owned())),
+        deployment_file: None,
+        tx: test_tx_config(),
+    };
+    let mut deployed = deploy(&config).await;
+    for _ in 0..3 {
+        match &deployed {
+            Err(err) if err.is_retryable() => {
+                eprintln!("deploy failed ({err}); retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                deployed = deploy(&config).await;
+            }
+            _ => break,
+        }
+    }
+    deployed.expect("the contract deploys").record.address
+}
+
+/// Fresh dependencies, anvil (`anvil_args`, which must mine: the deploy
+/// waits for its receipt) and the deployed contract; no minter.
+pub async fn spawn_stack(anvil_args: &[&str]) -> Stack {
+    let deps = TestDeps::new().await;
+    let anvil = AnvilInstance::spawn_with(anvil_args);
+    let contract = deploy_contract(&deps, &anvil).await;
+    let amqp = deps.amqp.client(&deps.amqp.config());
+    Stack {
+        deps,
+        anvil,
+        contract,
+        amqp,
+    }
+}
+
+impl Stack {
+    /// The test's database, directly.
+    pub fn db(&self) -> &DatabaseConnection {
+        self.deps.db.conn()
+    }
+
+    /// An RPC client of the test's anvil (never through a proxy).
+    pub fn rpc(&self) -> Rpc {
+        Rpc::new(&self.anvil.rpc_config()).unwrap()
+    }
+
+    /// `balanceOf(address)` on chain, in wei.
+    pub async fn balance_of(&self, address: Address) -> u128 {
+        let balance: U256 = self
+            .rpc()
+            .view(self.contract, &HAVEN::balanceOfCall { account: address })
+            .await
+            .unwrap();
+        balance.to::<u128>()
+    }
+
+    /// `totalSupply()` on chain, in wei.
+    pub async fn total_supply(&self) -> u128 {
+        let supply: U256 = self
+            .rpc()
+            .view(self.contract, &HAVEN::totalSupplyCall {})
+            .await
+            .unwrap();
+        supply.to::<u128>()
+    }
+
+    /// Publishes chain requests to the namespace's exchange.
+    pub async fn publish(&self, requests: &[ChainRequest]) {
+        self.amqp
+            .wait_connected(Duration::from_secs(10))
+            .await
+            .unwrap();
+        let publisher = self.amqp.publisher();
+        for request in requests {
+            publisher
+                .publish(&Envelope::new(request.clone()))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// A chain-minter in this process on the stack, pool [`SIGNERS`],
+    /// reaching the chain at `rpc_url`.
+    pub async fn minter(&self, rpc_url: &str, extra: &[&str]) -> TestApp<Error> {
+        spawn_minter(&self.deps, rpc_url, self.contract, &SIGNERS, extra).await
+    }
+
+    /// The real `chain-minter` binary as a child process on the stack, pool
+    /// [`SIGNERS`], reaching the chain at `rpc_url`; killed when dropped.
+    pub fn minter_process(&self, rpc_url: &str, extra: &[&str]) -> MinterProcess {
+        let keys = SIGNERS
+            .iter()
+            .map(|i| format!("0x{}", hex::encode(dev_key(*i).to_bytes())))
+            .collect::<Vec<_>>()
+            .join(",");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_chain-minter"))
+            .args(self.deps.args())
+            .args([
+                "--http-host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--rpc-url",
+                rpc_url,
+                "--chain-id",
+                "31337",
+                "--contract-address",
+                &self.contract.to_string(),
+                "--signer-private-keys",
+                &keys,
+                "--poll-interval",
+                "100ms",
+                "--log-filter",
+                "warn",
+            ])
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start the chain-minter binary");
+        MinterProcess { child }
+    }
+
+    /// Every `Minted` event of the contract: (reference, transaction hash).
+    pub async fn minted_events(&self) -> Vec<(alloy::primitives::B256, alloy::primitives::B256)> {
+        use alloy::providers::Provider as _;
+        use alloy::rpc::types::Filter;
+        use alloy::sol_types::SolEvent as _;
+        let filter = Filter::new()
+            .address(self.contract)
+            .event_signature(HAVEN::Minted::SIGNATURE_HASH)
+            .from_block(0);
+        self.rpc()
+            .provider()
+            .get_logs(&filter)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|log| {
+                let event = log.log_decode::<HAVEN::Minted>().unwrap().inner.data;
+                (event.r#ref, log.transaction_hash.unwrap())
+            })
+            .collect()
+    }
+
+    /// Transactions `address` has had mined (its latest nonce).
+    pub async fn mined_tx_count(&self, address: Address) -> u64 {
+        self.rpc().mined_nonce(address).await.unwrap()
+    }
+
+    /// Switches anvil's automine on or off.
+    pub async fn set_automine(&self, on: bool) {
+        use alloy::providers::ext::AnvilApi as _;
+        self.rpc().provider().anvil_set_auto_mine(on).await.unwrap();
+    }
+
+    /// Mines `blocks` blocks now (with whatever the node holds pending).
+    pub async fn mine(&self, blocks: u64) {
+        use alloy::providers::ext::AnvilApi as _;
+        self.rpc()
+            .provider()
+            .anvil_mine(Some(blocks), None)
+            .await
+            .unwrap();
+    }
+
+    /// Consumers attached to a work queue of the namespace (0 while the
+    /// queue is not declared yet).
+    pub async fn consumer_count(&self, queue: &str) -> u32 {
+        use lapin::options::QueueDeclareOptions;
+        use lapin::types::FieldTable;
+        let connection = self.deps.amqp.raw_connection().await;
+        let channel = connection.create_channel().await.unwrap();
+        let name = self.deps.amqp.topology().work_queue(queue);
+        let count = channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            // Not declared yet (no minter has connected): nobody consumes.
+            .map_or(0, |queue| queue.consumer_count());
+        let _ = connection.close(200, "done".into()).await;
+        count
+    }
+
+    /// How many `confirmed` chain events each token transaction got,
+    /// draining the namespace's chain-events queue (waits `quiet` for
+    /// stragglers the outbox relay has not published yet).
+    pub async fn confirmed_announcements(
+        &self,
+        quiet: Duration,
+    ) -> std::collections::HashMap<uuid::Uuid, usize> {
+        use haven_messages::{ChainEvent, names};
+        let connection = self.deps.amqp.raw_connection().await;
+        let channel = connection.create_channel().await.unwrap();
+        let queue = self
+            .deps
+            .amqp
+            .topology()
+            .work_queue(names::CHAIN_EVENTS.name);
+        let mut seen = std::collections::HashMap::new();
+        while let Some(m) = haven_common::testing::amqp::get_one(&channel, &queue, quiet).await {
+            if let ChainEvent::Confirmed(c) = Envelope::<ChainEvent>::decode(&m.delivery.data)
+                .unwrap()
+                .payload
+            {
+                *seen.entry(c.tx_id).or_default() += 1;
+            }
+        }
+        let _ = connection.close(200, "done".into()).await;
+        seen
+    }
+
+    /// Closes the test's clients, drops the database and the namespace.
+    pub async fn finish(self) {
+        self.amqp.close().await;
+        self.deps.cleanup().await;
+    }
+}
+
+/// The real `chain-minter` binary running as a child process.
+pub struct MinterProcess {
+    child: std::process::Child,
+}
+
+impl MinterProcess {
+    /// SIGKILL: no shutdown, no drain, no lease release.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL chain-minter");
+        self.child.wait().expect("reap chain-minter");
+    }
+
+    /// Panics if the process has exited (it should be running).
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("chain-minter exited early: {status}");
+        }
+    }
+}
+
+impl Drop for MinterProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Count of token transactions that have a recorded transaction hash.
+pub async fn count_with_hash(db: &DatabaseConnection) -> u64 {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    token_transactions::Entity::find()
+        .filter(token_transactions::Column::TxHash.is_not_null())
+        .count(db)
+        .await
+        .unwrap()
+}

@@ -2,6 +2,7 @@
 //! against its own PostgreSQL database and RabbitMQ namespace.
 
 mod config;
+mod faults;
 mod health;
 mod helpers;
 mod minting;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use clap::Parser as _;
 use haven_common::amqp::AmqpClient;
-use haven_common::testing::amqp::get_one;
 use haven_common::testing::app::{TestApp, TestDeps};
 use haven_entity::rewards::{self, RewardStatus};
 use haven_entity::token_transactions::{self, TxStatus};
@@ -129,15 +128,7 @@ pub async fn drain_queue<P: QueueMessage>(
     queue: QueueSpec,
     wait: Duration,
 ) -> Vec<Envelope<P>> {
-    let connection = deps.amqp.raw_connection().await;
-    let channel = connection.create_channel().await.unwrap();
-    let name = deps.amqp.topology().work_queue(queue.name);
-    let mut got = Vec::new();
-    while let Some(message) = get_one(&channel, &name, wait).await {
-        got.push(Envelope::<P>::decode(&message.delivery.data).unwrap());
-    }
-    let _ = connection.close(200, "done".into()).await;
-    got
+    deps.amqp.drain(queue, wait).await
 }
 
 /// The chain requests published so far (waits `wait` after the last one).

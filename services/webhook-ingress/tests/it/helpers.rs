@@ -7,7 +7,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::Parser as _;
-use haven_common::testing::amqp::get_one;
 use haven_common::testing::app::{TestApp, TestDeps};
 use haven_entity::ledger::{self, Account, Movement};
 use haven_entity::ledger_movements::MovementKind;
@@ -191,15 +190,7 @@ pub async fn drain_queue<P: QueueMessage>(
     queue: QueueSpec,
     wait: Duration,
 ) -> Vec<Envelope<P>> {
-    let connection = deps.amqp.raw_connection().await;
-    let channel = connection.create_channel().await.unwrap();
-    let name = deps.amqp.topology().work_queue(queue.name);
-    let mut got = Vec::new();
-    while let Some(message) = get_one(&channel, &name, wait).await {
-        got.push(Envelope::<P>::decode(&message.delivery.data).unwrap());
-    }
-    let _ = connection.close(200, "done".into()).await;
-    got
+    deps.amqp.drain(queue, wait).await
 }
 
 /// Number of rows of an entity.

@@ -189,6 +189,32 @@ async fn delete_all(url: &str, topology: &Topology, extra: Vec<String>) {
     }
 }
 
+impl TestAmqp {
+    /// Takes every message of work queue `queue` (un-prefixed) that arrives
+    /// within `wait` of the previous one, decoded as `P`.
+    pub async fn drain<P: haven_messages::QueueMessage>(
+        &self,
+        queue: haven_messages::names::QueueSpec,
+        wait: Duration,
+    ) -> Vec<haven_messages::Envelope<P>> {
+        let connection = self.raw_connection().await;
+        let channel = connection
+            .create_channel()
+            .await
+            .expect("open a channel to drain a test queue");
+        let name = self.topology().work_queue(queue.name);
+        let mut got = Vec::new();
+        while let Some(message) = get_one(&channel, &name, wait).await {
+            got.push(
+                haven_messages::Envelope::<P>::decode(&message.delivery.data)
+                    .expect("a test queue holds decodable envelopes"),
+            );
+        }
+        let _ = connection.close(200, "drained".into()).await;
+        got
+    }
+}
+
 /// Number of ready (not unacked) messages in `queue` (a broker-side name).
 pub async fn ready_count(channel: &Channel, queue: &str) -> u32 {
     channel
