@@ -10,10 +10,9 @@ use std::time::Duration;
 use alloy::primitives::{Address, U256};
 use clap::Parser as _;
 use haven_chain::contract::HAVEN;
-use haven_chain::deploy::{DeployConfig, deploy};
+
 use haven_chain::rpc::Rpc;
-use haven_chain::testing::{AnvilInstance, dev_key, dev_signer_config, test_tx_config};
-use haven_common::config::Redacted;
+use haven_chain::testing::{AnvilInstance, deploy_for_tests, dev_key};
 use haven_common::testing::app::{TestApp, TestDeps};
 use hmac::{Hmac, Mac};
 use sea_orm::DatabaseConnection;
@@ -52,23 +51,7 @@ impl Pipeline {
     pub async fn start(anvil_args: &[&str], minter_args: &[&str]) -> Self {
         let deps = TestDeps::new().await;
         let anvil = AnvilInstance::spawn_with(anvil_args);
-        let config = DeployConfig {
-            rpc: anvil.rpc_config(),
-            deployer_private_key: Redacted::new(format!(
-                "0x{}",
-                hex::encode(dev_key(0).to_bytes())
-            )),
-            signers: dev_signer_config(&[SIGNER]),
-            grant_to: vec![],
-            database_url: Some(Redacted::new(deps.db.url().to_owned())),
-            deployment_file: None,
-            tx: test_tx_config(),
-        };
-        let contract = deploy(&config)
-            .await
-            .expect("the contract deploys")
-            .record
-            .address;
+        let contract = deploy_for_tests(&anvil, &[SIGNER], deps.db.url()).await;
         let base = |name: &str| {
             std::iter::once(name.to_owned())
                 .chain(deps.args())

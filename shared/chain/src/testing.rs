@@ -166,3 +166,38 @@ fn anvil_bin() -> PathBuf {
     }
     panic!("anvil not found: run `npm ci` at the workspace root or set ANVIL_BIN")
 }
+
+/// Deploys HAVEN on `anvil` with dev account 0, granting MINTER and BURNER
+/// to the dev accounts `signers`, and records it in the database at
+/// `database_url`. Retries the first requests a node that has just started
+/// may drop.
+///
+/// # Panics
+/// When the deployment fails for good: a broken test environment.
+pub async fn deploy_for_tests(
+    anvil: &AnvilInstance,
+    signers: &[u32],
+    database_url: &str,
+) -> alloy::primitives::Address {
+    let config = crate::deploy::DeployConfig {
+        rpc: anvil.rpc_config(),
+        deployer_private_key: Redacted::new(format!("0x{}", hex::encode(dev_key(0).to_bytes()))),
+        signers: dev_signer_config(signers),
+        grant_to: vec![],
+        database_url: Some(Redacted::new(database_url.to_owned())),
+        deployment_file: None,
+        tx: test_tx_config(),
+    };
+    let mut deployed = crate::deploy::deploy(&config).await;
+    for _ in 0..3 {
+        match &deployed {
+            Err(err) if err.is_retryable() => {
+                eprintln!("deploy failed ({err}); retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                deployed = crate::deploy::deploy(&config).await;
+            }
+            _ => break,
+        }
+    }
+    deployed.expect("the contract deploys").record.address
+}

@@ -9,11 +9,10 @@ use alloy::primitives::{Address, U256};
 use chain_minter::{Config, Error};
 use clap::Parser as _;
 use haven_chain::contract::HAVEN;
-use haven_chain::deploy::{DeployConfig, deploy};
+
 use haven_chain::rpc::Rpc;
-use haven_chain::testing::{AnvilInstance, dev_key, dev_signer_config, test_tx_config};
+use haven_chain::testing::{AnvilInstance, deploy_for_tests, dev_key};
 use haven_common::amqp::AmqpClient;
-use haven_common::config::Redacted;
 use haven_common::testing::app::{TestApp, TestDeps};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
 use haven_entity::users::{self, NewUser};
@@ -83,29 +82,7 @@ impl Spawned {
 pub async fn spawn_app_with(anvil_args: &[&str], extra: &[&str]) -> Spawned {
     let deps = TestDeps::new().await;
     let anvil = AnvilInstance::spawn_with(anvil_args);
-    let config = DeployConfig {
-        rpc: anvil.rpc_config(),
-        deployer_private_key: Redacted::new(format!("0x{}", hex::encode(dev_key(0).to_bytes()))),
-        signers: dev_signer_config(&SIGNERS),
-        grant_to: vec![],
-        database_url: Some(Redacted::new(deps.db.url().to_owned())),
-        deployment_file: None,
-        tx: test_tx_config(),
-    };
-    // A node that has just started may drop the very first requests.
-    let mut deployed = deploy(&config).await;
-    for _ in 0..3 {
-        match &deployed {
-            Err(err) if err.is_retryable() => {
-                eprintln!("deploy failed ({err}); retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                deployed = deploy(&config).await;
-            }
-            _ => break,
-        }
-    }
-    let deployment = deployed.expect("the contract deploys");
-    let contract = deployment.record.address;
+    let contract = deploy_for_tests(&anvil, &SIGNERS, deps.db.url()).await;
     let app = spawn_minter(&deps, &anvil.endpoint(), contract, &SIGNERS, extra).await;
     let amqp = deps.amqp.client(&deps.amqp.config());
     Spawned {
@@ -298,27 +275,7 @@ pub struct Stack {
 /// Deploys HAVEN on `anvil` (signers [`SIGNERS`]), recording it in the
 /// test's database; retries the first requests a fresh node may drop.
 pub async fn deploy_contract(deps: &TestDeps, anvil: &AnvilInstance) -> Address {
-    let config = DeployConfig {
-        rpc: anvil.rpc_config(),
-        deployer_private_key: Redacted::new(format!("0x{}", hex::encode(dev_key(0).to_bytes()))),
-        signers: dev_signer_config(&SIGNERS),
-        grant_to: vec![],
-        database_url: Some(Redacted::new(deps.db.url().to_owned())),
-        deployment_file: None,
-        tx: test_tx_config(),
-    };
-    let mut deployed = deploy(&config).await;
-    for _ in 0..3 {
-        match &deployed {
-            Err(err) if err.is_retryable() => {
-                eprintln!("deploy failed ({err}); retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                deployed = deploy(&config).await;
-            }
-            _ => break,
-        }
-    }
-    deployed.expect("the contract deploys").record.address
+    deploy_for_tests(anvil, &SIGNERS, deps.db.url()).await
 }
 
 /// Fresh dependencies, anvil (`anvil_args`, which must mine: the deploy
