@@ -25,73 +25,32 @@ pub const SIGNERS: [u32; 2] = [1, 2];
 /// One HNV in wei.
 pub const HNV: u128 = 1_000_000_000_000_000_000;
 
-/// The service, its dependencies and the chain.
+/// A chain-minter running in-process on its own [`Stack`]; derefs to the stack.
 pub struct Spawned {
     pub app: TestApp<Error>,
-    pub deps: TestDeps,
-    pub anvil: AnvilInstance,
-    pub contract: Address,
-    pub amqp: AmqpClient,
+    pub stack: Stack,
+}
+
+impl std::ops::Deref for Spawned {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        &self.stack
+    }
 }
 
 impl Spawned {
-    /// The test's database, directly.
-    pub fn db(&self) -> &DatabaseConnection {
-        self.deps.db.conn()
-    }
-
-    /// Stops everything.
+    /// Stops the minter, then everything else.
     pub async fn finish(self) {
         self.app.stop().await;
-        self.amqp.close().await;
-        self.deps.cleanup().await;
-    }
-
-    /// An RPC client of the test's anvil.
-    pub fn rpc(&self) -> Rpc {
-        Rpc::new(&self.anvil.rpc_config()).unwrap()
-    }
-
-    /// `balanceOf(address)` on chain, in wei.
-    pub async fn balance_of(&self, address: Address) -> u128 {
-        let balance: U256 = self
-            .rpc()
-            .view(self.contract, &HAVEN::balanceOfCall { account: address })
-            .await
-            .unwrap();
-        balance.to::<u128>()
-    }
-
-    /// Publishes chain requests to the namespace's exchange.
-    pub async fn publish(&self, requests: &[ChainRequest]) {
-        self.amqp
-            .wait_connected(Duration::from_secs(10))
-            .await
-            .unwrap();
-        let publisher = self.amqp.publisher();
-        for request in requests {
-            publisher
-                .publish(&Envelope::new(request.clone()))
-                .await
-                .unwrap();
-        }
+        self.stack.finish().await;
     }
 }
 
 /// Starts anvil (`anvil_args`), deploys, and starts chain-minter with `extra` settings.
 pub async fn spawn_app_with(anvil_args: &[&str], extra: &[&str]) -> Spawned {
-    let deps = TestDeps::new().await;
-    let anvil = AnvilInstance::spawn_with(anvil_args);
-    let contract = deploy_for_tests(&anvil, &SIGNERS, deps.db.url()).await;
-    let app = spawn_minter(&deps, &anvil.endpoint(), contract, &SIGNERS, extra).await;
-    let amqp = deps.amqp.client(&deps.amqp.config());
-    Spawned {
-        app,
-        deps,
-        anvil,
-        contract,
-        amqp,
-    }
+    let stack = spawn_stack(anvil_args).await;
+    let app = stack.minter(&stack.anvil.endpoint(), extra).await;
+    Spawned { app, stack }
 }
 
 /// [`spawn_app_with`] with anvil's defaults (automine).
