@@ -237,16 +237,7 @@ pub async fn release_held(
     if let Some((_, _, Reservation::OverBudget { .. })) = reserve(ctx, txn, reward.amount).await? {
         return Ok(Released::NoRoom);
     }
-    let user = users::Entity::find_by_id(reward.user_id)
-        .one(txn)
-        .await
-        .map_err(EntityError::from)?
-        .ok_or_else(|| {
-            Failure::permanent(format!(
-                "user {} of reward {} is gone",
-                reward.user_id, reward.id
-            ))
-        })?;
+    let user = user_of(txn, reward).await?;
     let rule = Rule::ALL
         .into_iter()
         .find(|rule| rule.as_str() == reward.rule)
@@ -390,13 +381,12 @@ pub async fn cancel_reward(
     }
 }
 
-/// Records the burn reversing `reward` and queues its `ChainRequest::Burn`.
-async fn reverse(
+/// The user a reward belongs to (the foreign key guarantees one).
+async fn user_of(
     txn: &DatabaseTransaction,
     reward: &rewards::Model,
-    cause: &Envelope<PartnerEvent>,
-) -> Result<token_transactions::Model, Failure> {
-    let user = users::Entity::find_by_id(reward.user_id)
+) -> Result<users::Model, Failure> {
+    users::Entity::find_by_id(reward.user_id)
         .one(txn)
         .await
         .map_err(EntityError::from)?
@@ -405,7 +395,16 @@ async fn reverse(
                 "user {} of reward {} is gone",
                 reward.user_id, reward.id
             ))
-        })?;
+        })
+}
+
+/// Records the burn reversing `reward` and queues its `ChainRequest::Burn`.
+async fn reverse(
+    txn: &DatabaseTransaction,
+    reward: &rewards::Model,
+    cause: &Envelope<PartnerEvent>,
+) -> Result<token_transactions::Model, Failure> {
+    let user = user_of(txn, reward).await?;
     let tx_id = reversal_tx_id(reward.id);
     let burn = token_transactions::insert_pending(
         txn,

@@ -397,6 +397,8 @@ impl Minter {
                 tracing::warn!(error = %ErrorChain(&err), tx_hash = %hash, "could not record the sent hash");
             }
             self.metrics.in_flight(1);
+            // `Next::Again` out of this loop: the lease was lost or the nonce
+            // taken, send again (same references).
             let confirmed = loop {
                 match sender.confirm(&mut sent).await {
                     Ok(confirmed) => break Ok(confirmed),
@@ -406,15 +408,10 @@ impl Minter {
                         self.metrics.retry("transport");
                         tracing::warn!(error = %ErrorChain(&err), tx_hash = %sent.hash(), "confirmation interrupted; watching again");
                         if !self.pause(&mut attempt).await {
-                            break Err(Sent::GaveUp("shutting down".into()));
+                            break Err(Next::Stop(Sent::GaveUp("shutting down".into())));
                         }
                     }
-                    Err(err) => {
-                        break Err(match self.classify(err, &mut attempt).await {
-                            Next::Again => Sent::GaveUp(String::new()),
-                            Next::Stop(sent) => sent,
-                        });
-                    }
+                    Err(err) => break Err(self.classify(err, &mut attempt).await),
                 }
             };
             self.metrics.in_flight(-1);
@@ -423,9 +420,8 @@ impl Minter {
                     self.metrics.replaced(confirmed.replacements);
                     return Sent::Confirmed(Box::new(confirmed), started);
                 }
-                // Lease lost or nonce taken: send again (same references).
-                Err(Sent::GaveUp(reason)) if reason.is_empty() => continue,
-                Err(stop) => return stop,
+                Err(Next::Again) => continue,
+                Err(Next::Stop(stop)) => return stop,
             }
         }
     }
