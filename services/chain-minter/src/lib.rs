@@ -100,6 +100,7 @@ pub async fn run(
         config.chain.rpc.chain_id,
         config.chain.tx.clone(),
         sender_slot,
+        metrics.clone(),
         work.clone(),
     ));
     let relay_stop = CancellationToken::new();

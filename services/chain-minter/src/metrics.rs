@@ -24,6 +24,10 @@ pub const CONFIRMATION_SECONDS: &str = "haven_chain_confirmation_seconds";
 pub const END_TO_END_SECONDS: &str = "haven_mint_end_to_end_seconds";
 /// Send or confirm attempts that failed and were retried, by class.
 pub const RETRIES_TOTAL: &str = "haven_chain_retries_total";
+/// Gauge: nonces the leased signer has used that the node does not know
+/// (its next nonce minus the node's pending count); above 0 for long, every
+/// later transaction of the signer is stuck behind the hole.
+pub const NONCE_GAP: &str = "haven_chain_nonce_gap";
 
 /// `mint` or `burn`.
 pub const LABEL_KIND: &str = "kind";
@@ -47,6 +51,7 @@ pub struct Metrics {
     confirmation: Histogram,
     end_to_end: Histogram,
     retries: IntCounterVec,
+    nonce_gap: IntGauge,
 }
 
 impl Metrics {
@@ -93,6 +98,10 @@ impl Metrics {
                 "Send, confirm or record attempts that failed and were retried, by class.",
                 &[LABEL_CLASS],
             )?,
+            nonce_gap: registry.int_gauge(
+                NONCE_GAP,
+                "Nonces the leased signer used that the node does not know (next nonce - pending count).",
+            )?,
             registry,
         })
     }
@@ -130,6 +139,11 @@ impl Metrics {
     /// Records recorded-to-confirmed time of one token transaction.
     pub fn end_to_end(&self, seconds: f64) {
         self.end_to_end.observe(seconds);
+    }
+
+    /// Records the leased signer's nonce gap.
+    pub fn nonce_gap(&self, gap: u64) {
+        self.nonce_gap.set(i64::try_from(gap).unwrap_or(i64::MAX));
     }
 
     /// Counts a retry.

@@ -292,6 +292,14 @@ impl NonceManager {
         self.inner.lost.clone()
     }
 
+    /// The nonce the next send will use, when this manager knows it: `None`
+    /// after an unknown send outcome (the next send re-reads the chain) and
+    /// while a send holds the nonce. For monitoring: the difference to the
+    /// node's pending count is the signer's nonce gap.
+    pub fn next_nonce(&self) -> Option<u64> {
+        self.inner.next.try_lock().ok().and_then(|next| *next)
+    }
+
     /// Locks the nonce for one send: checks the lease, reserves the next
     /// nonce in the database under the lease (the fence), and returns the
     /// slot. Other sends of this manager wait until the slot is finished.

@@ -44,6 +44,17 @@ pub async fn find<C: ConnectionTrait>(
         .await?)
 }
 
+/// The recorded deployment at `address` (checksummed), on whichever chain.
+pub async fn find_by_address<C: ConnectionTrait>(
+    db: &C,
+    address: &str,
+) -> Result<Option<Model>, EntityError> {
+    Ok(Entity::find()
+        .filter(Column::Address.eq(address))
+        .one(db)
+        .await?)
+}
+
 /// Records a deployment, replacing an older one of the same contract on
 /// the same chain (a chain reset to genesis lost the old one).
 pub async fn upsert<C: ConnectionTrait>(db: &C, deployment: Model) -> Result<(), EntityError> {

@@ -25,11 +25,7 @@ pub async fn handle(
         Err(reason) => return Outcome::DeadLetter(reason),
     };
     let (reply, outcome) = oneshot::channel();
-    let job = Job {
-        request,
-        reply,
-        recorded_at: None,
-    };
+    let job = Job::new(request, reply);
     match &job.request {
         Request::Mint { .. } => {
             if batches.push(job).await.is_err() {

@@ -12,8 +12,12 @@ use haven_common::telemetry::ErrorChain;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
+
 /// How often a replica tries again while every signer is leased.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// How often the held signer's nonce gap is sampled.
+const GAP_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 /// Keeps a leased signer in `slot` until `shutdown`, then releases the lease.
 pub async fn hold(
@@ -22,6 +26,7 @@ pub async fn hold(
     chain_id: u64,
     tx_config: TxConfig,
     slot: watch::Sender<Option<Arc<TxSender>>>,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -63,6 +68,37 @@ pub async fn hold(
                 tracing::warn!(%signer, "signer lease lost; leasing again");
                 slot.send_replace(None);
             }
+            () = watch_nonce_gap(&sender, &metrics) => {}
+        }
+        metrics.nonce_gap(0);
+    }
+}
+
+/// Samples the held signer's nonce gap for ever: the nonce the manager will
+/// use next against the node's pending count. A gap that stays above 0
+/// means a nonce was reserved and never reached the node; the manager
+/// re-reads the pending count after any unknown send outcome, so a gap
+/// that persists is worth an alert.
+async fn watch_nonce_gap(sender: &TxSender, metrics: &Metrics) {
+    let NonceSource::Leased(manager) = sender.nonces() else {
+        return std::future::pending().await;
+    };
+    let mut ticks = tokio::time::interval(GAP_SAMPLE_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(next) = manager.next_nonce() else {
+            continue;
+        };
+        match sender.rpc().pending_nonce(sender.address()).await {
+            Ok(pending) => {
+                let gap = next.saturating_sub(pending);
+                if gap > 0 {
+                    tracing::debug!(signer = %sender.address(), next, pending, "nonce gap");
+                }
+                metrics.nonce_gap(gap);
+            }
+            Err(err) => tracing::debug!(error = %ErrorChain(&err), "cannot sample the nonce gap"),
         }
     }
 }

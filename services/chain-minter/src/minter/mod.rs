@@ -29,6 +29,7 @@ use haven_chain::sender::{ConfirmedTx, SentTx, TxRequest, TxSender};
 use haven_common::amqp::Outcome;
 use haven_common::retry::RetryPolicy;
 use haven_common::telemetry::ErrorChain;
+use haven_entity::chain_deployments;
 use haven_entity::token_transactions::{self, TxStatus};
 use haven_messages::TxType;
 use haven_outbox::OutboxNotifier;
@@ -124,11 +125,6 @@ impl Request {
             Self::Burn { .. } => "burn",
         }
     }
-
-    /// The on-chain reference of the token transaction.
-    fn reference(&self) -> B256 {
-        B256::from(token_transactions::chain_reference(&self.tx_id()))
-    }
 }
 
 /// A request and where its outcome goes (the consumer acks on it).
@@ -140,9 +136,23 @@ pub struct Job {
     pub reply: oneshot::Sender<Outcome>,
     /// When the token transaction was recorded (for the end-to-end latency).
     pub recorded_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The on-chain reference stored with the token transaction; read from
+    /// the row when the job is claimed, before anything is sent.
+    pub reference: B256,
 }
 
 impl Job {
+    /// A job for `request` whose outcome goes to `reply`; its row's
+    /// recording time and reference are filled in when it is claimed.
+    pub fn new(request: Request, reply: oneshot::Sender<Outcome>) -> Self {
+        Self {
+            request,
+            reply,
+            recorded_at: None,
+            reference: B256::ZERO,
+        }
+    }
+
     fn answer(self, outcome: Outcome) {
         // The handler may be gone (shutdown); the message is then redelivered.
         let _ = self.reply.send(outcome);
@@ -159,6 +169,8 @@ pub struct Minter {
     metrics: Metrics,
     outbox: OutboxNotifier,
     shutdown: CancellationToken,
+    /// The contract's deployment block, once read.
+    first_block: std::sync::OnceLock<u64>,
 }
 
 /// Pause between attempts while the chain or the database is away.
@@ -194,6 +206,7 @@ impl Minter {
             metrics,
             outbox,
             shutdown,
+            first_block: std::sync::OnceLock::new(),
         }
     }
 
@@ -223,7 +236,7 @@ impl Minter {
         };
         // A burn's reference is refused when reused: if it is used, an
         // earlier run's burn landed and only its recording is missing.
-        let reference = job.request.reference();
+        let reference = job.reference;
         match self.ref_used(reference).await {
             Some(true) => {
                 tracing::info!(tx_id = %job.request.tx_id(), "burn already on chain; recording it");
@@ -264,6 +277,14 @@ impl Minter {
                 continue;
             };
             job.recorded_at = Some(row.created_at);
+            if row.chain_reference.len() != 32 {
+                let id = row.id;
+                job.answer(Outcome::DeadLetter(format!(
+                    "token transaction {id} has no 32-byte chain reference"
+                )));
+                continue;
+            }
+            job.reference = B256::from_slice(&row.chain_reference);
             match row.status {
                 TxStatus::Submitted => ready.push(job),
                 TxStatus::Pending => ready.push(job), // claimed by a racing copy; send anyway
@@ -304,7 +325,7 @@ impl Minter {
                 if let Request::Mint { to, amount, .. } = &job.request {
                     recipients.push(*to);
                     amounts.push(U256::from(*amount));
-                    refs.push(job.request.reference());
+                    refs.push(job.reference);
                 }
             }
             let call = HAVEN::batchMintWithRefsCall {
@@ -351,7 +372,7 @@ impl Minter {
         let call = HAVEN::burnFromWithRefCall {
             from: *from,
             amount: U256::from(*amount),
-            r#ref: job.request.reference(),
+            r#ref: job.reference,
             reason: reason_code,
         };
         let request = TxRequest::call(self.contract, &call);
@@ -462,7 +483,7 @@ impl Minter {
         let landed = confirmed.landed();
         let mut requests = Vec::with_capacity(jobs.len());
         for job in &jobs {
-            let reference = job.request.reference();
+            let reference = job.reference;
             let here = confirmed.landed_here(reference);
             let at = match here {
                 Some(true) => landed.clone(),
@@ -576,11 +597,32 @@ impl Minter {
     /// now (the caller keeps what it knows).
     async fn landing_of(&self, reference: B256) -> Option<Landed> {
         let sender = self.sender.borrow().clone()?;
-        match reconcile::landing_of(sender.rpc(), self.contract, reference).await {
+        let from = self.first_block().await;
+        match reconcile::landing_of(sender.rpc(), self.contract, from, reference).await {
             Ok(found) => found,
             Err(err) => {
                 tracing::warn!(error = %ErrorChain(&err), "could not look up where a reference landed");
                 None
+            }
+        }
+    }
+
+    /// The block the contract was deployed in, as `haven-deploy` recorded it
+    /// (where searches for its events start); 0 while no record is found.
+    async fn first_block(&self) -> u64 {
+        if let Some(block) = self.first_block.get() {
+            return *block;
+        }
+        let address = self.contract.to_checksum(None);
+        match chain_deployments::find_by_address(&self.db, &address).await {
+            Ok(Some(record)) => {
+                let block = u64::try_from(record.block_number).unwrap_or_default();
+                *self.first_block.get_or_init(|| block)
+            }
+            Ok(None) => 0,
+            Err(err) => {
+                tracing::debug!(error = %ErrorChain(&err), "cannot read the deployment block");
+                0
             }
         }
     }

@@ -49,7 +49,8 @@ pub async fn run(minter: &Arc<Minter>, rpc: &Rpc) -> Result<Reconciled, String> 
         };
         // The row's hash is the last one sent, which may be a resend that
         // skipped the reference: the chain's event says where it landed.
-        let landed = match landing_of(rpc, minter.contract, reference).await {
+        let from = minter.first_block().await;
+        let landed = match landing_of(rpc, minter.contract, from, reference).await {
             Ok(Some(landed)) => landed,
             _ => match &row.tx_hash {
                 Some(hash) => landed_by_hash(rpc, hash).await.unwrap_or(Landed {
@@ -74,10 +75,12 @@ pub async fn run(minter: &Arc<Minter>, rpc: &Rpc) -> Result<Reconciled, String> 
 }
 
 /// The transaction whose `Minted` or `Burned` event carries `reference`
-/// (the contract emits one per used reference), if any.
+/// (the contract emits one per used reference), if any, searching from
+/// block `from` (the contract's deployment) on.
 pub(crate) async fn landing_of(
     rpc: &Rpc,
     contract: alloy::primitives::Address,
+    from: u64,
     reference: B256,
 ) -> Result<Option<Landed>, haven_chain::error::ChainError> {
     use alloy::providers::Provider as _;
@@ -90,7 +93,7 @@ pub(crate) async fn landing_of(
             HAVEN::Burned::SIGNATURE_HASH,
         ])
         .topic1(reference)
-        .from_block(0);
+        .from_block(from);
     let logs = rpc
         .call("eth_getLogs", || rpc.provider().get_logs(&filter))
         .await?;

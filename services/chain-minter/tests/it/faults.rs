@@ -285,7 +285,7 @@ async fn assert_minted_exactly_once(
         };
         assert_eq!(chain_balance, *amount, "{wallet} on chain");
         let row = &rows[&m.tx_id];
-        let reference = B256::from(token_transactions::chain_reference(&row.id));
+        let reference = B256::from_slice(&row.chain_reference);
         assert_eq!(
             minted_at.get(&reference).map(Vec::len),
             Some(1),

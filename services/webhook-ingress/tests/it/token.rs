@@ -81,10 +81,7 @@ async fn mint_is_queued_once_per_key_and_a_changed_request_is_refused() {
         (tx.user_id, tx.tx_type, tx.amount, tx.status),
         (user, TxType::Mint, hnv(100), TxStatus::Pending)
     );
-    assert_eq!(
-        tx.chain_reference,
-        token_transactions::chain_reference(&tx.id).to_vec()
-    );
+    assert_eq!(tx.chain_reference.len(), 32, "a 32-byte on-chain reference");
 
     let requests = drain_queue::<ChainRequest>(&s.deps, names::CHAIN_REQUESTS, DELIVERY).await;
     assert_eq!(requests.len(), 1);

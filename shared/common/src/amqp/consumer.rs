@@ -39,6 +39,8 @@ use crate::retry::RetryPolicy;
 const BROKER_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause before reopening a consumer whose channel could not be opened.
 const REOPEN_PAUSE: Duration = Duration::from_secs(1);
+/// How often a consumer samples the depth of its queue and dead-letter queue.
+const DEPTH_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What a handler decided about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +198,12 @@ where
             "consuming"
         );
 
+        let sampler = tokio::spawn(sample_depth(
+            Arc::clone(&link),
+            worker.topology.clone(),
+            spec.name,
+            worker.metrics.clone(),
+        ));
         let end = run_session(
             &worker,
             &mut consumer,
@@ -205,6 +213,7 @@ where
             client.lost(link.generation),
         )
         .await;
+        sampler.abort();
 
         match end {
             SessionEnd::Shutdown => {
@@ -316,6 +325,71 @@ where
             }
             Some(Err(e)) => return SessionEnd::Lost(e.to_string()),
             None => return SessionEnd::Lost("the consumer was cancelled by the broker".to_owned()),
+        }
+    }
+}
+
+/// Every [`DEPTH_SAMPLE_INTERVAL`] while a session lasts: how many messages
+/// wait in `queue` and in its dead-letter queue, and how many consumers the
+/// work queue has, for the `haven_amqp_queue_*` gauges (the autoscaler and
+/// the dead-letter alert read them). A passive declare on its own channel,
+/// so a failed sample can never close the consuming channel.
+async fn sample_depth(
+    link: Arc<Link>,
+    topology: Topology,
+    queue: &'static str,
+    metrics: AmqpMetrics,
+) {
+    let dead_label = haven_messages::names::dead_queue(queue);
+    let targets = [
+        (topology.work_queue(queue), queue.to_owned()),
+        (topology.dead_queue(queue), dead_label),
+    ];
+    let mut channel: Option<Channel> = None;
+    let mut ticks = tokio::time::interval(DEPTH_SAMPLE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if !channel.as_ref().is_some_and(|c| c.status().connected()) {
+            channel = match link.connection.create_channel().await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::debug!(queue, error = %e, "cannot open a channel to sample queue depth");
+                    continue;
+                }
+            };
+        }
+        let Some(ch) = channel.as_ref() else { continue };
+        for (name, label) in &targets {
+            let Ok(name) = short(name) else { continue };
+            let declared = ch
+                .queue_declare(
+                    name,
+                    lapin::options::QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await;
+            match declared {
+                Ok(q) => {
+                    metrics
+                        .queue_messages
+                        .with_label_values(&[label.as_str()])
+                        .set(i64::from(q.message_count()));
+                    if label == queue {
+                        metrics
+                            .queue_consumers
+                            .with_label_values(&[label.as_str()])
+                            .set(i64::from(q.consumer_count()));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(queue = label.as_str(), error = %e, "queue depth sample failed");
+                    break;
+                }
+            }
         }
     }
 }

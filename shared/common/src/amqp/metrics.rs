@@ -2,7 +2,7 @@
 //! so the README table and dashboards can refer to them.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// Counter: deliveries settled by the consumer loop, by queue and outcome.
@@ -15,6 +15,11 @@ pub const PUBLISHED_TOTAL: &str = "haven_amqp_published_total";
 pub const CONNECTED: &str = "haven_amqp_connected";
 /// Counter: connections opened after the first one.
 pub const RECONNECTS_TOTAL: &str = "haven_amqp_reconnects_total";
+/// Gauge: messages ready in a work queue or its dead-letter queue, sampled
+/// by the consumer of that queue, by queue (`<queue>` or `<queue>.dead`).
+pub const QUEUE_MESSAGES: &str = "haven_amqp_queue_messages";
+/// Gauge: consumers attached to a work queue, sampled by one of them, by queue.
+pub const QUEUE_CONSUMERS: &str = "haven_amqp_queue_consumers";
 
 /// Label: the un-prefixed work queue name.
 pub const LABEL_QUEUE: &str = "queue";
@@ -42,6 +47,8 @@ pub struct AmqpMetrics {
     pub(crate) published: IntCounterVec,
     pub(crate) connected: IntGauge,
     pub(crate) reconnects: IntCounter,
+    pub(crate) queue_messages: IntGaugeVec,
+    pub(crate) queue_consumers: IntGaugeVec,
 }
 
 impl AmqpMetrics {
@@ -70,6 +77,20 @@ impl AmqpMetrics {
             )?,
             connected: IntGauge::new(CONNECTED, "1 while the broker connection is open")?,
             reconnects: IntCounter::new(RECONNECTS_TOTAL, "Broker connections re-opened")?,
+            queue_messages: IntGaugeVec::new(
+                Opts::new(
+                    QUEUE_MESSAGES,
+                    "Messages ready in a work queue or its dead-letter queue, as its consumer last saw",
+                ),
+                &[LABEL_QUEUE],
+            )?,
+            queue_consumers: IntGaugeVec::new(
+                Opts::new(
+                    QUEUE_CONSUMERS,
+                    "Consumers attached to a work queue, as its consumer last saw",
+                ),
+                &[LABEL_QUEUE],
+            )?,
         };
         if let Some(registry) = registry {
             registry.register(Box::new(m.consumed.clone()))?;
@@ -77,6 +98,8 @@ impl AmqpMetrics {
             registry.register(Box::new(m.published.clone()))?;
             registry.register(Box::new(m.connected.clone()))?;
             registry.register(Box::new(m.reconnects.clone()))?;
+            registry.register(Box::new(m.queue_messages.clone()))?;
+            registry.register(Box::new(m.queue_consumers.clone()))?;
         }
         Ok(m)
     }
