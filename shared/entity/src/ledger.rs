@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, DatabaseTransaction};
+use sea_orm::{ActiveValue::Set, DatabaseTransaction, QuerySelect};
 
 use crate::error::EntityError;
 use crate::ledger_accounts;
@@ -204,44 +204,134 @@ type UserDeltas = BTreeMap<Uuid, (Wei, Wei)>;
 /// [`EntityError::ForeignKeyViolation`] for an unknown user.
 /// Requires READ COMMITTED on PostgreSQL (the default).
 pub async fn post(txn: &DatabaseTransaction, movement: &Movement) -> Result<Posted, EntityError> {
-    movement.validate()?;
-    let now = Utc::now();
-    let movement_id = Uuid::now_v7();
+    let posted = post_many(txn, std::slice::from_ref(movement)).await?;
+    posted
+        .into_iter()
+        .next()
+        .ok_or_else(|| EntityError::Corrupt("a posted movement went missing".into()))
+}
 
-    let inserted = ledger_movements::Entity::insert(ledger_movements::ActiveModel {
-        id: Set(movement_id),
-        reference: Set(movement.reference.clone()),
-        kind: Set(movement.kind),
-        created_at: Set(now),
-    })
-    .on_conflict(
-        OnConflict::column(ledger_movements::Column::Reference)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(txn)
-    .await?;
-    if inserted == 0 {
-        return Ok(Posted::Duplicate);
+/// Rows per multi-row insert: far below the bind-parameter limits of
+/// PostgreSQL (65,535) and SQLite (32,766) at six columns.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Posts `movements` inside `txn` as [`post`] posts each, in a few
+/// statements: the movements and their entries are inserted many rows at
+/// a time, and the balances move once per account with the changes summed.
+/// Returns what happened to each movement, in order (a reference already
+/// posted, or repeated within `movements`, is [`Posted::Duplicate`]).
+///
+/// Every transaction that posts locks the balance rows it changes in one
+/// order: user rows first (by id), then the system accounts (supply,
+/// burned, ...), last. Every mint and burn moves a system account, so its
+/// row is the hottest in the ledger: taking it at the very end of the
+/// transaction keeps it locked only until the commit, and concurrent
+/// batches overlap everything else.
+pub async fn post_many(
+    txn: &DatabaseTransaction,
+    movements: &[Movement],
+) -> Result<Vec<Posted>, EntityError> {
+    for movement in movements {
+        movement.validate()?;
+    }
+    let now = Utc::now();
+
+    // One id per movement; a reference repeated within the slice is posted
+    // once, at its first occurrence.
+    let mut outcome: Vec<Posted> = Vec::with_capacity(movements.len());
+    let mut seen = std::collections::HashSet::new();
+    let mut candidates: Vec<(usize, Uuid)> = Vec::with_capacity(movements.len());
+    for (i, movement) in movements.iter().enumerate() {
+        if seen.insert(movement.reference.as_str()) {
+            let id = Uuid::now_v7();
+            candidates.push((i, id));
+            outcome.push(Posted::Applied(id));
+        } else {
+            outcome.push(Posted::Duplicate);
+        }
     }
 
-    ledger_entries::Entity::insert_many(movement.entries.iter().map(|entry| {
-        ledger_entries::ActiveModel {
-            movement_id: Set(movement_id),
-            account: Set(entry.account.kind()),
-            user_id: Set(entry.account.user_id()),
-            amount: Set(entry.amount),
-            created_at: Set(now),
-            ..Default::default()
+    let mut inserted = 0;
+    for chunk in candidates.chunks(ROWS_PER_INSERT) {
+        inserted += ledger_movements::Entity::insert_many(chunk.iter().map(|&(i, id)| {
+            ledger_movements::ActiveModel {
+                id: Set(id),
+                reference: Set(movements[i].reference.clone()),
+                kind: Set(movements[i].kind),
+                created_at: Set(now),
+            }
+        }))
+        .on_conflict(
+            OnConflict::column(ledger_movements::Column::Reference)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    }
+    if usize::try_from(inserted).ok() != Some(candidates.len()) {
+        // Some references were posted before: find which of ours went in.
+        let ours: Vec<Uuid> = candidates.iter().map(|&(_, id)| id).collect();
+        let mut present = std::collections::HashSet::new();
+        for chunk in ours.chunks(ROWS_PER_INSERT) {
+            present.extend(
+                ledger_movements::Entity::find()
+                    .select_only()
+                    .column(ledger_movements::Column::Id)
+                    .filter(ledger_movements::Column::Id.is_in(chunk.iter().copied()))
+                    .into_tuple::<Uuid>()
+                    .all(txn)
+                    .await?,
+            );
         }
-    }))
-    .exec_without_returning(txn)
-    .await?;
+        candidates.retain(|&(i, id)| {
+            let kept = present.contains(&id);
+            if !kept {
+                outcome[i] = Posted::Duplicate;
+            }
+            kept
+        });
+    }
+    if candidates.is_empty() {
+        return Ok(outcome);
+    }
 
-    let (system, users) = net_changes(movement)?;
-    for (account, change) in system {
-        if !change.is_zero() {
-            apply_system(txn, account, change, now).await?;
+    let entries: Vec<ledger_entries::ActiveModel> = candidates
+        .iter()
+        .flat_map(|&(i, movement_id)| {
+            movements[i]
+                .entries
+                .iter()
+                .map(move |entry| ledger_entries::ActiveModel {
+                    movement_id: Set(movement_id),
+                    account: Set(entry.account.kind()),
+                    user_id: Set(entry.account.user_id()),
+                    amount: Set(entry.amount),
+                    created_at: Set(now),
+                    ..Default::default()
+                })
+        })
+        .collect();
+    for chunk in entries.chunks(ROWS_PER_INSERT) {
+        ledger_entries::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(txn)
+            .await?;
+    }
+
+    let mut system: BTreeMap<Account, Wei> = BTreeMap::new();
+    let mut users: UserDeltas = BTreeMap::new();
+    for &(i, _) in &candidates {
+        let (movement_system, movement_users) = net_changes(&movements[i])?;
+        let overflow =
+            || EntityError::InvalidMovement(format!("`{}` overflows", movements[i].reference));
+        for (account, change) in movement_system {
+            let slot = system.entry(account).or_default();
+            *slot = slot.checked_add(change).ok_or_else(overflow)?;
+        }
+        for (user_id, (available, reserved)) in movement_users {
+            let slot = users.entry(user_id).or_default();
+            slot.0 = slot.0.checked_add(available).ok_or_else(overflow)?;
+            slot.1 = slot.1.checked_add(reserved).ok_or_else(overflow)?;
         }
     }
     for (user_id, (available, reserved)) in users {
@@ -249,7 +339,12 @@ pub async fn post(txn: &DatabaseTransaction, movement: &Movement) -> Result<Post
             apply_user(txn, user_id, available, reserved, now).await?;
         }
     }
-    Ok(Posted::Applied(movement_id))
+    for (account, change) in system {
+        if !change.is_zero() {
+            apply_system(txn, account, change, now).await?;
+        }
+    }
+    Ok(outcome)
 }
 
 /// Sums the entries per account, in lock order.

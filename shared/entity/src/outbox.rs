@@ -74,6 +74,35 @@ pub async fn enqueue<C: ConnectionTrait>(
     Ok(row.last_insert_id)
 }
 
+/// Writes several messages in one statement per 500; returns how many.
+pub async fn enqueue_many<C: ConnectionTrait>(
+    db: &C,
+    messages: Vec<NewOutboxMessage>,
+) -> Result<u64, EntityError> {
+    let now = Utc::now();
+    let mut written = 0;
+    let mut messages = messages.into_iter().peekable();
+    while messages.peek().is_some() {
+        let chunk: Vec<ActiveModel> = messages
+            .by_ref()
+            .take(500)
+            .map(|message| ActiveModel {
+                message_id: Set(message.message_id),
+                exchange: Set(message.exchange),
+                routing_key: Set(message.routing_key),
+                payload: Set(message.payload),
+                created_at: Set(now),
+                published_at: Set(None),
+                attempts: Set(0),
+                last_error: Set(None),
+                ..Default::default()
+            })
+            .collect();
+        written += Entity::insert_many(chunk).exec_without_returning(db).await?;
+    }
+    Ok(written)
+}
+
 /// The oldest unpublished messages, at most `limit` (served by the partial
 /// index `outbox_unpublished_idx`).
 pub async fn unpublished<C: ConnectionTrait>(

@@ -111,3 +111,22 @@ pub async fn enqueue<C: ConnectionTrait, P: QueueMessage>(
     .await?;
     Ok(id)
 }
+
+/// Writes `envelopes` to the outbox as [`enqueue`] writes each, a few
+/// hundred rows per statement. Returns how many were written.
+pub async fn enqueue_many<C: ConnectionTrait, P: QueueMessage>(
+    db: &C,
+    envelopes: &[Envelope<P>],
+) -> Result<usize, OutboxError> {
+    let mut messages = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        messages.push(NewOutboxMessage {
+            message_id: envelope.message_id,
+            exchange: names::EVENTS_EXCHANGE.to_owned(),
+            routing_key: envelope.routing_key(),
+            payload: envelope.to_json()?,
+        });
+    }
+    table::enqueue_many(db, messages).await?;
+    Ok(envelopes.len())
+}

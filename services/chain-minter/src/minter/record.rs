@@ -9,6 +9,8 @@
 //!   recorded with its ledger movement and a `confirmed` event in one transaction.
 //! - `pending`/`submitted` -> `failed`: can never succeed (dead-lettered).
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use haven_entity::ledger::{self, Account, Movement};
 use haven_entity::ledger_movements::MovementKind;
@@ -80,21 +82,34 @@ pub struct Landed {
 /// movements (moving the balances), marks paid rewards `minted`, and queues
 /// a `confirmed` event for each. Repeating it changes nothing: the status
 /// update is conditional and ledger movements are posted once per reference.
-/// Returns the envelopes queued, for the caller to wake the relay.
+/// Returns how many events were queued, for the caller to wake the relay.
+///
+/// A batch is recorded in a few statements besides the one conditional
+/// update per request: the ledger posts all movements at once and moves
+/// the shared supply/burned accounts last (see `ledger::post_many`), so
+/// concurrent batches wait on each other only for their commits.
 pub async fn confirmed(
     db: &DatabaseConnection,
     requests: &[(&Request, Landed)],
 ) -> Result<usize, EntityError> {
     let txn = db.begin().await?;
     let now = Utc::now();
-    let mut queued = 0;
+    let ids: Vec<Uuid> = requests.iter().map(|(request, _)| request.tx_id()).collect();
+    let rows: HashMap<Uuid, token_transactions::Model> = token_transactions::Entity::find()
+        .filter(token_transactions::Column::Id.is_in(ids.iter().copied()))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|row| (row.id, row))
+        .collect();
+
+    let mut movements = Vec::with_capacity(requests.len());
+    let mut minted_tx_ids = Vec::new();
+    let mut events = Vec::with_capacity(requests.len());
     for (request, landed) in requests {
         let block = i64::try_from(landed.block_number)
             .map_err(|_| EntityError::Corrupt(format!("block number {}", landed.block_number)))?;
-        let Some(row) = token_transactions::Entity::find_by_id(request.tx_id())
-            .one(&txn)
-            .await?
-        else {
+        let Some(row) = rows.get(&request.tx_id()) else {
             return Err(EntityError::Corrupt(format!(
                 "token transaction {} vanished",
                 request.tx_id()
@@ -126,20 +141,11 @@ pub async fn confirmed(
         if updated.rows_affected == 0 {
             continue;
         }
-        ledger::post(&txn, &movement(request, row.user_id, row.amount)?).await?;
+        movements.push(movement(request, row.user_id, row.amount)?);
         if matches!(request, Request::Mint { .. }) {
-            rewards::Entity::update_many()
-                .col_expr(
-                    rewards::Column::Status,
-                    Expr::value(RewardStatus::Minted.to_value()),
-                )
-                .col_expr(rewards::Column::UpdatedAt, Expr::value(now))
-                .filter(rewards::Column::TokenTxId.eq(row.tx_id.clone()))
-                .filter(rewards::Column::Status.eq(RewardStatus::Pending))
-                .exec(&txn)
-                .await?;
+            minted_tx_ids.push(row.tx_id.clone());
         }
-        let event = Envelope::new(ChainEvent::Confirmed(TxConfirmed {
+        events.push(Envelope::new(ChainEvent::Confirmed(TxConfirmed {
             tx_id: row.id,
             tx_type: request.tx_type(),
             user_id: request.user_id().to_owned(),
@@ -147,12 +153,29 @@ pub async fn confirmed(
             tx_hash: landed.tx_hash.clone(),
             block_number: landed.block_number,
             redemption_id: request.redemption_id(),
-        }));
-        haven_outbox::enqueue(&txn, &event)
-            .await
-            .map_err(outbox_error)?;
-        queued += 1;
+        })));
     }
+    if events.is_empty() {
+        txn.commit().await?;
+        return Ok(0);
+    }
+    for chunk in minted_tx_ids.chunks(500) {
+        rewards::Entity::update_many()
+            .col_expr(
+                rewards::Column::Status,
+                Expr::value(RewardStatus::Minted.to_value()),
+            )
+            .col_expr(rewards::Column::UpdatedAt, Expr::value(now))
+            .filter(rewards::Column::TokenTxId.is_in(chunk.iter().cloned()))
+            .filter(rewards::Column::Status.eq(RewardStatus::Pending))
+            .exec(&txn)
+            .await?;
+    }
+    let queued = haven_outbox::enqueue_many(&txn, &events)
+        .await
+        .map_err(outbox_error)?;
+    // Last: it takes the supply and burned rows every batch needs.
+    ledger::post_many(&txn, &movements).await?;
     txn.commit().await?;
     Ok(queued)
 }
