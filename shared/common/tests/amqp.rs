@@ -748,3 +748,64 @@ async fn the_broker_dead_letters_a_message_redelivered_past_the_delivery_limit()
     client.close().await;
     ns.cleanup().await;
 }
+
+/// The gauge `haven_amqp_queue_messages` for `queue`, if exported.
+fn queue_messages(registry: &prometheus::Registry, queue: &str) -> Option<f64> {
+    registry
+        .gather()
+        .into_iter()
+        .find(|family| family.name() == haven_common::amqp::metrics::QUEUE_MESSAGES)?
+        .get_metric()
+        .iter()
+        .find(|m| m.get_label().iter().any(|l| l.value() == queue))
+        .map(|m| m.get_gauge().get_value())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_exports_the_depth_of_its_queue_and_dead_letter_queue() {
+    init_tracing();
+    let ns = TestAmqp::new(&[WORK]);
+    let registry = prometheus::Registry::new();
+    let client = AmqpClient::builder(&ns.config())
+        .queues(&[WORK])
+        .registry(&registry)
+        .start()
+        .expect("valid settings");
+    client.wait_connected(WAIT).await.expect("broker reachable");
+    // Two parked in the dead-letter queue, then one handler that never
+    // finishes holding the next, and the rest waiting behind it.
+    let handler = handler_fn(|env: Envelope<Work>, _ctx: DeliveryContext| async move {
+        let Work::Job(Job { n }) = env.payload;
+        if n < 2 {
+            return Outcome::DeadLetter("parked".to_owned());
+        }
+        std::future::pending::<()>().await;
+        Outcome::Ack
+    });
+    let options = ConsumerOptions {
+        prefetch: Some(1),
+        concurrency: Some(1),
+        drain_timeout: Duration::from_millis(100),
+        ..ConsumerOptions::default()
+    };
+    for n in 0..2 {
+        client.publisher().publish(&job(n)).await.unwrap();
+    }
+    let (shutdown, task) = spawn_consumer(&client, handler, options);
+    for n in 2..7 {
+        client.publisher().publish(&job(n)).await.unwrap();
+    }
+
+    let dead = names::dead_queue(WORK.name);
+    eventually("the depths are sampled", Duration::from_secs(15), || {
+        let got = (
+            queue_messages(&registry, &dead),
+            queue_messages(&registry, WORK.name),
+        );
+        async move { got == (Some(2.0), Some(4.0)) }
+    })
+    .await;
+    stop(shutdown, task).await;
+    client.close().await;
+    ns.cleanup().await;
+}
