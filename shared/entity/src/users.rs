@@ -83,11 +83,11 @@ pub async fn find_by_external_id<C: ConnectionTrait>(
 /// fresh custodial wallet and a zero balance row if it does not exist.
 ///
 /// `derive_wallet` turns a derivation index into the wallet address; it is
-/// called at most once, outside any transaction. Race-safe: concurrent
-/// callers for the same new user all get the same row, because the insert
-/// is `ON CONFLICT (external_id) DO NOTHING` followed by a read of
-/// the winner. A loser burns one derivation index, which is harmless: the
-/// index is never reused, so no two users can ever share a key.
+/// called at most once. Race-safe: concurrent callers for the same new user
+/// all get the same row, because the insert is
+/// `ON CONFLICT (external_id) DO NOTHING` followed by a read of the winner.
+/// A loser burns one derivation index, which is harmless: the index is
+/// never reused, so no two users can ever share a key.
 pub async fn find_or_create<C, F, E>(
     db: &C,
     new: NewUser,
@@ -104,8 +104,35 @@ where
             created: false,
         });
     }
+    let txn = db.begin().await?;
+    let found = find_or_create_in(&txn, new, derive_wallet).await?;
+    txn.commit().await?;
+    Ok(found)
+}
 
-    let index = allocate_derivation_index(db).await?;
+/// [`find_or_create`] inside the caller's transaction (`txn` must be one:
+/// the user and its balance row are two inserts), so a new user
+/// commits together with whatever the caller writes for them (one commit
+/// instead of two for an event about a new guest). A racing creator of the
+/// same user makes the insert wait for its commit and then read its row.
+pub async fn find_or_create_in<C, F, E>(
+    txn: &C,
+    new: NewUser,
+    derive_wallet: F,
+) -> Result<FoundOrCreated, EntityError>
+where
+    C: ConnectionTrait,
+    F: FnOnce(u32) -> Result<String, E>,
+    E: Into<Box<dyn StdError + Send + Sync>>,
+{
+    if let Some(user) = find_by_external_id(txn, &new.external_id).await? {
+        return Ok(FoundOrCreated {
+            user,
+            created: false,
+        });
+    }
+
+    let index = allocate_derivation_index(txn).await?;
     let wallet_address =
         derive_wallet(index).map_err(|err| EntityError::WalletDerivation(err.into()))?;
     let now = Utc::now();
@@ -121,14 +148,13 @@ where
         updated_at: now,
     };
 
-    let txn = db.begin().await?;
     let inserted = Entity::insert(ActiveModel::from(user.clone()))
         .on_conflict(
             OnConflict::column(Column::ExternalId)
                 .do_nothing()
                 .to_owned(),
         )
-        .exec_without_returning(&txn)
+        .exec_without_returning(txn)
         .await?;
     if inserted == 1 {
         // The balance row exists from the start so the first posting only
@@ -140,18 +166,16 @@ where
             version: Set(0),
             updated_at: Set(now),
         })
-        .exec_without_returning(&txn)
+        .exec_without_returning(txn)
         .await?;
-        txn.commit().await?;
         return Ok(FoundOrCreated {
             user,
             created: true,
         });
     }
-    txn.rollback().await?;
 
     // Someone else created it between our read and our insert.
-    let user = find_by_external_id(db, &user.external_id)
+    let user = find_by_external_id(txn, &user.external_id)
         .await?
         .ok_or_else(|| {
             EntityError::Corrupt("user conflicted on insert but cannot be read back".into())

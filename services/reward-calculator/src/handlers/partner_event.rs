@@ -76,12 +76,14 @@ async fn process(ctx: &Context, envelope: &Envelope<PartnerEvent>) -> Result<(),
         .rules
         .evaluate(event)
         .map_err(|err| Failure::permanent(format!("{}: {err}", envelope.kind())))?;
-    let user = ensure_user(ctx, event).await?;
+    // One transaction for everything the event writes, the user it may
+    // create included: a new guest costs one commit, not two.
+    let txn = ctx.db.begin().await?;
+    let user = ensure_user(ctx, &txn, event).await?;
     let reference = source_reference(event);
 
     match event {
         PartnerEvent::AuroraBookingCreated(booking) => {
-            let txn = ctx.db.begin().await?;
             let row = bookings::record(
                 &txn,
                 &booking.booking_id,
@@ -98,7 +100,6 @@ async fn process(ctx: &Context, envelope: &Envelope<PartnerEvent>) -> Result<(),
             reward(ctx, txn, &reference, &user, grant, Rule::Booking, envelope).await
         }
         PartnerEvent::AuroraBookingCompleted(booking) => {
-            let txn = ctx.db.begin().await?;
             bookings::record(
                 &txn,
                 &booking.booking_id,
@@ -110,7 +111,6 @@ async fn process(ctx: &Context, envelope: &Envelope<PartnerEvent>) -> Result<(),
             Ok(())
         }
         PartnerEvent::AuroraBookingCancelled(cancellation) => {
-            let txn = ctx.db.begin().await?;
             bookings::record(
                 &txn,
                 &cancellation.booking_id,
@@ -136,14 +136,12 @@ async fn process(ctx: &Context, envelope: &Envelope<PartnerEvent>) -> Result<(),
             Ok(())
         }
         PartnerEvent::TribeStakingStarted(stake) => {
-            record_stake(ctx, &user, stake, envelope.occurred_at).await
+            record_stake(ctx, txn, &user, stake, envelope.occurred_at).await
         }
         PartnerEvent::AuroraReviewSubmitted(_) => {
-            let txn = ctx.db.begin().await?;
             reward(ctx, txn, &reference, &user, grant, Rule::Review, envelope).await
         }
         PartnerEvent::TribeEventAttendance(_) => {
-            let txn = ctx.db.begin().await?;
             reward(
                 ctx,
                 txn,
@@ -156,7 +154,6 @@ async fn process(ctx: &Context, envelope: &Envelope<PartnerEvent>) -> Result<(),
             .await
         }
         PartnerEvent::TribeContribution(_) => {
-            let txn = ctx.db.begin().await?;
             reward(
                 ctx,
                 txn,
@@ -169,7 +166,6 @@ async fn process(ctx: &Context, envelope: &Envelope<PartnerEvent>) -> Result<(),
             .await
         }
         PartnerEvent::TribeCoachingMilestone(_) => {
-            let txn = ctx.db.begin().await?;
             reward(
                 ctx,
                 txn,
@@ -182,7 +178,6 @@ async fn process(ctx: &Context, envelope: &Envelope<PartnerEvent>) -> Result<(),
             .await
         }
         PartnerEvent::TribeReferralSuccess(_) => {
-            let txn = ctx.db.begin().await?;
             reward(ctx, txn, &reference, &user, grant, Rule::Referral, envelope).await
         }
     }
@@ -248,13 +243,17 @@ async fn reward(
 /// The HAVEN user the event is about, created (with its custodial wallet)
 /// the first time any partner mentions them. Race-safe: two events for the
 /// same new user create one user.
-async fn ensure_user(ctx: &Context, event: &PartnerEvent) -> Result<users::Model, Failure> {
+async fn ensure_user(
+    ctx: &Context,
+    txn: &DatabaseTransaction,
+    event: &PartnerEvent,
+) -> Result<users::Model, Failure> {
     let email = match event {
         PartnerEvent::AuroraBookingCreated(booking) => booking.guest_email.clone(),
         _ => None,
     };
-    let found = users::find_or_create(
-        &ctx.db,
+    let found = users::find_or_create_in(
+        txn,
         NewUser {
             partner: event.partner().to_owned(),
             external_id: event.user_external_id().to_owned(),
@@ -274,7 +273,7 @@ async fn ensure_user(ctx: &Context, event: &PartnerEvent) -> Result<users::Model
             })
             .filter(users::Column::Id.eq(found.user.id))
             .filter(users::Column::Email.is_null())
-            .exec(&ctx.db)
+            .exec(txn)
             .await?;
         let mut user = found.user;
         user.email = Some(email);
@@ -297,6 +296,7 @@ async fn ensure_user(ctx: &Context, event: &PartnerEvent) -> Result<users::Model
 /// of its first period.
 async fn record_stake(
     ctx: &Context,
+    txn: DatabaseTransaction,
     user: &users::Model,
     stake: &StakingStarted,
     started_at: DateTime<Utc>,
@@ -307,7 +307,7 @@ async fn record_stake(
         .checked_add_signed(period)
         .ok_or_else(|| Failure::permanent("the first accrual of the stake is out of range"))?;
     let inserted = stakes::insert(
-        &ctx.db,
+        &txn,
         NewStake {
             stake_id: stake.stake_id.clone(),
             user_id: user.id,
@@ -317,6 +317,7 @@ async fn record_stake(
         },
     )
     .await?;
+    txn.commit().await?;
     match inserted {
         Some(_) => {
             tracing::info!(stake_id = %stake.stake_id, user_id = %user.external_id, %first_accrual_at, "stake recorded")
