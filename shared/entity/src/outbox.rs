@@ -98,7 +98,9 @@ pub async fn enqueue_many<C: ConnectionTrait>(
                 ..Default::default()
             })
             .collect();
-        written += Entity::insert_many(chunk).exec_without_returning(db).await?;
+        written += Entity::insert_many(chunk)
+            .exec_without_returning(db)
+            .await?;
     }
     Ok(written)
 }

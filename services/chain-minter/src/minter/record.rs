@@ -94,7 +94,10 @@ pub async fn confirmed(
 ) -> Result<usize, EntityError> {
     let txn = db.begin().await?;
     let now = Utc::now();
-    let ids: Vec<Uuid> = requests.iter().map(|(request, _)| request.tx_id()).collect();
+    let ids: Vec<Uuid> = requests
+        .iter()
+        .map(|(request, _)| request.tx_id())
+        .collect();
     let rows: HashMap<Uuid, token_transactions::Model> = token_transactions::Entity::find()
         .filter(token_transactions::Column::Id.is_in(ids.iter().copied()))
         .all(&txn)
