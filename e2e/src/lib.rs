@@ -1,7 +1,8 @@
 //! The HAVEN pipeline in one process, for end-to-end tests and benchmarks:
 //! a throw-away anvil with the contract deployed, a fresh database and
-//! broker namespace, and webhook-ingress, reward-calculator and
-//! chain-minter running in-process against them, as `cargo xtask up` runs
+//! broker namespace, and webhook-ingress, reward-calculator, chain-minter
+//! and redemption-payout (paying through an in-process stand-in payout
+//! provider) running in-process against them, as `cargo xtask up` runs
 //! them as processes.
 #![allow(clippy::expect_used)] // a failed expect is a broken test environment, said as such
 
@@ -15,6 +16,7 @@ use haven_chain::rpc::Rpc;
 use haven_chain::testing::{AnvilInstance, deploy_for_tests, dev_key};
 use haven_common::testing::app::{TestApp, TestDeps};
 use hmac::{Hmac, Mac};
+use redemption_payout::provider::stand_in::{self, StandIn};
 use sea_orm::DatabaseConnection;
 use sha2::Sha256;
 
@@ -28,6 +30,8 @@ pub const API_KEY: &str = "e2e_api_key";
 pub const CUSTODY_MNEMONIC: &str = "test test test test test test test test test test test junk";
 /// Dev account of the minting signer.
 pub const SIGNER: u32 = 1;
+/// The bearer token of the stand-in payout provider.
+pub const PAYOUT_PROVIDER_TOKEN: &str = "e2e_payout_token";
 
 /// The running pipeline.
 #[derive(Debug)]
@@ -44,6 +48,11 @@ pub struct Pipeline {
     pub calculator: TestApp<reward_calculator::Error>,
     /// chain-minter.
     pub minter: TestApp<chain_minter::Error>,
+    /// redemption-payout.
+    pub payout: TestApp<redemption_payout::Error>,
+    /// The stand-in payout provider redemption-payout pays through; script
+    /// its failures with [`StandIn::script`].
+    pub provider: StandIn,
 }
 
 impl Pipeline {
@@ -113,7 +122,39 @@ impl Pipeline {
         let config = chain_minter::Config::try_parse_from(args).expect("minter settings");
         let minter = TestApp::spawn(|l, s| chain_minter::run(config, l, s)).await;
 
-        for app in [&ingress.address, &calculator.address, &minter.address] {
+        let provider = StandIn::start(stand_in::Options {
+            api_token: Some(PAYOUT_PROVIDER_TOKEN.to_owned()),
+            ..stand_in::Options::default()
+        })
+        .await
+        .expect("start the stand-in payout provider");
+        let mut args = base("redemption-payout");
+        args.extend(
+            [
+                "--payout-provider-url",
+                &provider.url(),
+                "--payout-provider-token",
+                PAYOUT_PROVIDER_TOKEN,
+                "--payout-provider-retry-delay",
+                "50ms",
+                "--outbox-poll-interval",
+                "200ms",
+                "--redemption-sweep-interval",
+                "1s",
+                "--redemption-stale-after",
+                "5s",
+            ]
+            .map(str::to_owned),
+        );
+        let config = redemption_payout::Config::try_parse_from(args).expect("payout settings");
+        let payout = TestApp::spawn(|l, s| redemption_payout::run(config, l, s)).await;
+
+        for app in [
+            &ingress.address,
+            &calculator.address,
+            &minter.address,
+            &payout.address,
+        ] {
             wait_healthy(&ingress.client, app).await;
         }
         Self {
@@ -123,6 +164,8 @@ impl Pipeline {
             ingress,
             calculator,
             minter,
+            payout,
+            provider,
         }
     }
 
@@ -139,6 +182,35 @@ impl Pipeline {
             .await
             .expect("balanceOf answers");
         balance.to::<u128>()
+    }
+
+    /// Waits until redemption `request_id` is in `state` (panics after
+    /// `deadline` naming the state it is in).
+    pub async fn wait_redemption(
+        &self,
+        request_id: uuid::Uuid,
+        state: haven_entity::redemptions::RedemptionState,
+        deadline: Duration,
+    ) -> haven_entity::redemptions::Model {
+        use sea_orm::EntityTrait as _;
+        let started = tokio::time::Instant::now();
+        loop {
+            let row = haven_entity::redemptions::Entity::find_by_id(request_id)
+                .one(self.db())
+                .await
+                .expect("read the redemption")
+                .expect("the redemption exists");
+            if row.state == state {
+                return row;
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "redemption {request_id} is {:?} ({:?}), not {state:?}, after {deadline:?}",
+                row.state,
+                row.failure_reason
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// POSTs a partner webhook with the raw-body hex signature; returns status and body.
@@ -198,6 +270,8 @@ impl Pipeline {
         self.ingress.stop().await;
         self.calculator.stop().await;
         self.minter.stop().await;
+        self.payout.stop().await;
+        self.provider.stop().await;
         self.deps.cleanup().await;
     }
 }

@@ -74,6 +74,20 @@ pub const SERVICES: [ServiceSpec; 5] = [
     },
 ];
 
+/// The local stand-in payout provider (a binary of the redemption-payout
+/// package) that redemption-payout pays through in the local stack.
+pub const PAYOUT_STAND_IN: &str = "haven-payout-stand-in";
+
+/// Port of [`PAYOUT_STAND_IN`] on 127.0.0.1.
+pub const PAYOUT_STAND_IN_PORT: u16 = 8090;
+
+/// The bearer token redemption-payout and the stand-in share for this
+/// run of xtask: random per run (both are started by it), never persisted.
+fn payout_stand_in_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| format!("haven_dev_payout_{}", random_hex::<32>()))
+}
+
 /// Secrets generated for the local stack: random, never a production default.
 ///
 /// Persisted in `target/haven-dev/secrets.json` so scripts and tools keep
@@ -354,6 +368,11 @@ impl Plan {
         if service.spec.name == "reward-calculator" {
             env.push(("CUSTODY_MNEMONIC", self.secrets.custody_mnemonic.clone()));
         }
+        // Payouts go to the local stand-in provider.
+        if service.spec.name == "redemption-payout" {
+            env.push(("PAYOUT_PROVIDER_URL", self.payout_provider_url()));
+            env.push(("PAYOUT_PROVIDER_TOKEN", payout_stand_in_token().to_owned()));
+        }
         // The signer haven-deploy granted MINTER and BURNER to (dev account 1).
         if service.spec.name == "chain-minter"
             && let Some(signer) = self.chain.accounts.get(1)
@@ -361,6 +380,24 @@ impl Plan {
             env.push(("SIGNER_PRIVATE_KEYS", signer.private_key.clone()));
         }
         env
+    }
+
+    /// Base URL of the local stand-in payout provider ([`PAYOUT_STAND_IN`]).
+    pub fn payout_provider_url(&self) -> String {
+        format!("http://127.0.0.1:{PAYOUT_STAND_IN_PORT}")
+    }
+
+    /// The environment of the [`PAYOUT_STAND_IN`] process.
+    pub fn payout_stand_in_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "PAYOUT_STAND_IN_LISTEN",
+                format!("127.0.0.1:{PAYOUT_STAND_IN_PORT}"),
+            ),
+            ("PAYOUT_PROVIDER_TOKEN", payout_stand_in_token().to_owned()),
+            ("LOG_FORMAT", self.log_format.as_str().to_owned()),
+            ("RUST_LOG", self.rust_log.clone()),
+        ]
     }
 
     /// The content of `stack.json`.
@@ -395,6 +432,7 @@ impl Plan {
             database_url: self.database_url.clone(),
             amqp_url: self.amqp_url.clone(),
             amqp_namespace: self.amqp_namespace.clone(),
+            payout_provider_url: Some(self.payout_provider_url()),
         }
     }
 }
@@ -424,6 +462,9 @@ pub struct StackFile {
     pub amqp_url: String,
     /// Exchange/queue name prefix of the services.
     pub amqp_namespace: String,
+    /// The local stand-in payout provider redemption-payout pays through.
+    #[serde(default)]
+    pub payout_provider_url: Option<String>,
 }
 
 /// A service in `stack.json`.
@@ -671,6 +712,40 @@ mod tests {
             env_of(&plan.service_env(&minter), "CONTRACT_ADDRESS"),
             Some("0x5fbdb2315678afecb367f032d93f642f64180aa3")
         );
+    }
+
+    #[test]
+    fn redemption_payout_pays_through_the_stand_in_with_a_shared_token() {
+        let plan = plan();
+        let payout = plan
+            .services
+            .iter()
+            .find(|s| s.spec.name == "redemption-payout")
+            .expect("redemption-payout is planned");
+        let env = plan.service_env(payout);
+        assert_eq!(
+            env_of(&env, "PAYOUT_PROVIDER_URL"),
+            Some("http://127.0.0.1:8090")
+        );
+        let stand_in = plan.payout_stand_in_env();
+        assert_eq!(
+            env_of(&stand_in, "PAYOUT_STAND_IN_LISTEN"),
+            Some("127.0.0.1:8090")
+        );
+        let token = env_of(&env, "PAYOUT_PROVIDER_TOKEN").expect("a token");
+        assert!(token.starts_with("haven_dev_payout_") && token.len() > 40);
+        assert_eq!(env_of(&stand_in, "PAYOUT_PROVIDER_TOKEN"), Some(token));
+        for service in plan
+            .services
+            .iter()
+            .filter(|s| s.spec.name != "redemption-payout")
+        {
+            let env = plan.service_env(service);
+            assert_eq!(env_of(&env, "PAYOUT_PROVIDER_TOKEN"), None);
+            assert_eq!(env_of(&env, "PAYOUT_PROVIDER_URL"), None);
+        }
+        let json = serde_json::to_value(plan.stack_file(&BTreeMap::new())).expect("json");
+        assert_eq!(json["payout_provider_url"], "http://127.0.0.1:8090");
     }
 
     #[test]

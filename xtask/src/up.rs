@@ -233,7 +233,11 @@ fn prepare(args: &UpArgs, ws: &Workspace, console: Console) -> anyhow::Result<Op
     } else if !build(args, ws, deploy_package.as_deref(), console)? {
         return Ok(None);
     }
-    for name in SERVICES.iter().map(|s| s.name).chain(["migrate"]) {
+    for name in SERVICES
+        .iter()
+        .map(|s| s.name)
+        .chain(["migrate", stack::PAYOUT_STAND_IN])
+    {
         let path = bin_dir.join(name);
         if !path.is_file() {
             bail!(
@@ -416,6 +420,21 @@ fn start_and_watch(
     )?);
 
     proceed!(migrate(&bin_dir, &plan, supervisor, console)?);
+
+    // The local payout provider redemption-payout pays through; stopped
+    // with the chain, after the services that call it.
+    let mut command = Command::new(bin_dir.join(stack::PAYOUT_STAND_IN));
+    command.envs(plan.payout_stand_in_env());
+    if !console.colored() {
+        command.env("NO_COLOR", "1");
+    }
+    supervisor.spawn(
+        stack::PAYOUT_STAND_IN,
+        STAGE_CHAIN,
+        Some(Color::Grey),
+        true,
+        command,
+    )?;
 
     let mut pids = BTreeMap::new();
     for service in &plan.services {

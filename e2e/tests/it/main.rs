@@ -1,11 +1,15 @@
 //! End-to-end: signed webhooks become confirmed HNV in the guest's wallet,
-//! through webhook-ingress, reward-calculator and chain-minter, on a real
-//! chain, database and broker.
+//! through webhook-ingress, reward-calculator and chain-minter, and
+//! redemptions are burned and paid out by redemption-payout, on a real
+//! chain, database and broker with a stand-in payout provider.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod redemptions;
 
 use std::time::Duration;
 
 use haven_e2e::Pipeline;
+use haven_entity::redemptions::RedemptionState;
 use haven_entity::token_transactions::{self, TxStatus, TxType};
 use haven_entity::{ledger, users};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -97,6 +101,50 @@ async fn the_seed_guest_journey_earns_340_on_chain_and_redeems_200() {
         (json!("queued"), json!(200.0), json!(196.0))
     );
     assert_eq!(available(&p, &user).await, 140 * HNV, "200 reserved");
+
+    // The tail: the whole 200 burned on chain (the 2 % fee with it), 196 paid out.
+    let request_id: uuid::Uuid = body["request_id"].as_str().unwrap().parse().unwrap();
+    let redemption = p
+        .wait_redemption(request_id, RedemptionState::Paid, SETTLE)
+        .await;
+    assert_eq!(p.balance_of(wallet).await, 140 * HNV, "on chain");
+    let balance = ledger::user_balance(p.db(), user.id).await.unwrap();
+    assert_eq!(
+        (balance.available.get(), balance.reserved.get()),
+        (i128::try_from(140 * HNV).unwrap(), 0),
+        "in the ledger"
+    );
+    let burns = token_transactions::Entity::find()
+        .filter(token_transactions::Column::UserId.eq(user.id))
+        .filter(token_transactions::Column::TxType.eq(TxType::Burn))
+        .all(p.db())
+        .await
+        .unwrap();
+    assert_eq!(burns.len(), 1);
+    assert_eq!(
+        (burns[0].status, burns[0].amount.get()),
+        (TxStatus::Confirmed, i128::try_from(200 * HNV).unwrap())
+    );
+    let system = |account| ledger::system_balance(p.db(), account);
+    assert_eq!(
+        system(ledger::Account::Burned).await.unwrap().get(),
+        i128::try_from(4 * HNV).unwrap(),
+        "the fee stays burned"
+    );
+    assert_eq!(
+        system(ledger::Account::Payout).await.unwrap().get(),
+        i128::try_from(196 * HNV).unwrap(),
+        "196 paid out"
+    );
+    let payouts = p.provider.payouts();
+    assert_eq!(payouts.len(), 1);
+    assert_eq!(payouts[0].idempotency_key, request_id.to_string());
+    assert_eq!(payouts[0].request.hnv_amount, "196.0");
+    assert_eq!(payouts[0].request.amount, "19.60");
+    assert_eq!(
+        redemption.payout_reference.as_deref(),
+        Some(payouts[0].id.as_str())
+    );
     p.stop().await;
 }
 

@@ -3,6 +3,7 @@
 use haven_common::amqp::AmqpError;
 use haven_common::db::DbError;
 use haven_common::metrics::MetricsError;
+use haven_outbox::OutboxError;
 
 /// Everything that ends `run` with an error. The process prints it with its
 /// whole cause chain and exits with status 1.
@@ -11,6 +12,12 @@ pub enum Error {
     /// The metrics registry could not be set up (a duplicate metric name).
     #[error("could not register metrics")]
     Metrics(#[from] MetricsError),
+    /// The outbox relay's metrics could not be registered.
+    #[error("could not set up the outbox relay")]
+    Outbox(#[source] OutboxError),
+    /// The payout provider's HTTP client could not be built (TLS setup).
+    #[error("could not set up the payout provider client")]
+    Provider(#[source] reqwest::Error),
     /// The database settings are unusable (a malformed URL).
     #[error("could not set up the database pool")]
     Database(#[from] DbError),

@@ -4,6 +4,7 @@ use chrono::Utc;
 use sea_orm::ActiveValue::Set;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
+use sea_orm::{QueryOrder, QuerySelect};
 
 use crate::error::EntityError;
 use crate::wei::Wei;
@@ -24,7 +25,9 @@ pub enum WithdrawalMethod {
 }
 
 /// Where a redemption is in its saga (`reserved` -> `burn_requested` ->
-/// `burned` -> `payout_requested` -> `paid`, or `failed` / `refunded`).
+/// `burned` -> `payout_requested` -> `paid`; or `failed` when the burn cannot
+/// happen, or `refund_requested` -> `refunded` when the payout is refused
+/// after the burn).
 /// Stored as text without a CHECK so states can be refined with a code change only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "Text")]
@@ -50,6 +53,46 @@ pub enum RedemptionState {
     /// The payout failed for good after the burn; the user was refunded by a mint.
     #[sea_orm(string_value = "refunded")]
     Refunded,
+    /// The payout failed for good after the burn; the refund mint is queued
+    /// to chain-minter and not yet confirmed.
+    #[sea_orm(string_value = "refund_requested")]
+    RefundRequested,
+}
+
+impl RedemptionState {
+    /// Every state, in saga order.
+    pub const ALL: [RedemptionState; 8] = [
+        RedemptionState::Reserved,
+        RedemptionState::BurnRequested,
+        RedemptionState::Burned,
+        RedemptionState::PayoutRequested,
+        RedemptionState::Paid,
+        RedemptionState::Failed,
+        RedemptionState::RefundRequested,
+        RedemptionState::Refunded,
+    ];
+
+    /// States a redemption leaves no more: `paid`, `failed`, `refunded`.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RedemptionState::Paid | RedemptionState::Failed | RedemptionState::Refunded
+        )
+    }
+
+    /// The stored name, e.g. `burn_requested`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedemptionState::Reserved => "reserved",
+            RedemptionState::BurnRequested => "burn_requested",
+            RedemptionState::Burned => "burned",
+            RedemptionState::PayoutRequested => "payout_requested",
+            RedemptionState::Paid => "paid",
+            RedemptionState::Failed => "failed",
+            RedemptionState::RefundRequested => "refund_requested",
+            RedemptionState::Refunded => "refunded",
+        }
+    }
 }
 
 /// A redemption.
@@ -177,4 +220,133 @@ pub async fn find_by_idempotency_key<C: ConnectionTrait>(
         .filter(Column::IdempotencyKey.eq(key))
         .one(db)
         .await?)
+}
+
+/// What a [`transition`] writes besides the state and `updated_at`; `None`
+/// leaves a column as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The burn's `token_transactions.tx_id` (it must exist: foreign key).
+    pub burn_tx_id: Option<String>,
+    /// The payout provider's id of the payout.
+    pub payout_reference: Option<String>,
+    /// Why the redemption failed or was refunded.
+    pub failure_reason: Option<String>,
+    /// Sets `completed_at` (a terminal state).
+    pub completed: bool,
+}
+
+/// Moves redemption `request_id` from state `from` to `to` with `changes`.
+/// Conditional on the current state (`UPDATE ... WHERE state = from`), so of
+/// two concurrent callers (redeliveries, replicas) exactly one gets `true`;
+/// the other changed nothing and should read the row again.
+pub async fn transition<C: ConnectionTrait>(
+    db: &C,
+    request_id: Uuid,
+    from: RedemptionState,
+    to: RedemptionState,
+    changes: Changes,
+) -> Result<bool, EntityError> {
+    let now = Utc::now();
+    let mut change = ActiveModel {
+        state: Set(to),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    if let Some(tx_id) = changes.burn_tx_id {
+        change.burn_tx_id = Set(Some(tx_id));
+    }
+    if let Some(reference) = changes.payout_reference {
+        change.payout_reference = Set(Some(reference));
+    }
+    if let Some(reason) = changes.failure_reason {
+        change.failure_reason = Set(Some(reason));
+    }
+    if changes.completed {
+        change.completed_at = Set(Some(now));
+    }
+    let updated = Entity::update_many()
+        .set(change)
+        .filter(Column::RequestId.eq(request_id))
+        .filter(Column::State.eq(from))
+        .exec(db)
+        .await?;
+    Ok(updated.rows_affected == 1)
+}
+
+/// Sets `updated_at` to now (and `failure_reason` when given) while the
+/// redemption is still in `state`: a step that is waiting on someone else
+/// (a payout the provider has not settled) records that it looked.
+pub async fn touch<C: ConnectionTrait>(
+    db: &C,
+    request_id: Uuid,
+    state: RedemptionState,
+    failure_reason: Option<String>,
+) -> Result<bool, EntityError> {
+    let mut change = ActiveModel {
+        updated_at: Set(Utc::now()),
+        ..Default::default()
+    };
+    if let Some(reason) = failure_reason {
+        change.failure_reason = Set(Some(reason));
+    }
+    let updated = Entity::update_many()
+        .set(change)
+        .filter(Column::RequestId.eq(request_id))
+        .filter(Column::State.eq(state))
+        .exec(db)
+        .await?;
+    Ok(updated.rows_affected == 1)
+}
+
+/// Redemptions in one of `states` not changed since `before`, least
+/// recently changed first, at most `limit` (served by
+/// `redemptions_state_updated_at_idx`): what a recovery sweep resumes.
+pub async fn stale<C: ConnectionTrait>(
+    db: &C,
+    states: &[RedemptionState],
+    before: DateTimeUtc,
+    limit: u64,
+) -> Result<Vec<Model>, EntityError> {
+    Ok(Entity::find()
+        .filter(Column::State.is_in(states.iter().copied()))
+        .filter(Column::UpdatedAt.lt(before))
+        .order_by_asc(Column::UpdatedAt)
+        .order_by_asc(Column::RequestId)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// How many redemptions are in each state (states with none are left out).
+pub async fn count_by_state<C: ConnectionTrait>(
+    db: &C,
+) -> Result<Vec<(RedemptionState, i64)>, EntityError> {
+    Ok(Entity::find()
+        .select_only()
+        .column(Column::State)
+        .column_as(Column::RequestId.count(), "n")
+        .group_by(Column::State)
+        .into_tuple::<(RedemptionState, i64)>()
+        .all(db)
+        .await?)
+}
+
+/// The total amount of the redemptions in `states` (summed here, exactly;
+/// never in SQL) and how many there are.
+pub async fn total_in<C: ConnectionTrait>(
+    db: &C,
+    states: &[RedemptionState],
+) -> Result<(u64, Wei), EntityError> {
+    let rows = Entity::find()
+        .filter(Column::State.is_in(states.iter().copied()))
+        .all(db)
+        .await?;
+    let mut total = Wei::ZERO;
+    for row in &rows {
+        total = total
+            .checked_add(row.amount)
+            .ok_or_else(|| EntityError::Corrupt("redemption amounts overflow".into()))?;
+    }
+    Ok((rows.len() as u64, total))
 }

@@ -1,0 +1,108 @@
+//! The recovery sweep: every interval, resume the redemptions that have sat
+//! in an unfinished state longer than the stale age, and refresh the
+//! per-state gauges.
+//!
+//! Messages normally drive the saga; the sweep is what makes it finish
+//! anyway: a payout the provider settles later is polled here, and a
+//! redemption whose message was dead-lettered (the provider away for hours)
+//! or whose handler died is resumed from its recorded state. Replicas may
+//! sweep the same rows: every step is conditional and the provider call
+//! idempotent, so the worst case is a repeated look.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use haven_common::telemetry::ErrorChain;
+use haven_entity::redemptions::{self, RedemptionState};
+use tokio_util::sync::CancellationToken;
+
+use crate::failure::Failure;
+use crate::saga::Saga;
+
+/// Redemptions resumed per sweep at most (the rest wait for the next one).
+const SWEEP_BATCH: u64 = 100;
+
+/// States the sweep resumes.
+const UNFINISHED: [RedemptionState; 5] = [
+    RedemptionState::Reserved,
+    RedemptionState::BurnRequested,
+    RedemptionState::Burned,
+    RedemptionState::PayoutRequested,
+    RedemptionState::RefundRequested,
+];
+
+/// States whose tokens are still reserved (the burn not confirmed).
+const RESERVED: [RedemptionState; 2] = [RedemptionState::Reserved, RedemptionState::BurnRequested];
+
+/// Sweeps every `interval` until `stop` is cancelled.
+pub async fn run(
+    saga: Arc<Saga>,
+    interval: Duration,
+    stale_after: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        // A sweep in progress is not cut short by shutdown between two
+        // redemptions: each step is its own transaction, so stopping is
+        // safe anywhere, but stopping mid-call to the provider wastes it.
+        if let Err(failure) = sweep(&saga, stale_after, &stop).await {
+            tracing::warn!(%failure, "redemption sweep failed; trying again next interval");
+        }
+        if let Err(failure) = gauges(&saga).await {
+            tracing::warn!(%failure, "could not refresh the redemption gauges");
+        }
+    }
+}
+
+/// Resumes up to [`SWEEP_BATCH`] stale redemptions; returns how many.
+pub async fn sweep(
+    saga: &Saga,
+    stale_after: Duration,
+    stop: &CancellationToken,
+) -> Result<usize, Failure> {
+    let age = chrono::Duration::from_std(stale_after)
+        .map_err(|_| Failure::permanent("REDEMPTION_STALE_AFTER is too long"))?;
+    let stale = redemptions::stale(&saga.db, &UNFINISHED, Utc::now() - age, SWEEP_BATCH).await?;
+    let found = stale.len();
+    for redemption in stale {
+        if stop.is_cancelled() {
+            break;
+        }
+        match saga.advance(redemption.request_id, None).await {
+            Ok(progress) => {
+                tracing::debug!(redemption_id = %redemption.request_id, ?progress, "swept")
+            }
+            Err(failure) => tracing::warn!(
+                redemption_id = %redemption.request_id,
+                state = redemption.state.as_str(),
+                %failure,
+                "could not resume a stale redemption"
+            ),
+        }
+    }
+    Ok(found)
+}
+
+/// Refreshes the per-state counts and the reserved amount outstanding.
+async fn gauges(saga: &Saga) -> Result<(), Failure> {
+    let counts = redemptions::count_by_state(&saga.db).await?;
+    saga.metrics.set_states(&counts);
+    let (_, reserved) = redemptions::total_in(&saga.db, &RESERVED).await?;
+    saga.metrics.set_reserved(reserved.get());
+    Ok(())
+}
+
+/// Logs a sweep task that ended abnormally (used by `run`'s caller).
+pub fn log_join(result: Result<(), tokio::task::JoinError>) {
+    if let Err(err) = result {
+        tracing::warn!(error = %ErrorChain(&err), "the redemption sweep ended abnormally");
+    }
+}

@@ -1,0 +1,439 @@
+//! The redemption saga: [`Saga::advance`] reads a redemption and takes every
+//! step it can from where it is, until it waits on someone else (the chain,
+//! the provider) or ends.
+//!
+//! ```text
+//! reserved ──▶ burn_requested ──▶ burned ──▶ payout_requested ──▶ paid
+//!    │               │               │               │
+//!    │ KYC           │ burn failed   └──── refused ──┴──▶ refund_requested ──▶ refunded
+//!    └───────────────┴──▶ failed (reservation released)
+//! ```
+//!
+//! The state is the only memory: every message (a redemption request, a
+//! chain event) and the recovery sweep just call [`Saga::advance`], so a
+//! redelivery, a crash at any point, or a second replica resumes from the
+//! recorded state and no step is done twice (each is a conditional update,
+//! see [`crate::store`]). The provider call is the one step outside the
+//! database: it is made from `burned` with the redemption id as the
+//! idempotency key, and only its answer moves the state on, so repeating it
+//! after a crash asks the provider for the same payout again, never a new one.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use haven_common::money::Wei as Money;
+use haven_common::telemetry::ErrorChain;
+use haven_entity::redemptions::{self, RedemptionState, WithdrawalMethod};
+use haven_entity::token_transactions::{self, TxStatus};
+use haven_entity::{EntityError, Wei, users};
+use haven_outbox::OutboxNotifier;
+use sea_orm::{DatabaseConnection, EntityTrait};
+use uuid::Uuid;
+
+use crate::failure::Failure;
+use crate::metrics::Metrics;
+use crate::provider::{FiatTerms, Method, Payout, PayoutClient, PayoutRequest, PayoutStatus};
+use crate::store::{self, Cause};
+
+/// Steps one [`Saga::advance`] takes at most (the longest path has seven);
+/// a bound so a bug can never spin.
+const MAX_STEPS: usize = 16;
+
+/// Where [`Saga::advance`] left a redemption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// In a final state: `paid`, `failed` or `refunded`.
+    Done(RedemptionState),
+    /// Waiting on the chain (a burn or refund mint not confirmed yet) or the
+    /// provider (a payout still pending); a chain event or the sweep resumes it.
+    Waiting(RedemptionState),
+}
+
+/// What the steps share.
+#[derive(Debug)]
+pub struct Saga {
+    /// The database pool.
+    pub db: DatabaseConnection,
+    /// Wakes the outbox relay after a commit that queued a chain request.
+    pub outbox: OutboxNotifier,
+    /// The payout provider.
+    pub provider: PayoutClient,
+    /// What a payout is worth in fiat.
+    pub terms: FiatTerms,
+    /// Redemptions above this need a KYC-verified user.
+    pub kyc_threshold: Money,
+    /// This service's instruments.
+    pub metrics: Metrics,
+}
+
+/// What one step did.
+enum Step {
+    /// The state changed (by this call or a racing one): look again.
+    Again,
+    /// Stop here.
+    Stop(Progress),
+}
+
+impl Saga {
+    /// Takes redemption `id` as far as it can go now. `cause` is the message
+    /// being handled (for the correlation of the chain requests it queues).
+    ///
+    /// [`Failure::Transient`] when a dependency is away (the caller retries
+    /// later; nothing half-done is left: every step is one transaction or an
+    /// idempotent provider call), [`Failure::Permanent`] when the redemption
+    /// cannot exist as recorded (unknown, no reservation, corrupt).
+    #[tracing::instrument(skip_all, fields(redemption_id = %id))]
+    pub async fn advance(&self, id: Uuid, cause: Option<Cause>) -> Result<Progress, Failure> {
+        for _ in 0..MAX_STEPS {
+            let redemption = redemptions::Entity::find_by_id(id)
+                .one(&self.db)
+                .await
+                .map_err(EntityError::from)?
+                .ok_or_else(|| Failure::permanent(format!("redemption {id} does not exist")))?;
+            let step = match redemption.state {
+                RedemptionState::Reserved => self.reserved(&redemption, cause).await?,
+                RedemptionState::BurnRequested => self.burn_requested(&redemption).await?,
+                RedemptionState::Burned => self.burned(&redemption, cause).await?,
+                RedemptionState::PayoutRequested => {
+                    self.payout_requested(&redemption, cause).await?
+                }
+                RedemptionState::RefundRequested => self.refund_requested(&redemption).await?,
+                state @ (RedemptionState::Paid
+                | RedemptionState::Failed
+                | RedemptionState::Refunded) => Step::Stop(Progress::Done(state)),
+            };
+            if let Step::Stop(progress) = step {
+                return Ok(progress);
+            }
+        }
+        Err(Failure::transient(format!(
+            "redemption {id} kept changing; {MAX_STEPS} steps without settling"
+        )))
+    }
+
+    /// Counts a state entered by this process and logs it.
+    fn entered(&self, redemption: &redemptions::Model, from: RedemptionState, to: RedemptionState) {
+        self.metrics.transition(to);
+        tracing::info!(
+            redemption_id = %redemption.request_id,
+            from = from.as_str(),
+            to = to.as_str(),
+            "redemption moved"
+        );
+    }
+
+    /// `reserved`: re-check KYC and the reservation, then queue the burn.
+    async fn reserved(
+        &self,
+        redemption: &redemptions::Model,
+        cause: Option<Cause>,
+    ) -> Result<Step, Failure> {
+        let user = self.user(redemption).await?;
+        // Never burn what the ledger does not hold for this redemption.
+        let reserved = store::reserved_amount(&self.db, redemption.request_id, user.id)
+            .await?
+            .ok_or_else(|| {
+                Failure::permanent(format!(
+                    "redemption {} has no reservation in the ledger; refusing to burn",
+                    redemption.request_id
+                ))
+            })?;
+        if redemption.burn_amount > reserved || redemption.burn_amount != redemption.amount {
+            return Err(Failure::permanent(format!(
+                "redemption {} would burn {} wei of {} reserved (amount {}); refusing",
+                redemption.request_id, redemption.burn_amount, reserved, redemption.amount
+            )));
+        }
+        if amount(redemption.amount)? > self.kyc_threshold && !user.kyc_verified {
+            let reason = format!("KYC verification required above {} HNV", self.kyc_threshold);
+            if store::release(&self.db, redemption, RedemptionState::Reserved, reason).await? {
+                tracing::warn!(redemption_id = %redemption.request_id, "user is not KYC-verified any more; reservation released");
+                self.entered(
+                    redemption,
+                    RedemptionState::Reserved,
+                    RedemptionState::Failed,
+                );
+            }
+            return Ok(Step::Again);
+        }
+        if store::request_burn(&self.db, redemption, &user, cause).await? {
+            self.outbox.notify();
+            self.entered(
+                redemption,
+                RedemptionState::Reserved,
+                RedemptionState::BurnRequested,
+            );
+        }
+        Ok(Step::Again)
+    }
+
+    /// `burn_requested`: follow the burn chain-minter records.
+    async fn burn_requested(&self, redemption: &redemptions::Model) -> Result<Step, Failure> {
+        let tx_id = redemption
+            .burn_tx_id
+            .clone()
+            .unwrap_or_else(|| store::burn_tx_id(redemption.request_id));
+        let burn = token_transactions::find_by_tx_id(&self.db, &tx_id)
+            .await?
+            .ok_or_else(|| {
+                Failure::permanent(format!(
+                    "burn `{tx_id}` of redemption {} does not exist",
+                    redemption.request_id
+                ))
+            })?;
+        match burn.status {
+            TxStatus::Pending | TxStatus::Submitted => Ok(Step::Stop(Progress::Waiting(
+                RedemptionState::BurnRequested,
+            ))),
+            TxStatus::Confirmed => {
+                if store::mark_burned(&self.db, redemption).await? {
+                    self.entered(
+                        redemption,
+                        RedemptionState::BurnRequested,
+                        RedemptionState::Burned,
+                    );
+                }
+                Ok(Step::Again)
+            }
+            // Nothing was burned (chain-minter gave up, or it was withdrawn
+            // before it was sent): hand the reservation back.
+            TxStatus::Failed | TxStatus::Cancelled => {
+                let why = burn
+                    .last_error
+                    .unwrap_or_else(|| format!("{:?}", burn.status));
+                let reason = format!("the burn failed: {why}");
+                if store::release(&self.db, redemption, RedemptionState::BurnRequested, reason)
+                    .await?
+                {
+                    tracing::warn!(redemption_id = %redemption.request_id, reason = %why, "burn failed; reservation released");
+                    self.entered(
+                        redemption,
+                        RedemptionState::BurnRequested,
+                        RedemptionState::Failed,
+                    );
+                }
+                Ok(Step::Again)
+            }
+        }
+    }
+
+    /// `burned`: ask the provider for the payout (again, after a crash: the
+    /// idempotency key makes it the same payout).
+    async fn burned(
+        &self,
+        redemption: &redemptions::Model,
+        cause: Option<Cause>,
+    ) -> Result<Step, Failure> {
+        let user = self.user(redemption).await?;
+        let request = PayoutRequest {
+            reference: redemption.request_id.to_string(),
+            user_id: user.external_id.clone(),
+            method: method(redemption.method),
+            destination: redemption.address.clone(),
+            amount: self.terms.amount_of(amount(redemption.payout_amount)?),
+            currency: self.terms.currency.clone(),
+            hnv_amount: amount(redemption.payout_amount)?.to_string(),
+        };
+        match self.provider.create(redemption.request_id, &request).await {
+            Ok(payout) => {
+                if store::payout_accepted(&self.db, redemption, &payout.id).await? {
+                    tracing::info!(redemption_id = %redemption.request_id, payout_id = %payout.id, status = ?payout.status, "payout accepted by the provider");
+                    self.entered(
+                        redemption,
+                        RedemptionState::Burned,
+                        RedemptionState::PayoutRequested,
+                    );
+                }
+                // Settled right away: take it from `payout_requested` now,
+                // without asking the provider again.
+                self.settled(redemption, &user, payout, cause).await
+            }
+            Err(err) if err.is_rejection() => {
+                let reason = format!("the payout provider refused the payout: {err}");
+                tracing::warn!(redemption_id = %redemption.request_id, error = %err, "payout refused for good; refunding");
+                self.refund(redemption, &user, RedemptionState::Burned, reason, cause)
+                    .await
+            }
+            Err(err) => Err(Failure::transient(format!(
+                "payout provider: {} ({})",
+                ErrorChain(&err),
+                err.class().as_str()
+            ))),
+        }
+    }
+
+    /// `payout_requested`: the provider has it; follow its status.
+    async fn payout_requested(
+        &self,
+        redemption: &redemptions::Model,
+        cause: Option<Cause>,
+    ) -> Result<Step, Failure> {
+        let reference = redemption.payout_reference.clone().ok_or_else(|| {
+            Failure::permanent(format!(
+                "redemption {} is payout_requested without a payout reference",
+                redemption.request_id
+            ))
+        })?;
+        let payout: Payout = self.provider.status(&reference).await.map_err(|err| {
+            Failure::transient(format!(
+                "payout provider: {} ({})",
+                ErrorChain(&err),
+                err.class().as_str()
+            ))
+        })?;
+        if payout.status == PayoutStatus::Pending {
+            // Looked at: the sweep polls it again once it is stale.
+            redemptions::touch(
+                &self.db,
+                redemption.request_id,
+                RedemptionState::PayoutRequested,
+                None,
+            )
+            .await?;
+        }
+        let user = self.user(redemption).await?;
+        self.settled(redemption, &user, payout, cause).await
+    }
+
+    /// Acts on the provider's status of a payout it accepted (the
+    /// redemption is `payout_requested`): wait, record it paid, or refund.
+    async fn settled(
+        &self,
+        redemption: &redemptions::Model,
+        user: &users::Model,
+        payout: Payout,
+        cause: Option<Cause>,
+    ) -> Result<Step, Failure> {
+        match payout.status {
+            PayoutStatus::Pending => Ok(Step::Stop(Progress::Waiting(
+                RedemptionState::PayoutRequested,
+            ))),
+            PayoutStatus::Paid => {
+                if store::mark_paid(&self.db, redemption).await? {
+                    self.entered(
+                        redemption,
+                        RedemptionState::PayoutRequested,
+                        RedemptionState::Paid,
+                    );
+                    let elapsed = (Utc::now() - redemption.created_at)
+                        .to_std()
+                        .unwrap_or(Duration::ZERO);
+                    self.metrics.paid_after(elapsed);
+                }
+                Ok(Step::Again)
+            }
+            PayoutStatus::Failed => {
+                let why = payout
+                    .failure_reason
+                    .unwrap_or_else(|| "no reason given".to_owned());
+                let reason = format!("the payout provider failed payout {}: {why}", payout.id);
+                tracing::warn!(redemption_id = %redemption.request_id, payout_id = %payout.id, reason = %why, "payout failed for good; refunding");
+                self.refund(
+                    redemption,
+                    user,
+                    RedemptionState::PayoutRequested,
+                    reason,
+                    cause,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn refund(
+        &self,
+        redemption: &redemptions::Model,
+        user: &users::Model,
+        from: RedemptionState,
+        reason: String,
+        cause: Option<Cause>,
+    ) -> Result<Step, Failure> {
+        if store::request_refund(&self.db, redemption, user, from, reason, cause).await? {
+            self.outbox.notify();
+            self.metrics.refund();
+            self.entered(redemption, from, RedemptionState::RefundRequested);
+        }
+        Ok(Step::Again)
+    }
+
+    /// `refund_requested`: follow the refund mint chain-minter records.
+    async fn refund_requested(&self, redemption: &redemptions::Model) -> Result<Step, Failure> {
+        let tx_id = store::refund_tx_id(redemption.request_id);
+        let mint = token_transactions::find_by_tx_id(&self.db, &tx_id)
+            .await?
+            .ok_or_else(|| {
+                Failure::permanent(format!(
+                    "refund `{tx_id}` of redemption {} does not exist",
+                    redemption.request_id
+                ))
+            })?;
+        match mint.status {
+            TxStatus::Pending | TxStatus::Submitted => Ok(Step::Stop(Progress::Waiting(
+                RedemptionState::RefundRequested,
+            ))),
+            TxStatus::Confirmed => {
+                if store::mark_refunded(&self.db, redemption).await? {
+                    self.entered(
+                        redemption,
+                        RedemptionState::RefundRequested,
+                        RedemptionState::Refunded,
+                    );
+                }
+                Ok(Step::Again)
+            }
+            TxStatus::Failed | TxStatus::Cancelled => {
+                // The user's tokens are burned and unpaid: only an operator
+                // can decide (a new mint, a manual payout). Said loudly on
+                // every look, and recorded on the row.
+                let why = mint
+                    .last_error
+                    .unwrap_or_else(|| format!("{:?}", mint.status));
+                tracing::error!(
+                    redemption_id = %redemption.request_id,
+                    tx_id = %tx_id,
+                    reason = %why,
+                    "the refund mint failed; the redemption needs an operator"
+                );
+                let recorded = redemption.failure_reason.clone().unwrap_or_default();
+                let reason = (!recorded.contains("the refund mint failed"))
+                    .then(|| format!("{recorded}; the refund mint failed: {why}"));
+                redemptions::touch(
+                    &self.db,
+                    redemption.request_id,
+                    RedemptionState::RefundRequested,
+                    reason,
+                )
+                .await?;
+                Ok(Step::Stop(Progress::Waiting(
+                    RedemptionState::RefundRequested,
+                )))
+            }
+        }
+    }
+
+    async fn user(&self, redemption: &redemptions::Model) -> Result<users::Model, Failure> {
+        users::Entity::find_by_id(redemption.user_id)
+            .one(&self.db)
+            .await
+            .map_err(EntityError::from)?
+            .ok_or_else(|| {
+                Failure::permanent(format!(
+                    "user {} of redemption {} does not exist",
+                    redemption.user_id, redemption.request_id
+                ))
+            })
+    }
+}
+
+/// A stored (signed) amount as money.
+fn amount(wei: Wei) -> Result<Money, Failure> {
+    store::chain_wei(wei).map(Money::from_wei)
+}
+
+fn method(method: WithdrawalMethod) -> Method {
+    match method {
+        WithdrawalMethod::BankTransfer => Method::BankTransfer,
+        WithdrawalMethod::Paypal => Method::Paypal,
+        WithdrawalMethod::Crypto => Method::Crypto,
+    }
+}

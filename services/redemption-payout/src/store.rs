@@ -1,0 +1,401 @@
+//! The database side of each saga step: one transaction per step, each
+//! starting with a conditional state change (`UPDATE redemptions ... WHERE
+//! state = <previous>`), so a redelivered message, the recovery sweep and a
+//! second replica can all try the same step and exactly one of them makes
+//! it; the others change nothing and read the row again.
+//!
+//! What each step writes with its state change:
+//!
+//! | step | state | also written in the same transaction |
+//! |---|---|---|
+//! | [`request_burn`] | `reserved` -> `burn_requested` | the pending burn (`redemption_<id>`) and its `ChainRequest::Burn` |
+//! | [`mark_burned`] | `burn_requested` -> `burned` | nothing: chain-minter posted reserved -> burned when it confirmed the burn |
+//! | [`release`] | `reserved`/`burn_requested` -> `failed` | ledger `release:<id>`: user reserved -> user available |
+//! | [`payout_accepted`] | `burned` -> `payout_requested` | the provider's payout id |
+//! | [`mark_paid`] | `payout_requested` -> `paid` | ledger `payout:<id>`: burned -> payout (98 %; the 2 % fee stays burned) |
+//! | [`request_refund`] | `burned`/`payout_requested` -> `refund_requested` | the pending refund mint (`refund_<id>`, reason `refund`) and its `ChainRequest::Mint` |
+//! | [`mark_refunded`] | `refund_requested` -> `refunded` | nothing: chain-minter posted supply -> user available when it confirmed the mint |
+//!
+//! Every ledger movement has a unique reference, so even a step replayed
+//! past its state check could not post twice; the ledger refuses entries
+//! that do not sum to zero, so it balances at every state.
+//!
+//! Locks are taken in one order, redemption row first (token transaction
+//! rows are only ever inserted here), then ledger rows, as chain-minter
+//! (token transaction, then ledger) does, so the two never deadlock.
+
+use haven_entity::ledger::{self, Account, Movement, Posted};
+use haven_entity::ledger_entries;
+use haven_entity::ledger_movements::{self, MovementKind};
+use haven_entity::redemptions::{self, Changes, RedemptionState};
+use haven_entity::token_transactions::{self, NewTokenTransaction, TxType};
+use haven_entity::{EntityError, Wei, users};
+use haven_messages::{BurnRequest, ChainRequest, Envelope, MintRequest, QueueMessage};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::failure::Failure;
+
+/// Reason of a redemption's burn (on chain and in `token_transactions`).
+pub const BURN_REASON: &str = "redemption";
+/// Reason of the mint that refunds a redemption whose payout was refused.
+pub const REFUND_REASON: &str = "refund";
+/// Prefix of a refund mint's `tx_id`.
+const REFUND_PREFIX: &str = "refund_";
+
+/// The `tx_id` of redemption `id`'s burn.
+pub fn burn_tx_id(id: Uuid) -> String {
+    format!("redemption_{id}")
+}
+
+/// The `tx_id` of redemption `id`'s refund mint.
+pub fn refund_tx_id(id: Uuid) -> String {
+    format!("{REFUND_PREFIX}{id}")
+}
+
+/// The redemption a refund mint's `tx_id` belongs to (`None` for any other mint).
+pub fn refunded_redemption(tx_id: &str) -> Option<Uuid> {
+    tx_id.strip_prefix(REFUND_PREFIX)?.parse().ok()
+}
+
+/// The ledger reference of redemption `id`'s reservation (posted by webhook-ingress).
+pub fn reserve_reference(id: Uuid) -> String {
+    format!("reserve:{id}")
+}
+
+/// Where a new message came from, for its correlation and causation ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cause {
+    /// The conversation it belongs to.
+    pub correlation_id: Uuid,
+    /// The message that caused it.
+    pub causation_id: Uuid,
+}
+
+impl Cause {
+    /// The cause for messages sent while handling `envelope`.
+    pub fn of<P>(envelope: &Envelope<P>) -> Self {
+        Self {
+            correlation_id: envelope.correlation_id,
+            causation_id: envelope.message_id,
+        }
+    }
+}
+
+fn envelope<P: QueueMessage>(payload: P, cause: Option<Cause>) -> Envelope<P> {
+    let mut envelope = Envelope::new(payload);
+    if let Some(cause) = cause {
+        envelope.correlation_id = cause.correlation_id;
+        envelope.causation_id = Some(cause.causation_id);
+    }
+    envelope
+}
+
+/// The amount the ledger holds reserved for redemption `id` of `user_id`:
+/// the user-reserved entry of its `reserve:<id>` movement, `None` when
+/// there is no such movement.
+pub async fn reserved_amount(
+    db: &DatabaseConnection,
+    id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<Wei>, Failure> {
+    let Some(movement) = ledger_movements::Entity::find()
+        .filter(ledger_movements::Column::Reference.eq(reserve_reference(id)))
+        .one(db)
+        .await
+        .map_err(EntityError::from)?
+    else {
+        return Ok(None);
+    };
+    if movement.kind != MovementKind::Reserve {
+        return Err(Failure::permanent(format!(
+            "ledger movement `{}` is a {:?}, not a reservation",
+            movement.reference, movement.kind
+        )));
+    }
+    let entries = ledger_entries::Entity::find()
+        .filter(ledger_entries::Column::MovementId.eq(movement.id))
+        .filter(ledger_entries::Column::Account.eq(ledger_entries::AccountKind::UserReserved))
+        .filter(ledger_entries::Column::UserId.eq(user_id))
+        .all(db)
+        .await
+        .map_err(EntityError::from)?;
+    let mut total = Wei::ZERO;
+    for entry in entries {
+        total = total
+            .checked_add(entry.amount)
+            .ok_or_else(|| Failure::permanent("reservation entries overflow"))?;
+    }
+    Ok(Some(total))
+}
+
+/// A stored amount as the messages' unsigned wei.
+pub fn chain_wei(wei: Wei) -> Result<u128, Failure> {
+    u128::try_from(wei.get())
+        .map_err(|_| Failure::permanent(format!("stored amount {wei} wei is negative")))
+}
+
+/// Rolls back (by dropping `txn`) and says so.
+async fn lost(txn: DatabaseTransaction) -> Result<bool, Failure> {
+    txn.rollback().await.map_err(EntityError::from)?;
+    Ok(false)
+}
+
+/// `reserved` -> `burn_requested`: records the pending burn of the whole
+/// reserved amount and queues its `ChainRequest::Burn` for chain-minter.
+pub async fn request_burn(
+    db: &DatabaseConnection,
+    redemption: &redemptions::Model,
+    user: &users::Model,
+    cause: Option<Cause>,
+) -> Result<bool, Failure> {
+    let id = redemption.request_id;
+    let tx_id = burn_tx_id(id);
+    let txn = db.begin().await.map_err(EntityError::from)?;
+    // The burn first: the redemption row points at it (foreign key). Of two
+    // racing callers the second waits on the unique `tx_id` until the first
+    // commits, then inserts nothing.
+    let Some(burn) = token_transactions::insert_pending(
+        &txn,
+        NewTokenTransaction {
+            tx_id: tx_id.clone(),
+            user_id: redemption.user_id,
+            tx_type: TxType::Burn,
+            amount: redemption.burn_amount,
+            reason: BURN_REASON.to_owned(),
+        },
+    )
+    .await?
+    else {
+        return lost(txn).await;
+    };
+    let moved = redemptions::transition(
+        &txn,
+        id,
+        RedemptionState::Reserved,
+        RedemptionState::BurnRequested,
+        Changes {
+            burn_tx_id: Some(tx_id),
+            ..Changes::default()
+        },
+    )
+    .await?;
+    if !moved {
+        return lost(txn).await;
+    }
+    let request = ChainRequest::Burn(BurnRequest {
+        tx_id: burn.id,
+        user_id: user.external_id.clone(),
+        from_address: user.wallet_address.clone(),
+        amount_wei: chain_wei(redemption.burn_amount)?,
+        reason: BURN_REASON.to_owned(),
+        redemption_id: Some(id),
+    });
+    haven_outbox::enqueue(&txn, &envelope(request, cause)).await?;
+    txn.commit().await.map_err(EntityError::from)?;
+    Ok(true)
+}
+
+/// `burn_requested` -> `burned`, once chain-minter confirmed the burn.
+pub async fn mark_burned(
+    db: &DatabaseConnection,
+    redemption: &redemptions::Model,
+) -> Result<bool, Failure> {
+    Ok(redemptions::transition(
+        db,
+        redemption.request_id,
+        RedemptionState::BurnRequested,
+        RedemptionState::Burned,
+        Changes::default(),
+    )
+    .await?)
+}
+
+/// `from` (`reserved`, or `burn_requested` whose burn failed for good) ->
+/// `failed`, giving the reserved tokens back: user reserved -> user
+/// available, posted once (`release:<id>`).
+pub async fn release(
+    db: &DatabaseConnection,
+    redemption: &redemptions::Model,
+    from: RedemptionState,
+    reason: String,
+) -> Result<bool, Failure> {
+    let id = redemption.request_id;
+    let txn = db.begin().await.map_err(EntityError::from)?;
+    let moved = redemptions::transition(
+        &txn,
+        id,
+        from,
+        RedemptionState::Failed,
+        Changes {
+            failure_reason: Some(reason),
+            completed: true,
+            ..Changes::default()
+        },
+    )
+    .await?;
+    if !moved {
+        return lost(txn).await;
+    }
+    let movement = Movement::transfer(
+        format!("release:{id}"),
+        MovementKind::Release,
+        Account::UserReserved(redemption.user_id),
+        Account::UserAvailable(redemption.user_id),
+        redemption.amount,
+    )?;
+    if ledger::post(&txn, &movement).await? == Posted::Duplicate {
+        // The state said not released; the ledger says released: never
+        // release twice, and tell an operator.
+        return Err(Failure::permanent(format!(
+            "redemption {id} was {from:?} but its reservation is already released"
+        )));
+    }
+    txn.commit().await.map_err(EntityError::from)?;
+    Ok(true)
+}
+
+/// `burned` -> `payout_requested`: the provider accepted the payout under `reference`.
+pub async fn payout_accepted(
+    db: &DatabaseConnection,
+    redemption: &redemptions::Model,
+    reference: &str,
+) -> Result<bool, Failure> {
+    Ok(redemptions::transition(
+        db,
+        redemption.request_id,
+        RedemptionState::Burned,
+        RedemptionState::PayoutRequested,
+        Changes {
+            payout_reference: Some(reference.to_owned()),
+            ..Changes::default()
+        },
+    )
+    .await?)
+}
+
+/// `payout_requested` -> `paid`, posting the payout: burned -> payout
+/// (the payout amount; the fee stays in burned), once (`payout:<id>`).
+pub async fn mark_paid(
+    db: &DatabaseConnection,
+    redemption: &redemptions::Model,
+) -> Result<bool, Failure> {
+    let id = redemption.request_id;
+    let txn = db.begin().await.map_err(EntityError::from)?;
+    let moved = redemptions::transition(
+        &txn,
+        id,
+        RedemptionState::PayoutRequested,
+        RedemptionState::Paid,
+        Changes {
+            completed: true,
+            ..Changes::default()
+        },
+    )
+    .await?;
+    if !moved {
+        return lost(txn).await;
+    }
+    let movement = Movement::transfer(
+        format!("payout:{id}"),
+        MovementKind::Payout,
+        Account::Burned,
+        Account::Payout,
+        redemption.payout_amount,
+    )?;
+    ledger::post(&txn, &movement).await?;
+    txn.commit().await.map_err(EntityError::from)?;
+    Ok(true)
+}
+
+/// `from` (`burned` or `payout_requested`) -> `refund_requested`: records a
+/// pending mint of the whole burned amount back to the user, with its own
+/// `tx_id` (and so its own on-chain reference), and queues its `ChainRequest::Mint`.
+pub async fn request_refund(
+    db: &DatabaseConnection,
+    redemption: &redemptions::Model,
+    user: &users::Model,
+    from: RedemptionState,
+    reason: String,
+    cause: Option<Cause>,
+) -> Result<bool, Failure> {
+    let id = redemption.request_id;
+    let txn = db.begin().await.map_err(EntityError::from)?;
+    let moved = redemptions::transition(
+        &txn,
+        id,
+        from,
+        RedemptionState::RefundRequested,
+        Changes {
+            failure_reason: Some(reason),
+            ..Changes::default()
+        },
+    )
+    .await?;
+    if !moved {
+        return lost(txn).await;
+    }
+    let tx_id = refund_tx_id(id);
+    let mint = token_transactions::insert_pending(
+        &txn,
+        NewTokenTransaction {
+            tx_id: tx_id.clone(),
+            user_id: redemption.user_id,
+            tx_type: TxType::Mint,
+            amount: redemption.burn_amount,
+            reason: REFUND_REASON.to_owned(),
+        },
+    )
+    .await?
+    .ok_or_else(|| {
+        Failure::permanent(format!(
+            "refund `{tx_id}` exists while redemption {id} was {from:?}"
+        ))
+    })?;
+    let request = ChainRequest::Mint(MintRequest {
+        tx_id: mint.id,
+        user_id: user.external_id.clone(),
+        to_address: user.wallet_address.clone(),
+        amount_wei: chain_wei(redemption.burn_amount)?,
+        reason: REFUND_REASON.to_owned(),
+    });
+    haven_outbox::enqueue(&txn, &envelope(request, cause)).await?;
+    txn.commit().await.map_err(EntityError::from)?;
+    Ok(true)
+}
+
+/// `refund_requested` -> `refunded`, once chain-minter confirmed the refund mint.
+pub async fn mark_refunded(
+    db: &DatabaseConnection,
+    redemption: &redemptions::Model,
+) -> Result<bool, Failure> {
+    Ok(redemptions::transition(
+        db,
+        redemption.request_id,
+        RedemptionState::RefundRequested,
+        RedemptionState::Refunded,
+        Changes {
+            completed: true,
+            ..Changes::default()
+        },
+    )
+    .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refund_tx_ids_lead_back_to_their_redemption() {
+        let id = Uuid::now_v7();
+        assert_eq!(refunded_redemption(&refund_tx_id(id)), Some(id));
+        assert_eq!(refunded_redemption(&burn_tx_id(id)), None);
+        assert_eq!(refunded_redemption("reward_abc"), None);
+        assert_eq!(refunded_redemption("refund_not-a-uuid"), None);
+        assert_ne!(burn_tx_id(id), refund_tx_id(id));
+    }
+}

@@ -1,0 +1,118 @@
+//! Fault tests with the real binary: redemption-payout SIGKILLed after the
+//! burn is confirmed and before the payout is recorded, then restarted.
+//! Whatever the provider saw before the kill, the user is burned once and
+//! paid once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use haven_entity::redemptions::RedemptionState;
+use haven_entity::token_transactions::{TxStatus, TxType};
+use redemption_payout::provider::stand_in::Reply;
+
+use crate::helpers::*;
+
+/// The real `redemption-payout` binary on the stack; killed when dropped.
+struct PayoutProcess(Child);
+
+impl PayoutProcess {
+    fn start(s: &Stack) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_redemption-payout"))
+            .args(payout_args(
+                &s.deps,
+                &s.provider.url(),
+                &[
+                    "--http-host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--log-filter",
+                    "warn",
+                    // Long enough that the kill lands while the request hangs.
+                    "--payout-provider-timeout",
+                    "60s",
+                ],
+            ))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the redemption-payout binary");
+        Self(child)
+    }
+
+    /// SIGKILL: no shutdown, no drain, no ack.
+    fn kill(mut self) {
+        self.0.kill().expect("SIGKILL redemption-payout");
+        self.0.wait().expect("reap redemption-payout");
+    }
+}
+
+impl Drop for PayoutProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a redemption of 200 of 340 with the binary until it is `burned`
+/// and the provider has seen `attempts` payout requests (each answered with
+/// `first`), kills it, lets the provider accept, restarts redemption-payout
+/// and checks it ends paid, burned once and paid once.
+async fn kill_between_burn_and_payout(first: Reply, payouts_at_kill: usize) {
+    let s = spawn_stack().await;
+    s.provider.script([first], Reply::Accept);
+    let process = PayoutProcess::start(&s);
+    let user = s.user("guest_killed").await;
+    s.fund(&user, 340).await;
+    let id = s
+        .redeem(&user, 200, "redeem-killed")
+        .await
+        .unwrap()
+        .request_id;
+
+    let (db, provider) = (s.db(), &s.provider);
+    eventually("burned, and the payout asked for", || async move {
+        let row = redemption(db, id).await;
+        (row.state == RedemptionState::Burned && provider.attempts(&id.to_string()) >= 1)
+            .then_some(())
+    })
+    .await;
+    process.kill();
+    // Dead after the burn, before the payout is recorded.
+    assert_eq!(redemption(s.db(), id).await.state, RedemptionState::Burned);
+    assert_eq!(s.provider.payouts().len(), payouts_at_kill);
+    assert_eq!(s.balance_of(&user).await, hnv(140), "the burn landed");
+
+    let app = s.payout(&[]).await;
+    let row = wait_state(s.db(), id, RedemptionState::Paid).await;
+    let burns = transactions(s.db(), &user, TxType::Burn).await;
+    assert_eq!(burns.len(), 1, "one burn");
+    assert_eq!(burns[0].status, TxStatus::Confirmed);
+    let payouts = s.provider.payouts();
+    assert_eq!(payouts.len(), 1, "one payout");
+    assert_eq!(payouts[0].idempotency_key, id.to_string());
+    assert_eq!(
+        row.payout_reference.as_deref(),
+        Some(payouts[0].id.as_str())
+    );
+    assert!(s.provider.attempts(&id.to_string()) >= 2);
+    assert_eq!(s.balance_of(&user).await, hnv(140));
+    assert_eq!(ledger_balance(s.db(), &user).await, (hnv(140), 0));
+    assert_eq!(movements(s.db(), &format!("payout:{id}")).await, 1);
+    assert_ledger_balances(s.db()).await;
+    app.stop().await;
+    // Let the provider's hanging request go before tearing down.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.finish().await;
+}
+
+#[tokio::test]
+async fn killed_after_the_burn_before_the_provider_created_anything_then_restarted_pays_once() {
+    kill_between_burn_and_payout(Reply::Hang, 0).await;
+}
+
+#[tokio::test]
+async fn killed_after_the_provider_created_the_payout_but_before_its_answer_then_restarted_pays_once()
+ {
+    kill_between_burn_and_payout(Reply::AcceptThenHang, 1).await;
+}
