@@ -1,36 +1,54 @@
 //! read-api: serves balances, statistics and transaction histories from the database.
 //!
 //! The read side of HAVEN: balances, per-user analytics, token statistics and
-//! transaction histories, read from the database (never the broker). Serves
-//! /health and /metrics on the same port.
+//! transaction histories, read from the database (never the broker). With a
+//! chain configured it also reports the contract's figures and reconciles the
+//! ledger with the chain. Serves /health, /metrics, /openapi.json and /docs on
+//! the same port.
 //!
 //! [`run`] is the whole service; `main.rs` only parses settings, sets up
 //! logging and hands it a listener and a shutdown token, so the integration
-//! tests start the real thing in-process.
+//! tests start the real thing in-process. [`reconcile_once`] is the
+//! `read-api reconcile` command.
 
+pub mod batch;
+pub mod chain;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod reconcile;
+pub mod routes;
+pub mod stats;
+pub mod store;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use haven_common::db::{self, DatabaseProbe};
 use haven_common::health::{Probe, ops_router};
 use haven_common::metrics::track_http;
+use haven_common::openapi;
 use haven_common::shutdown::{self, CancellationToken};
 use haven_common::telemetry::ErrorChain;
 use tokio::net::TcpListener;
 
-pub use config::Config;
+use crate::chain::ChainReader;
+use crate::reconcile::{LastReport, Reconciler, Report};
+use crate::routes::{AppState, Inner};
+use crate::stats::StatsCache;
+use crate::store::Store;
+
+pub use config::{Command, Config};
 pub use error::Error;
 use metrics::Metrics;
 
 /// Runs read-api on `listener` until `shutdown` is cancelled, then lets
 /// in-flight requests finish and closes its connections.
 ///
-/// Never waits for its dependencies: the database pool
-/// connect and reconnect in the background, and `/health` reports whether they
-/// are up. Fails at once on unusable settings (a malformed URL).
+/// Never waits for its dependencies: the database pool connects and
+/// reconnects in the background, `/health` reports whether it is up, and the
+/// chain is only ever read on demand (token-stats) or by the periodic
+/// reconciliation. Fails at once on unusable settings (a malformed URL).
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -39,22 +57,119 @@ pub async fn run(
     let metrics = Metrics::new()?;
     let db = db::connect(&config.database).await?;
     let probes: Vec<Arc<dyn Probe>> = vec![Arc::new(DatabaseProbe::new(db.clone()))];
+    let store = Store::new(
+        db.clone(),
+        batch::workers(config.database.database_max_connections),
+    );
+    let chain = chain_reader(&config)?;
+
+    // The periodic reconciliation, when the chain is configured.
+    let reconciliation: Option<LastReport> = chain.as_ref().map(|_| LastReport::default());
+    let reconciling = match (&chain, &reconciliation) {
+        (Some(reader), Some(last)) if !config.reconcile_interval.is_zero() => {
+            let reconciler = Reconciler::new(
+                store.clone(),
+                reader.clone(),
+                usize::from(config.reconcile_concurrency),
+            );
+            Some(tokio::spawn(reconcile::periodically(
+                reconciler,
+                config.reconcile_interval,
+                metrics.clone(),
+                Arc::clone(last),
+                shutdown.child_token(),
+            )))
+        }
+        _ => None,
+    };
+    if chain.is_none() {
+        tracing::info!(
+            "no RPC_URL/CONTRACT_ADDRESS: token-stats serves the database figures alone and reconciliation is off"
+        );
+    }
+
+    let state = AppState::new(Inner {
+        stats: StatsCache::new(
+            config.stats_cache_ttl,
+            store.clone(),
+            chain,
+            metrics.clone(),
+        ),
+        store,
+        reconciliation,
+        metrics: metrics.clone(),
+    });
 
     let served = async {
-        // API routes are merged in here by later issues, before `track_http`
-        // so they are measured too.
-        let router = ops_router(metrics.registry().clone(), probes)?;
+        let (api, api_doc) = routes::router(state);
+        let mut doc = openapi::document(metrics::SERVICE);
+        doc.merge(api_doc);
+        // API routes first, then the ops router (which owns the JSON 404
+        // fallback), all before `track_http` so every route is measured.
+        let router = api
+            .merge(ops_router(metrics.registry().clone(), probes)?)
+            .merge(openapi::docs_router(doc));
         let router = track_http(router, metrics.registry())?;
         tracing::info!(addr = ?listener.local_addr().ok(), "read-api listening");
-        shutdown::serve(listener, router, shutdown, config.shutdown_grace_period)
-            .await
-            .map_err(Error::Serve)
+        shutdown::serve(
+            listener,
+            router,
+            shutdown.clone(),
+            config.shutdown_grace_period,
+        )
+        .await
+        .map_err(Error::Serve)
     }
     .await;
 
+    if let Some(task) = reconciling {
+        // Its token is a child of `shutdown`: it is stopping already.
+        if let Err(err) = task.await {
+            tracing::warn!(error = %ErrorChain(&err), "the reconciliation task ended abnormally");
+        }
+    }
     if let Err(err) = db.close().await {
         tracing::warn!(error = %ErrorChain(&err), "could not close the database pool cleanly");
     }
     tracing::info!("read-api stopped");
     served
+}
+
+/// `read-api reconcile`: one reconciliation, its JSON report written to
+/// `output` (standard output when `None`) and logged. Returns the report;
+/// [`Report::matched`] decides the exit status.
+pub async fn reconcile_once(config: &Config, output: Option<&Path>) -> Result<Report, Error> {
+    let reader = chain_reader(config)?.ok_or(Error::ChainNotConfigured)?;
+    let metrics = Metrics::new()?;
+    let db = db::connect(&config.database).await?;
+    let reconciler = Reconciler::new(
+        // No balance reads here: no batching workers.
+        Store::new(db.clone(), 0),
+        reader,
+        usize::from(config.reconcile_concurrency),
+    );
+    let report = reconciler.run().await;
+    let _ = db.close().await;
+    let report = report?;
+    report.record(&metrics);
+    report.log();
+    let json = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+    match output {
+        Some(path) => std::fs::write(path, json).map_err(Error::Report)?,
+        None => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .write_all(json.as_bytes())
+                .map_err(Error::Report)?;
+        }
+    }
+    Ok(report)
+}
+
+/// The contract reader, when RPC_URL and CONTRACT_ADDRESS are both set.
+fn chain_reader(config: &Config) -> Result<Option<ChainReader>, Error> {
+    config
+        .chain()
+        .map(|(rpc, contract)| ChainReader::new(&rpc, contract).map_err(Error::Chain))
+        .transpose()
 }

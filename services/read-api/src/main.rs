@@ -1,4 +1,5 @@
-//! The `read-api` binary: parse settings, set up logging, run until SIGINT/SIGTERM.
+//! The `read-api` binary: parse settings, set up logging, run until SIGINT/SIGTERM
+//! (or run one reconciliation with `read-api reconcile`).
 
 use std::process::ExitCode;
 
@@ -12,6 +13,17 @@ async fn main() -> ExitCode {
     if let Err(err) = telemetry::init(&config.telemetry) {
         eprintln!("read-api: {}", ErrorChain(&err));
         return ExitCode::FAILURE;
+    }
+    if let Some(read_api::Command::Reconcile { output }) = &config.command {
+        return match read_api::reconcile_once(&config, output.as_deref()).await {
+            Ok(report) if report.matched => ExitCode::SUCCESS,
+            // Mismatches: a distinct status so cron jobs and scripts can alert.
+            Ok(_) => ExitCode::from(2),
+            Err(err) => {
+                tracing::error!(error = %ErrorChain(&err), "reconciliation failed");
+                ExitCode::FAILURE
+            }
+        };
     }
     let addr = config.listen_addr();
     let listener = match tokio::net::TcpListener::bind(addr).await {

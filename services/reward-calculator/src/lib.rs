@@ -146,7 +146,9 @@ pub async fn run(
     };
 
     let served = async {
-        let router = ops_router(metrics.registry().clone(), probes)?;
+        let router = ops_router(metrics.registry().clone(), probes)?.merge(
+            haven_common::openapi::docs_router(haven_common::openapi::document(metrics::SERVICE)),
+        );
         let router = track_http(router, metrics.registry())?;
         tracing::info!(addr = ?listener.local_addr().ok(), "reward-calculator listening");
         shutdown::serve(

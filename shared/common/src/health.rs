@@ -81,7 +81,7 @@ struct Checked {
 }
 
 /// Runs probes and records the result in metrics.
-struct HealthChecker {
+pub(crate) struct HealthChecker {
     probes: Vec<Checked>,
     up: IntGaugeVec,
     duration: HistogramVec,
@@ -179,7 +179,19 @@ pub fn ops_router(
         .fallback(not_found))
 }
 
-async fn health(checker: &HealthChecker) -> Response {
+/// `GET /health`: every dependency probed concurrently (documented in
+/// [`crate::openapi`]).
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = crate::openapi::OPERATIONS_TAG,
+    summary = "Whether the service and each of its dependencies are up",
+    responses(
+        (status = 200, description = "Every dependency answers", body = crate::openapi::HealthBody),
+        (status = 503, description = "A dependency is down; it is named `disconnected`", body = crate::openapi::HealthBody),
+    )
+)]
+pub(crate) async fn health(checker: &HealthChecker) -> Response {
     let report = checker.run().await;
     let status = if report.healthy() {
         StatusCode::OK
@@ -189,7 +201,18 @@ async fn health(checker: &HealthChecker) -> Response {
     (status, axum::Json(report.body())).into_response()
 }
 
-async fn metrics(registry: MetricsRegistry) -> Response {
+/// `GET /metrics`: the service's registry in the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = crate::openapi::OPERATIONS_TAG,
+    summary = "Prometheus metrics of the service",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 500, description = "The metrics could not be encoded", body = crate::openapi::Detail),
+    )
+)]
+pub(crate) async fn metrics(registry: MetricsRegistry) -> Response {
     match registry.encode() {
         Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
         Err(err) => {

@@ -8,6 +8,7 @@ pub mod db;
 pub mod health;
 pub mod metrics;
 pub mod money;
+pub mod openapi;
 pub mod retry;
 pub mod shutdown;
 pub mod telemetry;

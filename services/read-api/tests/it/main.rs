@@ -1,6 +1,13 @@
 //! Integration tests of read-api: the real service in-process on port 0,
-//! against its own PostgreSQL database.
+//! against its own PostgreSQL database (and, for the chain, a throw-away
+//! anvil with the HAVEN contract deployed).
 
+mod analytics;
+mod balance;
+mod chain;
 mod config;
 mod health;
 mod helpers;
+mod openapi;
+mod sqlite;
+mod transactions;

@@ -35,29 +35,45 @@ pub fn router() -> Router<AppState> {
         .route("/token/redeem", post(redeem))
 }
 
+/// The token commands' OpenAPI operations (merged in `super::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(mint, redeem))]
+pub(super) struct TokenApi;
+
 /// `POST /token/mint` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct MintBody {
+    /// The partners' id of the user.
     user_id: String,
+    /// HNV to mint, an exact decimal.
+    #[schema(value_type = haven_common::openapi::HnvAmount)]
     amount: Wei,
+    /// Why (booking, review, adjustment, ...).
     reason: String,
+    /// Makes a retry harmless (or the `Idempotency-Key` header); becomes the `tx_id`.
     #[serde(default)]
     idempotency_key: Option<String>,
 }
 
 /// `POST /token/redeem` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RedeemBody {
+    /// The partners' id of the user.
     user_id: String,
+    /// HNV to redeem (burned in full; 98 % is paid out).
+    #[schema(value_type = haven_common::openapi::HnvAmount)]
     amount: Wei,
+    /// How the money is paid.
     withdrawal_method: WithdrawalMethodBody,
+    /// Where: an Ethereum address for `crypto`, required there.
     #[serde(default)]
     withdrawal_address: Option<String>,
+    /// Required (or the `Idempotency-Key` header).
     #[serde(default)]
     idempotency_key: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum WithdrawalMethodBody {
     BankTransfer,
@@ -65,6 +81,26 @@ enum WithdrawalMethodBody {
     Crypto,
 }
 
+#[utoipa::path(
+    post,
+    path = "/token/mint",
+    tag = super::openapi::TOKEN_TAG,
+    summary = "Queue a mint to a user",
+    request_body = MintBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Alternative to the body's `idempotency_key`")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "`queued`, or `duplicate` for a key seen before", body = super::openapi::MintAnswer),
+        (status = 401, description = "`Invalid API key`", body = haven_common::openapi::Detail),
+        (status = 403, description = "`Missing API key`", body = haven_common::openapi::Detail),
+        (status = 404, description = "`User not found`", body = haven_common::openapi::Detail),
+        (status = 413, description = "The body is larger than MAX_BODY_SIZE", body = haven_common::openapi::Detail),
+        (status = 415, description = "Content-Type is not JSON", body = haven_common::openapi::Detail),
+        (status = 422, description = "An invalid field, or a key reused with another request", body = haven_common::openapi::Detail),
+        (status = 429, description = "The key's rate limit is used up (`Retry-After`)", body = haven_common::openapi::Detail),
+        (status = 503, description = "Nothing was recorded; retry", body = haven_common::openapi::Detail),
+    )
+)]
 #[tracing::instrument(skip_all, fields(key = operator.key_index))]
 async fn mint(
     operator: Operator,
@@ -109,6 +145,27 @@ async fn mint(
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/token/redeem",
+    tag = super::openapi::TOKEN_TAG,
+    summary = "Reserve a redemption and queue its burn and payout",
+    request_body = RedeemBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Alternative to the body's `idempotency_key`")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "`queued`, or `duplicate` for a key seen before", body = super::openapi::RedeemAnswer),
+        (status = 400, description = "`Insufficient balance`", body = haven_common::openapi::Detail),
+        (status = 401, description = "`Invalid API key`", body = haven_common::openapi::Detail),
+        (status = 403, description = "`Missing API key`, or KYC needed above the threshold", body = haven_common::openapi::Detail),
+        (status = 404, description = "`User not found`", body = haven_common::openapi::Detail),
+        (status = 413, description = "The body is larger than MAX_BODY_SIZE", body = haven_common::openapi::Detail),
+        (status = 415, description = "Content-Type is not JSON", body = haven_common::openapi::Detail),
+        (status = 422, description = "An invalid field, or a key reused with another request", body = haven_common::openapi::Detail),
+        (status = 429, description = "The key's rate limit is used up (`Retry-After`)", body = haven_common::openapi::Detail),
+        (status = 503, description = "Nothing was recorded; retry", body = haven_common::openapi::Detail),
+    )
+)]
 #[tracing::instrument(skip_all, fields(key = operator.key_index))]
 async fn redeem(
     operator: Operator,

@@ -1,0 +1,83 @@
+//! The HTTP API of read-api: one router per route group, merged here, each
+//! route registered together with its OpenAPI operation (`utoipa-axum`), so
+//! the document lists exactly the routes served.
+//!
+//! - [`balance`]: `GET /token/balance/{user_id}` and the look-up by wallet or email.
+//! - [`analytics`]: `GET /analytics/user/{user_id}`, `/analytics/token-stats`,
+//!   `/analytics/transactions/{user_id}`, `/analytics/reconciliation`.
+//!
+//! `/health`, `/metrics`, `/openapi.json` and `/docs` come from haven-common
+//! (see `run`).
+
+pub mod analytics;
+pub mod balance;
+pub mod extract;
+
+use std::sync::Arc;
+
+use axum::Router;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::tag::TagBuilder;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::metrics::Metrics;
+use crate::reconcile::LastReport;
+use crate::stats::StatsCache;
+use crate::store::Store;
+
+/// What every handler can reach; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The contents of [`AppState`].
+#[derive(Debug)]
+pub struct Inner {
+    /// The queries.
+    pub store: Store,
+    /// token-stats' cache.
+    pub stats: StatsCache,
+    /// The last reconciliation report; `None` when the chain is not configured.
+    pub reconciliation: Option<LastReport>,
+    /// This service's instruments.
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// Wraps the shared state.
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Every API route of read-api, and their OpenAPI operations.
+pub fn router(state: AppState) -> (Router, OpenApi) {
+    let (router, mut api) = OpenApiRouter::new()
+        .routes(routes!(balance::balance))
+        .routes(routes!(balance::lookup))
+        .routes(routes!(analytics::user))
+        .routes(routes!(analytics::token_stats))
+        .routes(routes!(analytics::transactions))
+        .routes(routes!(analytics::reconciliation))
+        .split_for_parts();
+    api.tags = Some(vec![
+        TagBuilder::new()
+            .name(balance::TAG)
+            .description(Some("Balances of users, for guests' apps and partners"))
+            .build(),
+        TagBuilder::new()
+            .name(analytics::TAG)
+            .description(Some(
+                "Per-user figures and histories, token totals and the ledger/chain reconciliation",
+            ))
+            .build(),
+    ]);
+    (router.with_state(state), api)
+}
