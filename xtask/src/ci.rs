@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use crate::console::Console;
 use crate::infra::{self, Endpoint};
-use crate::npm;
 use crate::workspace::{Workspace, cargo};
+use crate::{coverage, npm, ops};
 
 /// Workspace package holding the contract tests, run as their own step.
 const CONTRACTS_PACKAGE: &str = "haven-contracts";
@@ -58,13 +58,51 @@ pub struct TestArgs {
     #[arg(long, env = "HAVEN_SERVICE_START_TIMEOUT_SECS", default_value_t = 120)]
     pub service_start_timeout_secs: u64,
 
+    /// Run the test suite without coverage instrumentation (and skip the
+    /// coverage step): quicker feedback while working on one thing.
+    #[arg(long, env = "HAVEN_NO_COVERAGE", value_parser = FalseyValueParser::new())]
+    pub no_coverage: bool,
+
+    /// Lowest line coverage (percent) of the shared crates and the services
+    /// (`src/`, test helpers excluded) that passes the coverage step.
+    #[arg(long, env = "HAVEN_COVERAGE_MIN", default_value = "80", value_parser = coverage::parse_min)]
+    pub coverage_min: f64,
+
+    /// Run only these steps (repeatable), in CI's order; e.g.
+    /// `--step deploy --step deny`.
+    #[arg(long = "step", value_enum)]
+    pub steps: Vec<StepId>,
+
     /// Extra arguments for `cargo nextest run` (after `--`), e.g. a filter.
     #[arg(last = true)]
     pub nextest_args: Vec<String>,
 }
 
+/// The steps, in CI's order (names for `--step`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StepId {
+    /// Start PostgreSQL and RabbitMQ when installed but down.
+    Services,
+    /// `npm ci` of the Node tools (anvil, solc).
+    Npm,
+    /// `cargo fmt --all --check`.
+    Fmt,
+    /// `cargo clippy` of the whole workspace, warnings denied.
+    Clippy,
+    /// `cargo deny` licenses, bans and sources, offline.
+    Deny,
+    /// The deployment files: Dockerfile, compose, k8s, Prometheus, Grafana, proxy.
+    Deploy,
+    /// The test suite with cargo-nextest (under cargo-llvm-cov unless --no-coverage).
+    Nextest,
+    /// Line coverage report and gate of the last instrumented run.
+    Coverage,
+    /// Contract artifacts check and contract tests.
+    Contracts,
+}
+
 /// How a step ended.
-enum StepError {
+pub(crate) enum StepError {
     /// A command ran and failed: its output already explains why.
     Failed(String),
     /// xtask itself could not do the step.
@@ -77,7 +115,7 @@ impl From<anyhow::Error> for StepError {
     }
 }
 
-type StepResult = Result<(), StepError>;
+pub(crate) type StepResult = Result<(), StepError>;
 
 /// Test counts read from nextest's JUnit report, summed over the runs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -144,21 +182,26 @@ pub fn run(args: &TestArgs, ws: &Workspace, console: Console) -> anyhow::Result<
 
     let counts: Cell<Option<TestCounts>> = Cell::new(None);
 
-    type Step<'a> = (&'static str, Box<dyn FnOnce() -> StepResult + 'a>);
-    let steps: Vec<Step<'_>> = vec![
+    type Run<'a> = Box<dyn FnOnce() -> StepResult + 'a>;
+    type Step<'a> = (StepId, &'static str, Run<'a>);
+    let all_steps: Vec<Step<'_>> = vec![
         (
+            StepId::Services,
             "PostgreSQL and RabbitMQ",
             Box::new(|| services(args, ws, console)),
         ),
         (
+            StepId::Npm,
             "npm packages",
             Box::new(|| npm::ensure(&ws.root, console).map(drop).map_err(Into::into)),
         ),
         (
+            StepId::Fmt,
             "cargo fmt --all --check",
             Box::new(|| cargo_step(ws, ["fmt", "--all", "--check"])),
         ),
         (
+            StepId::Clippy,
             "cargo clippy --workspace --all-targets --all-features -- -D warnings",
             Box::new(|| {
                 cargo_step(
@@ -176,7 +219,22 @@ pub fn run(args: &TestArgs, ws: &Workspace, console: Console) -> anyhow::Result<
             }),
         ),
         (
-            "cargo nextest run (whole workspace)",
+            StepId::Deny,
+            "cargo deny --offline check licenses bans sources",
+            Box::new(|| deny(ws, console)),
+        ),
+        (
+            StepId::Deploy,
+            "deployment files: Dockerfile, compose, k8s, Prometheus, Grafana, proxy",
+            Box::new(|| ops::step(ws, console)),
+        ),
+        (
+            StepId::Nextest,
+            if args.no_coverage {
+                "cargo nextest run (whole workspace)"
+            } else {
+                "cargo llvm-cov nextest (whole workspace, with coverage)"
+            },
             Box::new(|| {
                 test_suite(args, ws, &contracts, profile.as_deref(), console)?;
                 record_counts(ws, profile.as_deref(), &counts);
@@ -184,6 +242,18 @@ pub fn run(args: &TestArgs, ws: &Workspace, console: Console) -> anyhow::Result<
             }),
         ),
         (
+            StepId::Coverage,
+            "line coverage (shared crates and services)",
+            Box::new(|| {
+                if args.no_coverage {
+                    console.info("--no-coverage: skipped");
+                    return Ok(());
+                }
+                coverage::report_step(ws, args.coverage_min, console)
+            }),
+        ),
+        (
+            StepId::Contracts,
             "contracts: artifacts check and tests",
             Box::new(|| {
                 contract_step(ws, &contracts, profile.as_deref(), console)?;
@@ -194,6 +264,11 @@ pub fn run(args: &TestArgs, ws: &Workspace, console: Console) -> anyhow::Result<
             }),
         ),
     ];
+    let steps: Vec<(&str, Run<'_>)> = all_steps
+        .into_iter()
+        .filter(|(id, _, _)| args.steps.is_empty() || args.steps.contains(id))
+        .map(|(_, name, step)| (name, step))
+        .collect();
 
     let total = steps.len();
     let mut timings: Vec<(&str, Duration)> = Vec::new();
@@ -261,7 +336,8 @@ fn cargo_step<const N: usize>(ws: &Workspace, args: [&str; N]) -> StepResult {
     run_command(command)
 }
 
-fn run_command(mut command: Command) -> StepResult {
+/// Runs a command with its output going to ours; a non-zero exit fails the step.
+pub(crate) fn run_command(mut command: Command) -> StepResult {
     let status = command
         .stdin(Stdio::null())
         .status()
@@ -353,11 +429,73 @@ fn test_suite(
     console: Console,
 ) -> StepResult {
     ensure_nextest(ws, console)?;
+    let nextest = nextest_args(profile, contracts, &args.nextest_args);
     let mut command = Command::new(cargo());
-    command
-        .args(nextest_args(profile, contracts, &args.nextest_args))
-        .current_dir(&ws.root);
+    if args.no_coverage {
+        command.args(nextest);
+    } else {
+        // One run gives both the test results and the coverage profiles;
+        // the coverage step reports them.
+        // cargo-llvm-cov removes the previous run's profiles and workspace
+        // artifacts itself, so the report covers this run only.
+        coverage::ensure_tools(ws, console)?;
+        command.args(coverage::wrap_nextest(&nextest));
+    }
+    command.current_dir(&ws.root);
     run_command(command)
+}
+
+/// Version installed when cargo-deny is missing.
+const DENY_VERSION: &str = "0.20.2";
+
+/// `cargo deny` over Cargo.lock and the local registry cache only (see
+/// deny.toml); advisories need the RustSec database from GitHub and are
+/// left to machines that reach it.
+fn deny(ws: &Workspace, console: Console) -> StepResult {
+    let present = Command::new(cargo())
+        .args(["deny", "--version"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        console.info(&format!(
+            "cargo-deny is missing: cargo install cargo-deny --locked --version {DENY_VERSION}"
+        ));
+        let mut command = Command::new(cargo());
+        command
+            .args([
+                "install",
+                "cargo-deny",
+                "--locked",
+                "--version",
+                DENY_VERSION,
+            ])
+            .current_dir(&ws.root);
+        run_command(command)?;
+    }
+    // The crates of this platform must be in the local cache for
+    // `cargo metadata --offline`; already there after a build, else fetched
+    // from crates.io like any build would.
+    cargo_step(
+        ws,
+        ["fetch", "--locked", "--target", "x86_64-unknown-linux-gnu"],
+    )?;
+    cargo_step(
+        ws,
+        [
+            "deny",
+            "--offline",
+            "--log-level",
+            "error",
+            "check",
+            "--hide-inclusion-graph",
+            "licenses",
+            "bans",
+            "sources",
+        ],
+    )
 }
 
 fn contract_step(
@@ -468,6 +606,26 @@ mod tests {
         );
         assert_eq!(TestCounts::from_junit("<testsuites/>"), None);
         assert_eq!(TestCounts::from_junit("not xml"), None);
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: TestArgs,
+    }
+
+    #[test]
+    fn steps_can_be_picked_and_coverage_tuned() {
+        use clap::Parser as _;
+        let cli =
+            Cli::try_parse_from(["test", "--step", "deploy", "--step", "deny"]).expect("valid");
+        assert_eq!(cli.args.steps, [StepId::Deploy, StepId::Deny]);
+        let cli = Cli::try_parse_from(["test", "--coverage-min", "72.5", "--no-coverage"])
+            .expect("valid");
+        assert_eq!(cli.args.coverage_min, 72.5);
+        assert!(cli.args.no_coverage);
+        assert!(Cli::try_parse_from(["test", "--coverage-min", "120"]).is_err());
+        assert!(Cli::try_parse_from(["test", "--step", "everything"]).is_err());
     }
 
     #[test]
