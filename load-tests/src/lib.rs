@@ -11,6 +11,12 @@
 //! bare axum handler, and measures plain single-row inserts, and prints
 //! rates, latencies and ratios. [`load`] is its closed-loop driver,
 //! [`broker`] its throw-away broker namespace.
+//!
+//! `cargo run -p load-tests --release --bin soak` sends 200 webhooks/s (by
+//! default for 10 minutes) into the whole pipeline and checks that every
+//! accepted event ended in exactly one confirmed mint. `cargo xtask bench`
+//! runs them all and writes `target/bench/latest.{md,json}`; see
+//! `load-tests/README.md`.
 
 pub mod broker;
 pub mod load;

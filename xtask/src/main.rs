@@ -7,10 +7,13 @@
 //! xtask is plain blocking Rust on threads: it only spawns and watches
 //! processes, so it needs no async runtime.
 
+mod bench;
 mod ci;
 mod console;
+mod coverage;
 mod infra;
 mod npm;
+mod ops;
 mod stack;
 mod supervisor;
 mod up;
@@ -60,12 +63,19 @@ enum Command {
     /// Starts PostgreSQL and RabbitMQ when installed but down, installs the
     /// npm tools, then runs `cargo fmt --all --check`,
     /// `cargo clippy --workspace --all-targets --all-features -- -D warnings`,
-    /// the whole test suite with cargo-nextest (installed when missing), then
-    /// the contract checks: committed artifacts match the source
+    /// `cargo deny` (licenses, bans, sources; offline), the deployment files
+    /// checks (Dockerfile, compose, k8s, Prometheus, Grafana, proxy; tools
+    /// installed into `target/ops-tools/`), the whole test suite with
+    /// cargo-nextest under cargo-llvm-cov (both installed when missing), the
+    /// line coverage gate, then the contract checks: committed artifacts match the source
     /// (`node contracts/compile.mjs --check`) and the contract tests (the
     /// `haven-contracts` package or the `test:contracts` npm script, whichever
     /// exists). Arguments after `--` go to `cargo nextest run`.
     Test(ci::TestArgs),
+    /// Run the benchmarks (load-tests, release) and write
+    /// `target/bench/latest.md` and `latest.json`: each figure, its baseline
+    /// from the same run, the ratio, the target and the machine.
+    Bench(bench::BenchArgs),
     /// Recompile contracts/HAVEN.sol into contracts/artifacts/ (ABI and
     /// bytecode, committed), with the pinned solc from `node_modules/`.
     Contracts,
@@ -92,6 +102,7 @@ fn main() -> ExitCode {
     let result = workspace::Workspace::discover().and_then(|ws| match cli.command {
         Command::Up(args) => up::run(*args, &ws, console),
         Command::Test(args) => ci::run(&args, &ws, console),
+        Command::Bench(args) => bench::run(&args, &ws, console),
         Command::Contracts => compile_contracts(&ws, console),
     });
     match result {

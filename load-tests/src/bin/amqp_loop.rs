@@ -55,6 +55,32 @@ struct Args {
     /// Give up on a run after this many seconds.
     #[arg(long, default_value_t = 600)]
     run_timeout: u64,
+    /// Also write the figures as JSON to this file (parent folders are created).
+    #[arg(long, env = "BENCH_JSON")]
+    json: Option<std::path::PathBuf>,
+}
+
+/// Target from the issue: the shared loop at least this fraction of raw lapin.
+const TARGET_RATIO: f64 = 0.8;
+
+/// The figures, as written by `--json`.
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    bench: &'static str,
+    messages: u64,
+    body_bytes: usize,
+    window: usize,
+    prefetch: u16,
+    rounds: u32,
+    /// msg/s of every round, in order.
+    raw_rounds_msg_per_s: Vec<f64>,
+    shared_rounds_msg_per_s: Vec<f64>,
+    /// Best round of each.
+    raw_msg_per_s: f64,
+    shared_msg_per_s: f64,
+    ratio: f64,
+    target_ratio: f64,
+    met: bool,
 }
 
 #[tokio::main]
@@ -82,6 +108,8 @@ async fn run(args: &Args, ns: &TestAmqp) -> anyhow::Result<()> {
 
     let mut best_raw = Duration::MAX;
     let mut best_shared = Duration::MAX;
+    let mut raw_rounds = Vec::new();
+    let mut shared_rounds = Vec::new();
     for round in 1..=args.rounds {
         let raw = timed(args, raw_lapin(args, ns, &raw_body)).await?;
         println!(
@@ -97,6 +125,8 @@ async fn run(args: &Args, ns: &TestAmqp) -> anyhow::Result<()> {
         );
         best_raw = best_raw.min(raw);
         best_shared = best_shared.min(shared);
+        raw_rounds.push(rate(args, raw));
+        shared_rounds.push(rate(args, shared));
     }
     let ratio = rate(args, best_shared) / rate(args, best_raw);
     println!(
@@ -104,6 +134,30 @@ async fn run(args: &Args, ns: &TestAmqp) -> anyhow::Result<()> {
         rate(args, best_raw),
         rate(args, best_shared)
     );
+    if let Some(path) = &args.json {
+        let report = Report {
+            bench: "amqp-loop",
+            messages: args.messages,
+            body_bytes: body_len,
+            window: args.window,
+            prefetch: args.prefetch,
+            rounds: args.rounds,
+            raw_rounds_msg_per_s: raw_rounds,
+            shared_rounds_msg_per_s: shared_rounds,
+            raw_msg_per_s: rate(args, best_raw),
+            shared_msg_per_s: rate(args, best_shared),
+            ratio,
+            target_ratio: TARGET_RATIO,
+            met: ratio >= TARGET_RATIO,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("create {}", parent.display()))?;
+        }
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("write {}", path.display()))?;
+        println!("JSON written to {}", path.display());
+    }
     Ok(())
 }
 
