@@ -364,3 +364,60 @@ mod tests {
         );
     }
 }
+
+/// An HTTP client for `connections` workers.
+pub fn http_client(connections: usize) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .tcp_nodelay(true)
+        .build()
+        .context("build the HTTP client")
+}
+
+/// At most 160 characters of `text`, on one line.
+pub fn snippet(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match one_line.char_indices().nth(160) {
+        Some((cut, _)) => format!("{}...", &one_line[..cut]),
+        None => one_line,
+    }
+}
+
+/// `/proc/loadavg`'s first three fields, or `?` where there is none.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// Whether a target holds, for the table and the JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    /// What is measured against the target.
+    pub what: &'static str,
+    /// The target value.
+    pub target: f64,
+    /// The measured value, if the scenario ran.
+    pub value: Option<f64>,
+    /// Whether the value meets the target.
+    pub met: bool,
+}
+
+/// One round of one scenario.
+#[derive(Debug, Serialize)]
+pub struct RoundSummary {
+    /// 1-based round.
+    pub round: u32,
+    /// The round's figures.
+    #[serde(flatten)]
+    pub summary: Summary,
+}

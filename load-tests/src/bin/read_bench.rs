@@ -31,7 +31,10 @@ use axum::routing::get;
 use clap::{Parser, ValueEnum};
 use haven_common::config::parse_duration;
 use haven_common::testing::db::TestDb;
-use load_tests::load::{LoadPlan, Measured, Summary, closed_loop, markdown_table};
+use load_tests::load::{
+    LoadPlan, Measured, RoundSummary, Summary, Target, closed_loop, http_client, load_average,
+    markdown_table, snippet,
+};
 use sea_orm::{ConnectionTrait as _, Database, DbBackend, Statement};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -252,15 +255,6 @@ fn user_of(seq: u64, users: u32) -> u64 {
     seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) % u64::from(users)
 }
 
-/// An HTTP client for `connections` workers.
-fn http_client(connections: usize) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .tcp_nodelay(true)
-        .build()
-        .context("build the HTTP client")
-}
-
 /// One GET; `Ok` only for a 200 whose body names a balance.
 async fn get_balance(
     client: &reqwest::Client,
@@ -427,48 +421,6 @@ fn error_kind(err: &reqwest::Error) -> String {
     } else {
         "other".to_owned()
     }
-}
-
-/// At most 160 characters of `text`, on one line.
-fn snippet(text: &str) -> String {
-    let one_line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    match one_line.char_indices().nth(160) {
-        Some((cut, _)) => format!("{}...", &one_line[..cut]),
-        None => one_line,
-    }
-}
-
-/// `/proc/loadavg`'s first three fields, or `?` where there is none.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|| "?".to_owned())
-}
-
-/// Whether a target holds, for the table and the JSON.
-#[derive(Debug, Clone, Serialize)]
-struct Target {
-    what: &'static str,
-    target: f64,
-    value: Option<f64>,
-    met: bool,
-}
-
-/// One round of one scenario.
-#[derive(Debug, Serialize)]
-struct RoundSummary {
-    round: u32,
-    #[serde(flatten)]
-    summary: Summary,
 }
 
 /// Everything measured, printed at the end and optionally written as JSON.

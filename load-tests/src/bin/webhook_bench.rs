@@ -36,7 +36,10 @@ use haven_common::testing::db::TestDb;
 use haven_messages::names::{self, PARTNER_EVENTS};
 use hmac::{Hmac, Mac as _};
 use load_tests::broker::BenchNamespace;
-use load_tests::load::{LoadPlan, Measured, Summary, closed_loop, markdown_table};
+use load_tests::load::{
+    LoadPlan, Measured, RoundSummary, Summary, Target, closed_loop, http_client, load_average,
+    markdown_table, snippet,
+};
 use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -297,15 +300,6 @@ struct StatusBody<'a> {
     status: &'a str,
 }
 
-/// An HTTP client for `connections` workers against `base`.
-fn http_client(connections: usize) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .tcp_nodelay(true)
-        .build()
-        .context("build the HTTP client")
-}
-
 /// One signed POST; `Ok` only for 200 `{"status":"accepted"}`.
 async fn post_webhook(
     client: &reqwest::Client,
@@ -550,48 +544,6 @@ fn error_kind(err: &reqwest::Error) -> String {
         Some(root) => format!("{kind}: {}", snippet(&root)),
         None => kind.to_owned(),
     }
-}
-
-/// At most 160 characters of `text`, on one line.
-fn snippet(text: &str) -> String {
-    let one_line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    match one_line.char_indices().nth(160) {
-        Some((cut, _)) => format!("{}...", &one_line[..cut]),
-        None => one_line,
-    }
-}
-
-/// `/proc/loadavg`'s first three fields, or `?` where there is none.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|| "?".to_owned())
-}
-
-/// Whether a target holds, for the table and the JSON.
-#[derive(Debug, Clone, Serialize)]
-struct Target {
-    what: &'static str,
-    target: f64,
-    value: Option<f64>,
-    met: bool,
-}
-
-/// One round of one scenario.
-#[derive(Debug, Serialize)]
-struct RoundSummary {
-    round: u32,
-    #[serde(flatten)]
-    summary: Summary,
 }
 
 fn fmt_ms(ms: Option<f64>) -> String {
