@@ -23,6 +23,10 @@ const GAS_HEADROOM_PERCENT: u64 = 20;
 /// is re-read from the chain and the send tried again.
 const NONCE_RESYNC_ATTEMPTS: usize = 3;
 
+/// Polls [`TxSender::confirm`] waits, once the nonce is seen used without a
+/// receipt of ours, before it reports [`ChainError::NonceTaken`].
+const NONCE_TAKEN_AFTER_POLLS: u32 = 5;
+
 /// What to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxRequest {
@@ -330,6 +334,8 @@ impl TxSender {
     /// call it again with the same `sent`, which keeps every attempt.
     #[tracing::instrument(skip_all, fields(from = %sent.from, nonce = sent.nonce))]
     pub async fn confirm(&self, sent: &mut SentTx) -> Result<ConfirmedTx, ChainError> {
+        // Polls for which the nonce was seen used and no receipt of ours found.
+        let mut unexplained = 0;
         loop {
             if let Some(receipt) = self.find_receipt(sent).await? {
                 if let Some(confirmed) = self.bury(sent, receipt).await? {
@@ -345,6 +351,15 @@ impl TxSender {
                     if let Some(confirmed) = self.bury(sent, receipt).await? {
                         return Ok(confirmed);
                     }
+                    continue;
+                }
+                // A node may count the block's nonces a moment before it
+                // serves the block's receipts: look again before deciding
+                // that someone else took the nonce (a wrong verdict costs a
+                // resend of the whole batch).
+                unexplained += 1;
+                if unexplained < NONCE_TAKEN_AFTER_POLLS {
+                    tokio::time::sleep(self.rpc.poll_interval()).await;
                     continue;
                 }
                 return Err(ChainError::NonceTaken {
