@@ -58,20 +58,25 @@ pub async fn enqueue<C: ConnectionTrait>(
     db: &C,
     message: NewOutboxMessage,
 ) -> Result<i64, EntityError> {
-    let row = Entity::insert(ActiveModel {
+    let row = Entity::insert(new_row(message, Utc::now()))
+        .exec(db)
+        .await?;
+    Ok(row.last_insert_id)
+}
+
+/// The unpublished row of `message`, written at `now`.
+fn new_row(message: NewOutboxMessage, now: DateTimeUtc) -> ActiveModel {
+    ActiveModel {
         message_id: Set(message.message_id),
         exchange: Set(message.exchange),
         routing_key: Set(message.routing_key),
         payload: Set(message.payload),
-        created_at: Set(Utc::now()),
+        created_at: Set(now),
         published_at: Set(None),
         attempts: Set(0),
         last_error: Set(None),
         ..Default::default()
-    })
-    .exec(db)
-    .await?;
-    Ok(row.last_insert_id)
+    }
 }
 
 /// Writes several messages in one statement per 500; returns how many.
@@ -86,17 +91,7 @@ pub async fn enqueue_many<C: ConnectionTrait>(
         let chunk: Vec<ActiveModel> = messages
             .by_ref()
             .take(500)
-            .map(|message| ActiveModel {
-                message_id: Set(message.message_id),
-                exchange: Set(message.exchange),
-                routing_key: Set(message.routing_key),
-                payload: Set(message.payload),
-                created_at: Set(now),
-                published_at: Set(None),
-                attempts: Set(0),
-                last_error: Set(None),
-                ..Default::default()
-            })
+            .map(|message| new_row(message, now))
             .collect();
         written += Entity::insert_many(chunk)
             .exec_without_returning(db)

@@ -98,18 +98,19 @@ pub async fn enqueue<C: ConnectionTrait, P: QueueMessage>(
     db: &C,
     envelope: &Envelope<P>,
 ) -> Result<i64, OutboxError> {
-    let payload = envelope.to_json()?;
-    let id = table::enqueue(
-        db,
-        NewOutboxMessage {
-            message_id: envelope.message_id,
-            exchange: names::EVENTS_EXCHANGE.to_owned(),
-            routing_key: envelope.routing_key(),
-            payload,
-        },
-    )
-    .await?;
+    let id = table::enqueue(db, message_of(envelope)?).await?;
     Ok(id)
+}
+
+/// The outbox row of `envelope`: published on [`names::EVENTS_EXCHANGE`]
+/// with its own routing key.
+fn message_of<P: QueueMessage>(envelope: &Envelope<P>) -> Result<NewOutboxMessage, OutboxError> {
+    Ok(NewOutboxMessage {
+        message_id: envelope.message_id,
+        exchange: names::EVENTS_EXCHANGE.to_owned(),
+        routing_key: envelope.routing_key(),
+        payload: envelope.to_json()?,
+    })
 }
 
 /// Writes `envelopes` to the outbox as [`enqueue`] writes each, a few
@@ -118,15 +119,10 @@ pub async fn enqueue_many<C: ConnectionTrait, P: QueueMessage>(
     db: &C,
     envelopes: &[Envelope<P>],
 ) -> Result<usize, OutboxError> {
-    let mut messages = Vec::with_capacity(envelopes.len());
-    for envelope in envelopes {
-        messages.push(NewOutboxMessage {
-            message_id: envelope.message_id,
-            exchange: names::EVENTS_EXCHANGE.to_owned(),
-            routing_key: envelope.routing_key(),
-            payload: envelope.to_json()?,
-        });
-    }
+    let messages = envelopes
+        .iter()
+        .map(message_of)
+        .collect::<Result<Vec<_>, _>>()?;
     table::enqueue_many(db, messages).await?;
     Ok(envelopes.len())
 }
