@@ -3,7 +3,7 @@
 //! broker namespace, and webhook-ingress, reward-calculator, chain-minter
 //! and redemption-payout (paying through an in-process stand-in payout
 //! provider) running in-process against them, as `cargo xtask up` runs
-//! them as processes.
+//! them as processes; read-api on demand ([`Pipeline::start_read_api`]).
 #![allow(clippy::expect_used)] // a failed expect is a broken test environment, said as such
 
 use std::time::Duration;
@@ -167,6 +167,28 @@ impl Pipeline {
             payout,
             provider,
         }
+    }
+
+    /// Starts read-api on the pipeline's database and chain (the pipeline
+    /// itself does not need it); `extra_args` e.g. `["--reconcile-interval",
+    /// "1s"]`. Stop it before [`Pipeline::stop`].
+    pub async fn start_read_api(&self, extra_args: &[&str]) -> TestApp<read_api::Error> {
+        let mut args = vec!["read-api".to_owned()];
+        args.extend(self.deps.database_args());
+        args.extend(
+            [
+                "--rpc-url",
+                &self.anvil.endpoint(),
+                "--contract-address",
+                &self.contract.to_string(),
+            ]
+            .map(str::to_owned),
+        );
+        args.extend(extra_args.iter().map(|s| (*s).to_owned()));
+        let config = read_api::Config::try_parse_from(args).expect("read-api settings");
+        let app = TestApp::spawn(|l, s| read_api::run(config, l, s)).await;
+        wait_healthy(&app.client, &app.address).await;
+        app
     }
 
     /// The database.

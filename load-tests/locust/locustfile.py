@@ -151,7 +151,7 @@ class HavenUser(HttpUser):
     def on_start(self):
         self.guest = f"locust_{uuid.uuid4().hex[:12]}"
         self.bookings = 0
-        self.last_mint_key = None
+        self.last_mint = None
         self.book("raw")
         # The reward-calculator creates the guest asynchronously.
         deadline = time.time() + 60
@@ -237,15 +237,19 @@ class HavenUser(HttpUser):
 
     @task(4)
     def mint(self):
-        # Once in a while repeat the last key: the answer must be `duplicate`.
-        repeat = self.last_mint_key is not None and random.random() < 0.2
-        key = self.last_mint_key if repeat else f"mint_{uuid.uuid4().hex}"
-        payload = {
-            "user_id": self.guest,
-            "amount": f"{random.randint(1, 100)}.5",
-            "reason": "load_test",
-            "idempotency_key": key,
-        }
+        # Once in a while repeat the last mint word for word: the answer must
+        # be `duplicate` (the same key with another request would be a 422).
+        repeat = self.last_mint is not None and random.random() < 0.2
+        if repeat:
+            payload = self.last_mint
+        else:
+            payload = {
+                "user_id": self.guest,
+                "amount": f"{random.randint(1, 100)}.5",
+                "reason": "load_test",
+                "idempotency_key": f"mint_{uuid.uuid4().hex}",
+            }
+        key = payload["idempotency_key"]
 
         def check(data):
             wanted = "duplicate" if repeat else "queued"
@@ -261,7 +265,7 @@ class HavenUser(HttpUser):
             catch_response=True,
         ) as r:
             if expect(r, 200, body_check=check):
-                self.last_mint_key = key
+                self.last_mint = payload
 
     @task(1)
     def redeem(self):

@@ -12,6 +12,10 @@
 //! rates, latencies and ratios. [`load`] is its closed-loop driver,
 //! [`broker`] its throw-away broker namespace.
 //!
+//! `cargo run -p load-tests --release --bin haven-goose` runs the Goose
+//! scenarios ([`goose_scenarios`]: signed webhooks, token commands, reads)
+//! against a running stack or one it starts in-process.
+//!
 //! `cargo run -p load-tests --release --bin soak` sends 200 webhooks/s (by
 //! default for 10 minutes) into the whole pipeline and checks that every
 //! accepted event ended in exactly one confirmed mint. `cargo xtask bench`
@@ -19,6 +23,7 @@
 //! `load-tests/README.md`.
 
 pub mod broker;
+pub mod goose_scenarios;
 pub mod load;
 
 use haven_messages::QueueMessage;

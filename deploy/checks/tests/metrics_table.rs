@@ -12,8 +12,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser as _;
-use haven_common::testing::app::TestApp;
 use haven_e2e::Pipeline;
 use haven_ops_checks::{Family, compare, declared_metrics, merge, parse_exposition, readme_rows};
 use serde_json::json;
@@ -65,34 +63,12 @@ async fn the_readme_metrics_table_matches_what_the_services_export() {
     };
     let declared = declared_metrics(&root).expect("the sources are readable");
 
-    // webhook-ingress, reward-calculator, chain-minter on anvil (automine).
+    // webhook-ingress, reward-calculator, chain-minter and redemption-payout
+    // on anvil (automine), and read-api.
     let pipeline = Pipeline::start(&[], &[]).await;
-    let rpc_url = pipeline.anvil.endpoint();
-    let contract = pipeline.contract.to_string();
-
-    let mut args = vec!["read-api".to_owned()];
-    args.extend(pipeline.deps.database_args());
-    args.extend(
-        [
-            "--rpc-url",
-            &rpc_url,
-            "--contract-address",
-            &contract,
-            "--reconcile-interval",
-            "1s",
-        ]
-        .map(str::to_owned),
-    );
-    let config = read_api::Config::try_parse_from(&args).expect("read-api settings");
-    let reads = TestApp::spawn(|l, s| read_api::run(config, l, s)).await;
-
-    let mut args = vec!["redemption-payout".to_owned()];
-    args.extend(pipeline.deps.args());
-    // No redemption is made: the provider is never called.
-    args.extend(["--payout-provider-url", "http://127.0.0.1:9"].map(str::to_owned));
-    let config =
-        redemption_payout::Config::try_parse_from(&args).expect("redemption-payout settings");
-    let payouts = TestApp::spawn(|l, s| redemption_payout::run(config, l, s)).await;
+    let reads = pipeline
+        .start_read_api(&["--reconcile-interval", "1s"])
+        .await;
 
     // Traffic that makes labelled metrics export samples.
     let booking = json!({
@@ -129,7 +105,6 @@ async fn the_readme_metrics_table_matches_what_the_services_export() {
         .expect("webhook-ingress answers");
     assert_eq!(no_key.status(), 403, "a command without an API key");
     reads.wait_for_health(200, Duration::from_secs(30)).await;
-    payouts.wait_for_health(200, Duration::from_secs(30)).await;
     assert_eq!(reads.get("/token/balance/nobody").await.status(), 404);
     let _ = reads.get("/analytics/token-stats").await;
 
@@ -145,7 +120,7 @@ async fn the_readme_metrics_table_matches_what_the_services_export() {
         ("reward-calculator", pipeline.calculator.address.clone()),
         ("chain-minter", minter),
         ("read-api", reads.address.clone()),
-        ("redemption-payout", payouts.address.clone()),
+        ("redemption-payout", pipeline.payout.address.clone()),
     ];
     let mut exported: BTreeMap<String, Family> = BTreeMap::new();
     for (service, address) in &services {
@@ -155,7 +130,6 @@ async fn the_readme_metrics_table_matches_what_the_services_export() {
     }
 
     reads.stop().await;
-    payouts.stop().await;
     pipeline.stop().await;
 
     let report = compare(&rows, &exported, &declared);

@@ -54,13 +54,7 @@ impl PartnerSecrets {
             if entry.is_empty() {
                 continue;
             }
-            let key = match entry.strip_prefix(WHSEC_PREFIX) {
-                Some(b64) => BASE64
-                    .decode(b64)
-                    .map_err(|_| SecretsError::BadBase64(i + 1))?,
-                None => entry.as_bytes().to_vec(),
-            };
-            secrets.push(key);
+            secrets.push(key_of(entry).ok_or(SecretsError::BadBase64(i + 1))?);
         }
         if secrets.is_empty() {
             return Err(SecretsError::Empty);
@@ -142,6 +136,61 @@ impl PartnerSecrets {
         } else {
             Err(StandardError::NoMatch)
         }
+    }
+}
+
+/// The HMAC key of one secret entry: the base64-decoded key of a `whsec_`
+/// entry (`None` when that is not base64), else the entry's bytes.
+fn key_of(entry: &str) -> Option<Vec<u8>> {
+    match entry.strip_prefix(WHSEC_PREFIX) {
+        Some(b64) => BASE64.decode(b64).ok(),
+        None => Some(entry.as_bytes().to_vec()),
+    }
+}
+
+/// The sending side of the three schemes: how a partner signs what this
+/// service verifies. For load tests, tools and tests; `secret` is one entry
+/// as it is configured (raw, or `whsec_<base64>`).
+pub mod sender {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+
+    use super::{
+        BASE64, HmacSha256, SecretsError, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
+    };
+
+    fn mac(secret: &str) -> Result<HmacSha256, SecretsError> {
+        let key = super::key_of(secret).ok_or(SecretsError::BadBase64(1))?;
+        HmacSha256::new_from_slice(&key).map_err(|_| SecretsError::Empty)
+    }
+
+    /// Schemes 1 and 2: the hex HMAC-SHA256 of `message` (the raw body, or
+    /// its [`python_canonical_json`](super::python_canonical_json) form),
+    /// the value of `X-Aurora-Signature` / `X-Tribe-Signature`.
+    pub fn hex_signature(secret: &str, message: &[u8]) -> Result<String, SecretsError> {
+        let mut mac = mac(secret)?;
+        mac.update(message);
+        Ok(hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// Scheme 3: the Standard Webhooks headers (`webhook-id`,
+    /// `webhook-timestamp`, `webhook-signature: v1,<base64>`) of `body`
+    /// sent as delivery `id` at unix time `timestamp`.
+    pub fn standard_headers(
+        secret: &str,
+        id: &str,
+        timestamp: i64,
+        body: &[u8],
+    ) -> Result<[(&'static str, String); 3], SecretsError> {
+        let mut mac = mac(secret)?;
+        mac.update(format!("{id}.{timestamp}.").as_bytes());
+        mac.update(body);
+        let signature = BASE64.encode(mac.finalize().into_bytes());
+        Ok([
+            (WEBHOOK_ID, id.to_owned()),
+            (WEBHOOK_TIMESTAMP, timestamp.to_string()),
+            (WEBHOOK_SIGNATURE, format!("v1,{signature}")),
+        ])
     }
 }
 
@@ -392,6 +441,44 @@ mod tests {
         let mut mac = HmacSha256::new_from_slice(key).unwrap();
         mac.update(body);
         hex::encode(mac.finalize().into_bytes())
+    }
+
+    #[test]
+    fn what_the_sender_signs_verifies_under_all_three_schemes() {
+        let whsec = format!("whsec_{}", BASE64.encode(b"rotated key"));
+        for secret in ["aurora_secret_key", whsec.as_str()] {
+            let active = secrets(&format!("older,{secret}"));
+            let value: serde_json::Value = serde_json::from_str(PY_BODY).unwrap();
+            let raw = PY_BODY.as_bytes();
+            let over_raw = sender::hex_signature(secret, raw).unwrap();
+            assert!(active.verify_hex(&over_raw, raw));
+            let canonical = python_canonical_json(&value);
+            let over_canonical = sender::hex_signature(secret, canonical.as_bytes()).unwrap();
+            assert!(active.verify_hex(&over_canonical, raw));
+            let [id, ts, sig] =
+                sender::standard_headers(secret, "msg_1", 1_700_000_000, raw).unwrap();
+            assert_eq!(
+                (id.0, ts.0, sig.0),
+                (WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE)
+            );
+            assert_eq!(
+                active.verify_standard(&id.1, &ts.1, &sig.1, raw, 1_700_000_010),
+                Ok(())
+            );
+            assert!(!secrets("older").verify_hex(&over_raw, raw));
+        }
+        assert_eq!(
+            sender::hex_signature(PY_BODY, b"x").unwrap(),
+            hex_hmac(PY_BODY.as_bytes(), b"x")
+        );
+        assert_eq!(
+            sender::hex_signature("aurora_secret_key", PY_CANONICAL.as_bytes()).unwrap(),
+            PY_CANONICAL_HMAC
+        );
+        assert_eq!(
+            sender::hex_signature("whsec_not base64!", b"x"),
+            Err(SecretsError::BadBase64(1))
+        );
     }
 
     #[test]
