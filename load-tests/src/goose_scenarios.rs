@@ -32,7 +32,7 @@ use goose::prelude::*;
 use rand::Rng as _;
 use reqwest::RequestBuilder;
 use serde_json::{Value, json};
-use webhook_ingress::signature::{python_canonical_json, sender};
+use webhook_ingress::signature::{Partner, python_canonical_json, sender};
 
 use crate::load::snippet;
 
@@ -408,16 +408,28 @@ fn signed(
     (body, headers)
 }
 
-/// Posts a signed webhook; it must be answered 200 `accepted` or `duplicate`.
+/// Posts `payload` to `/webhooks/<partner>/<kind>` signed with `scheme`
+/// (named `<path> [<scheme>]`); it must be answered 200 `accepted` or
+/// `duplicate`.
 async fn post_webhook(
     user: &mut GooseUser,
-    path: &str,
-    name: &str,
-    body: Vec<u8>,
-    headers: Vec<(&'static str, String)>,
+    partner: Partner,
+    kind: &str,
+    payload: &Value,
+    scheme: Scheme,
 ) -> TransactionResult {
-    let url = format!("{}{path}", guest(user).targets.ingress);
-    let goose = send(user, GooseMethod::Post, &url, name, 200, |mut request| {
+    let targets = Arc::clone(&guest(user).targets);
+    let secret = match partner {
+        Partner::Aurora => &targets.aurora_secret,
+        Partner::Tribe => &targets.tribe_secret,
+    };
+    let (body, headers) = signed(secret, partner.signature_header(), payload, scheme);
+    let path = format!("/webhooks/{}/{kind}", partner.as_str());
+    let (url, name) = (
+        format!("{}{path}", targets.ingress),
+        format!("{path} [{}]", scheme.label()),
+    );
+    let goose = send(user, GooseMethod::Post, &url, &name, 200, |mut request| {
         request = request
             .header("content-type", "application/json")
             .body(body);
@@ -435,8 +447,6 @@ async fn post_webhook(
 }
 
 async fn book(user: &mut GooseUser, scheme: Scheme) -> TransactionResult {
-    let guest = guest_mut(user);
-    guest.bookings += 1;
     let (nights, cents) = {
         let mut rng = rand::rng();
         (
@@ -444,27 +454,15 @@ async fn book(user: &mut GooseUser, scheme: Scheme) -> TransactionResult {
             rng.random_range(8_000..=40_000_u32),
         )
     };
+    let guest = guest_mut(user);
+    guest.bookings += 1;
     let payload = json!({
         "id": format!("{}_booking_{}", guest.id, guest.bookings),
         "guest_id": guest.id,
         "total_price": f64::from(cents) / 100.0,
         "nights": nights,
     });
-    let (body, headers) = signed(
-        &guest.targets.aurora_secret,
-        "X-Aurora-Signature",
-        &payload,
-        scheme,
-    );
-    let name = format!("/webhooks/aurora/booking-created [{}]", scheme.label());
-    post_webhook(
-        user,
-        "/webhooks/aurora/booking-created",
-        &name,
-        body,
-        headers,
-    )
-    .await
+    post_webhook(user, Partner::Aurora, "booking-created", &payload, scheme).await
 }
 
 async fn booking_raw(user: &mut GooseUser) -> TransactionResult {
@@ -494,21 +492,7 @@ async fn tribe_attendance(user: &mut GooseUser) -> TransactionResult {
     } else {
         Scheme::Raw
     };
-    let (body, headers) = signed(
-        &guest.targets.tribe_secret,
-        "X-Tribe-Signature",
-        &payload,
-        scheme,
-    );
-    let name = format!("/webhooks/tribe/event-attendance [{}]", scheme.label());
-    post_webhook(
-        user,
-        "/webhooks/tribe/event-attendance",
-        &name,
-        body,
-        headers,
-    )
-    .await
+    post_webhook(user, Partner::Tribe, "event-attendance", &payload, scheme).await
 }
 
 /// A booking with a made-up signature: 401, and nothing is recorded.

@@ -49,7 +49,7 @@ pub use error::Error;
 
 use metrics::Metrics;
 use provider::{FiatTerms, PayoutClient};
-use saga::Saga;
+use saga::{InFlight, Saga};
 
 /// Runs redemption-payout on `listener` until `shutdown` is cancelled, then
 /// stops consuming, lets in-flight redemptions finish their step, publishes
@@ -92,6 +92,7 @@ pub async fn run(
         },
         kyc_threshold: config.kyc_threshold,
         metrics: metrics.clone(),
+        in_flight: InFlight::default(),
     });
 
     // The relay outlives the workers so it publishes what they commit while

@@ -17,7 +17,16 @@
 //! database: it is made from `burned` with the redemption id as the
 //! idempotency key, and only its answer moves the state on, so repeating it
 //! after a crash asks the provider for the same payout again, never a new one.
+//!
+//! Within one process a redemption is advanced by one caller at a time
+//! ([`InFlight`]): a chain event that arrives while the request's handler is
+//! waiting on the provider waits too, then reads the state that call left,
+//! so a slow provider is asked once, not once per message that came in
+//! meanwhile. Between replicas the conditional updates and the idempotency
+//! key still keep every step single.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -64,6 +73,55 @@ pub struct Saga {
     pub kyc_threshold: Money,
     /// This service's instruments.
     pub metrics: Metrics,
+    /// The redemptions this process is advancing right now.
+    pub in_flight: InFlight,
+}
+
+/// One async lock per redemption being advanced in this process; an entry
+/// lives only while someone holds or waits for it.
+#[derive(Debug, Default)]
+pub struct InFlight(Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>);
+
+impl InFlight {
+    /// Waits until no other caller in this process is advancing `id`.
+    async fn enter(&self, id: Uuid) -> InFlightGuard<'_> {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(map.entry(id).or_default())
+        };
+        let held = Arc::clone(&lock).lock_owned().await;
+        InFlightGuard {
+            owner: self,
+            id,
+            lock,
+            _held: held,
+        }
+    }
+
+    /// How many redemptions have an entry (held or awaited).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+/// Held while one caller advances a redemption.
+struct InFlightGuard<'a> {
+    owner: &'a InFlight,
+    id: Uuid,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.owner.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // The map's reference, this guard's and the held guard's: nobody else
+        // waits, so the entry can go (a waiter would hold one more).
+        if Arc::strong_count(&self.lock) <= 3 {
+            map.remove(&self.id);
+        }
+    }
 }
 
 /// What one step did.
@@ -84,6 +142,7 @@ impl Saga {
     /// cannot exist as recorded (unknown, no reservation, corrupt).
     #[tracing::instrument(skip_all, fields(redemption_id = %id))]
     pub async fn advance(&self, id: Uuid, cause: Option<Cause>) -> Result<Progress, Failure> {
+        let _only_caller = self.in_flight.enter(id).await;
         for _ in 0..MAX_STEPS {
             let redemption = redemptions::Entity::find_by_id(id)
                 .one(&self.db)
@@ -435,5 +494,36 @@ fn method(method: WithdrawalMethod) -> Method {
         WithdrawalMethod::BankTransfer => Method::BankTransfer,
         WithdrawalMethod::Paypal => Method::Paypal,
         WithdrawalMethod::Crypto => Method::Crypto,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_redemption_is_advanced_by_one_caller_at_a_time_and_its_entry_goes_with_the_last() {
+        let in_flight = InFlight::default();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let first = in_flight.enter(a).await;
+        // Another redemption is not held up.
+        drop(in_flight.enter(b).await);
+        assert_eq!(in_flight.len(), 1);
+
+        let second = in_flight.enter(a);
+        tokio::pin!(second);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut second)
+                .await
+                .is_err(),
+            "the second caller waits while the first advances"
+        );
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("the second caller goes on once the first is done");
+        assert_eq!(in_flight.len(), 1, "still held by the second caller");
+        drop(second);
+        assert_eq!(in_flight.len(), 0, "no entry once nobody holds or waits");
     }
 }

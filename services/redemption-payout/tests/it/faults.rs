@@ -32,6 +32,11 @@ impl PayoutProcess {
                     // Long enough that the kill lands while the request hangs.
                     "--payout-provider-timeout",
                     "60s",
+                    // Only the restarted process resumes the redemption: a
+                    // sweep of this one could ask the provider again before
+                    // the kill (it would on a slow machine).
+                    "--redemption-stale-after",
+                    "600s",
                 ],
             ))
             .stdin(Stdio::null())
@@ -60,7 +65,10 @@ impl Drop for PayoutProcess {
 /// and checks it ends paid, burned once and paid once.
 async fn kill_between_burn_and_payout(first: Reply, payouts_at_kill: usize) {
     let s = spawn_stack().await;
-    s.provider.script([first], Reply::Accept);
+    // Every creation until the kill gets `first`: the redemption request and
+    // the burn's chain event can both drive the saga to the provider, and a
+    // second call must not settle what the test kills in flight.
+    s.provider.script([], first);
     let process = PayoutProcess::start(&s);
     let user = s.user("guest_killed").await;
     s.fund(&user, 340).await;
@@ -83,6 +91,7 @@ async fn kill_between_burn_and_payout(first: Reply, payouts_at_kill: usize) {
     assert_eq!(s.provider.payouts().len(), payouts_at_kill);
     assert_eq!(s.balance_of(&user).await, hnv(140), "the burn landed");
 
+    s.provider.script([], Reply::Accept);
     let app = s.payout(&[]).await;
     let row = wait_state(s.db(), id, RedemptionState::Paid).await;
     let burns = transactions(s.db(), &user, TxType::Burn).await;
