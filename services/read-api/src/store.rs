@@ -171,7 +171,8 @@ pub struct HistoryPage {
 pub struct Totals {
     /// Ever minted (the negated supply account).
     pub minted: Wei,
-    /// Ever burned.
+    /// Ever burned: the `burned` account (burns not paid out, and the fees
+    /// of paid ones) plus the `payout` account (what paid redemptions paid).
     pub burned: Wei,
     /// Users.
     pub users: u64,
@@ -286,6 +287,7 @@ impl Store {
             totals: sql(
                 "SELECT (SELECT CAST(balance AS text) FROM ledger_accounts WHERE id = 'supply') AS supply, \
                         (SELECT CAST(balance AS text) FROM ledger_accounts WHERE id = 'burned') AS burned, \
+                        (SELECT CAST(balance AS text) FROM ledger_accounts WHERE id = 'payout') AS paid_out, \
                         (SELECT COUNT(*) FROM users) AS users, \
                         (SELECT COUNT(*) FROM token_transactions) AS transactions, \
                         (SELECT COUNT(*) FROM token_transactions \
@@ -440,9 +442,16 @@ impl Store {
         let minted = supply
             .checked_neg()
             .ok_or_else(|| EntityError::Corrupt("the supply account overflows".into()))?;
+        // A paid redemption moves its payout from `burned` to `payout`: both
+        // were burned on chain (only the fee stays in `burned`).
+        let burned = amount(row.try_get::<Option<String>>("", "burned")?.as_deref())?
+            .checked_add(amount(
+                row.try_get::<Option<String>>("", "paid_out")?.as_deref(),
+            )?)
+            .ok_or_else(|| EntityError::Corrupt("the burned total overflows".into()))?;
         Ok(Totals {
             minted: to_money(minted)?,
-            burned: amount(row.try_get::<Option<String>>("", "burned")?.as_deref())?,
+            burned,
             users: count(&row, "users")?,
             transactions: count(&row, "transactions")?,
             in_flight: count(&row, "in_flight")?,

@@ -1,12 +1,14 @@
 //! `GET /analytics/user/{user_id}` and `GET /analytics/token-stats` without
 //! a chain, with a dead one, and through the cache.
 
+use haven_entity::ledger::{Account, Movement};
+use haven_entity::ledger_movements::MovementKind;
 use haven_entity::redemptions::RedemptionState;
 use haven_entity::token_transactions::{TxStatus, TxType};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    hnv, reserve, set_redemption, spawn_app, spawn_app_with, token_tx, user, wallet,
+    hnv, post, reserve, set_redemption, spawn_app, spawn_app_with, token_tx, user, wallet,
 };
 
 #[tokio::test]
@@ -154,6 +156,20 @@ async fn seed_known_mints_and_burns(app: &crate::helpers::Spawned) {
         hnv(10_000),
         "reversal",
         TxStatus::Confirmed,
+    )
+    .await;
+    // As when a redemption is paid: its payout moves from `burned` to
+    // `payout`, and is still burned.
+    post(
+        db,
+        Movement::transfer(
+            "payout:seeded",
+            MovementKind::Payout,
+            Account::Burned,
+            Account::Payout,
+            hnv(9_800),
+        )
+        .expect("a valid movement"),
     )
     .await;
     // Not in the totals: pending, failed, cancelled.
