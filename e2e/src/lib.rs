@@ -15,10 +15,9 @@ use haven_chain::contract::HAVEN;
 use haven_chain::rpc::Rpc;
 use haven_chain::testing::{AnvilInstance, deploy_for_tests, dev_key};
 use haven_common::testing::app::{TestApp, TestDeps};
-use hmac::{Hmac, Mac};
 use redemption_payout::provider::stand_in::{self, StandIn};
 use sea_orm::DatabaseConnection;
-use sha2::Sha256;
+use webhook_ingress::signature::sender;
 
 /// Aurora's webhook secret in the pipeline.
 pub const AURORA_SECRET: &str = "e2e_aurora_secret";
@@ -247,9 +246,7 @@ impl Pipeline {
         } else {
             (TRIBE_SECRET, "X-Tribe-Signature")
         };
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
-        mac.update(&body);
-        let signature = hex::encode(mac.finalize().into_bytes());
+        let signature = sender::hex_signature(secret, &body).expect("a raw secret signs");
         self.post(path, body, &[(header, signature)]).await
     }
 

@@ -29,12 +29,11 @@ use haven_common::config::parse_duration;
 use haven_e2e::{AURORA_SECRET, Pipeline};
 use haven_entity::token_transactions::{self, TxStatus, TxType};
 use hdrhistogram::Histogram;
-use hmac::{Hmac, Mac as _};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde::Serialize;
-use sha2::Sha256;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
+use webhook_ingress::signature::sender;
 
 /// The webhook every request posts.
 const WEBHOOK_PATH: &str = "/webhooks/aurora/booking-created";
@@ -335,11 +334,10 @@ fn signed(run_id: &str, seq: u64) -> (String, String) {
         "nights": 2
     })
     .to_string();
-    // An HMAC key of any length is valid.
+    // A raw (not `whsec_`) secret always signs.
     #[allow(clippy::expect_used)]
-    let mut mac = Hmac::<Sha256>::new_from_slice(AURORA_SECRET.as_bytes()).expect("any key length");
-    mac.update(body.as_bytes());
-    (body, hex::encode(mac.finalize().into_bytes()))
+    let signature = sender::hex_signature(AURORA_SECRET, body.as_bytes()).expect("a raw secret");
+    (body, signature)
 }
 
 fn error_kind(err: &reqwest::Error) -> String {
