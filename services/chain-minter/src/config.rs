@@ -82,3 +82,12 @@ pub struct MintingConfig {
           value_parser = clap::value_parser!(u16).range(1..))]
     pub request_prefetch: u16,
 }
+
+impl haven_common::service::ServiceConfig for Config {
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+    fn listen_addr(&self) -> SocketAddr {
+        Config::listen_addr(self)
+    }
+}

@@ -23,7 +23,7 @@ pub enum Error {
     /// The outbox relay could not be set up.
     #[error("could not set up the outbox relay")]
     Outbox(#[from] haven_outbox::OutboxError),
-    /// The HTTP server failed.
-    #[error("the HTTP server failed")]
-    Serve(#[source] std::io::Error),
+    /// The HTTP server or the service's teardown failed.
+    #[error(transparent)]
+    Service(#[from] haven_common::service::ServiceError),
 }

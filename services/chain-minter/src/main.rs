@@ -1,38 +1,7 @@
-//! The `chain-minter` binary: parse settings, set up logging, run until SIGINT/SIGTERM.
-
-use std::process::ExitCode;
-
-use chain_minter::Config;
-use haven_common::telemetry::{self, ErrorChain};
+//! The `chain-minter` binary: settings, logging, then [`chain_minter::run`] until
+//! SIGINT/SIGTERM.
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    // A missing or malformed setting exits here with one line naming it.
-    let config: Config = telemetry::parse_config_or_exit();
-    if let Err(err) = telemetry::init(&config.telemetry) {
-        eprintln!("chain-minter: {}", ErrorChain(&err));
-        return ExitCode::FAILURE;
-    }
-    let addr = config.listen_addr();
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            tracing::error!(%addr, error = %ErrorChain(&err), "could not listen");
-            return ExitCode::FAILURE;
-        }
-    };
-    let shutdown = match haven_common::shutdown::signal_token() {
-        Ok(token) => token,
-        Err(err) => {
-            tracing::error!(error = %ErrorChain(&err), "could not install signal handlers");
-            return ExitCode::FAILURE;
-        }
-    };
-    match chain_minter::run(config, listener, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %ErrorChain(&err), "chain-minter stopped");
-            ExitCode::FAILURE
-        }
-    }
+async fn main() -> std::process::ExitCode {
+    haven_common::service::launch::<chain_minter::Config, _, _, _>(chain_minter::run).await
 }

@@ -116,3 +116,12 @@ impl Config {
         Some((rpc, self.contract_address?))
     }
 }
+
+impl haven_common::service::ServiceConfig for Config {
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+    fn listen_addr(&self) -> SocketAddr {
+        Config::listen_addr(self)
+    }
+}

@@ -28,9 +28,9 @@ pub enum Error {
     /// The chain settings are unusable (RPC_URL is not an http(s) URL).
     #[error("could not set up the chain connection")]
     Chain(#[source] ChainError),
-    /// The HTTP server failed.
-    #[error("the HTTP server failed")]
-    Serve(#[source] std::io::Error),
+    /// The HTTP server or the service's teardown failed.
+    #[error(transparent)]
+    Service(#[from] haven_common::service::ServiceError),
     /// `reconcile` needs the chain.
     #[error("reconciliation needs RPC_URL and CONTRACT_ADDRESS")]
     ChainNotConfigured,
@@ -73,7 +73,7 @@ impl Error {
             | Self::Metrics(_)
             | Self::Database(_)
             | Self::Chain(_)
-            | Self::Serve(_)
+            | Self::Service(_)
             | Self::ChainNotConfigured
             | Self::Report(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -24,12 +24,9 @@ pub mod store;
 use std::path::Path;
 use std::sync::Arc;
 
-use haven_common::db::{self, DatabaseProbe};
-use haven_common::health::{Probe, ops_router};
-use haven_common::metrics::track_http;
-use haven_common::openapi;
-use haven_common::shutdown::{self, CancellationToken};
-use haven_common::telemetry::ErrorChain;
+use haven_common::db;
+use haven_common::service::Service;
+use haven_common::shutdown::CancellationToken;
 use tokio::net::TcpListener;
 
 use crate::chain::ChainReader;
@@ -43,7 +40,8 @@ pub use error::Error;
 use metrics::Metrics;
 
 /// Runs read-api on `listener` until `shutdown` is cancelled, then lets
-/// in-flight requests finish and closes its connections.
+/// in-flight requests finish and closes its connections (the order is
+/// [`haven_common::service`]'s).
 ///
 /// Never waits for its dependencies: the database pool connects and
 /// reconnects in the background, `/health` reports whether it is up, and the
@@ -55,37 +53,33 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let metrics = Metrics::new()?;
-    let db = db::connect(&config.database).await?;
-    let probes: Vec<Arc<dyn Probe>> = vec![Arc::new(DatabaseProbe::new(db.clone()))];
-    let store = Store::new(
-        db.clone(),
-        batch::workers(config.database.database_max_connections),
+    let mut service = Service::new(
+        metrics::SERVICE,
+        metrics.registry(),
+        config.shutdown_grace_period,
     );
+    let db = service.database(&config.database).await?;
+    let store = Store::new(db, batch::workers(config.database.database_max_connections));
     let chain = chain_reader(&config)?;
 
     // The periodic reconciliation, when the chain is configured.
     let reconciliation: Option<LastReport> = chain.as_ref().map(|_| LastReport::default());
-    let reconciling = match (&chain, &reconciliation) {
+    match (&chain, &reconciliation) {
         (Some(reader), Some(last)) if !config.reconcile_interval.is_zero() => {
             let reconciler = Reconciler::new(
                 store.clone(),
                 reader.clone(),
                 usize::from(config.reconcile_concurrency),
             );
-            Some(tokio::spawn(reconcile::periodically(
-                reconciler,
-                config.reconcile_interval,
-                metrics.clone(),
-                Arc::clone(last),
-                shutdown.child_token(),
-            )))
+            let (metrics, last) = (metrics.clone(), Arc::clone(last));
+            service.spawn_worker("periodic reconciliation", |stop| {
+                reconcile::periodically(reconciler, config.reconcile_interval, metrics, last, stop)
+            });
         }
-        _ => None,
-    };
-    if chain.is_none() {
-        tracing::info!(
+        (None, _) => tracing::info!(
             "no RPC_URL/CONTRACT_ADDRESS: token-stats serves the database figures alone and reconciliation is off"
-        );
+        ),
+        _ => {}
     }
 
     let state = AppState::new(Inner {
@@ -97,42 +91,10 @@ pub async fn run(
         ),
         store,
         reconciliation,
-        metrics: metrics.clone(),
+        metrics,
     });
-
-    let served = async {
-        let (api, api_doc) = routes::router(state);
-        let mut doc = openapi::document(metrics::SERVICE);
-        doc.merge(api_doc);
-        // API routes first, then the ops router (which owns the JSON 404
-        // fallback), all before `track_http` so every route is measured.
-        let router = api
-            .merge(ops_router(metrics.registry().clone(), probes)?)
-            .merge(openapi::docs_router(doc));
-        let router = track_http(router, metrics.registry())?;
-        tracing::info!(addr = ?listener.local_addr().ok(), "read-api listening");
-        shutdown::serve(
-            listener,
-            router,
-            shutdown.clone(),
-            config.shutdown_grace_period,
-        )
-        .await
-        .map_err(Error::Serve)
-    }
-    .await;
-
-    if let Some(task) = reconciling {
-        // Its token is a child of `shutdown`: it is stopping already.
-        if let Err(err) = task.await {
-            tracing::warn!(error = %ErrorChain(&err), "the reconciliation task ended abnormally");
-        }
-    }
-    if let Err(err) = db.close().await {
-        tracing::warn!(error = %ErrorChain(&err), "could not close the database pool cleanly");
-    }
-    tracing::info!("read-api stopped");
-    served
+    let (api, api_doc) = routes::router(state);
+    Ok(service.serve(listener, api, api_doc, shutdown).await?)
 }
 
 /// `read-api reconcile`: one reconciliation, its JSON report written to

@@ -166,6 +166,15 @@ fn parse_currency(s: &str) -> Result<String, String> {
     }
 }
 
+impl haven_common::service::ServiceConfig for Config {
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+    fn listen_addr(&self) -> SocketAddr {
+        Config::listen_addr(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use haven_common::telemetry::ErrorChain;
 use haven_entity::redemptions::{self, RedemptionState};
 use tokio_util::sync::CancellationToken;
 
@@ -98,11 +97,4 @@ async fn gauges(saga: &Saga) -> Result<(), Failure> {
     let (_, reserved) = redemptions::total_in(&saga.db, &RESERVED).await?;
     saga.metrics.set_reserved(reserved.get());
     Ok(())
-}
-
-/// Logs a sweep task that ended abnormally (used by `run`'s caller).
-pub fn log_join(result: Result<(), tokio::task::JoinError>) {
-    if let Err(err) = result {
-        tracing::warn!(error = %ErrorChain(&err), "the redemption sweep ended abnormally");
-    }
 }

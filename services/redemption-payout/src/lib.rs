@@ -32,17 +32,13 @@ pub mod store;
 
 use std::sync::Arc;
 
-use haven_common::amqp::{AmqpClient, AmqpError, ConsumerOptions, consume, handler_fn};
-use haven_common::db::{self, DatabaseProbe};
-use haven_common::health::{Probe, ops_router};
-use haven_common::metrics::track_http;
+use haven_common::amqp::{ConsumerOptions, consume, handler_fn};
 use haven_common::retry::RetryPolicy;
-use haven_common::shutdown::{self, CancellationToken};
-use haven_common::telemetry::ErrorChain;
+use haven_common::service::Service;
+use haven_common::shutdown::CancellationToken;
 use haven_messages::{ChainEvent, RedemptionCommand};
 use haven_outbox::{Relay, RelayMetrics};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 pub use config::Config;
 pub use error::Error;
@@ -53,7 +49,8 @@ use saga::{InFlight, Saga};
 
 /// Runs redemption-payout on `listener` until `shutdown` is cancelled, then
 /// stops consuming, lets in-flight redemptions finish their step, publishes
-/// what they committed and closes its connections.
+/// what they committed and closes its connections (the order is
+/// [`haven_common::service`]'s).
 ///
 /// Never waits for its dependencies: the database pool and the broker client
 /// connect and reconnect in the background, and `/health` reports whether they
@@ -65,16 +62,13 @@ pub async fn run(
 ) -> Result<(), Error> {
     let metrics = Metrics::new()?;
     let provider = PayoutClient::new(&config.provider, metrics.clone()).map_err(Error::Provider)?;
-    let db = db::connect(&config.database).await?;
-    let mut probes: Vec<Arc<dyn Probe>> = vec![Arc::new(DatabaseProbe::new(db.clone()))];
-
-    // Declares the whole topology on every (re)connect, so `/health` reports
-    // the broker for real even before this service consumes anything.
-    let amqp = AmqpClient::builder(&config.amqp)
-        .connection_name(metrics::SERVICE)
-        .registry(metrics.registry().registry())
-        .start()?;
-    probes.push(Arc::new(amqp.probe()));
+    let mut service = Service::new(
+        metrics::SERVICE,
+        metrics.registry(),
+        config.shutdown_grace_period,
+    );
+    let db = service.database(&config.database).await?;
+    let amqp = service.broker(&config.amqp)?;
 
     let relay = Relay::new(
         db.clone(),
@@ -83,7 +77,7 @@ pub async fn run(
         config.outbox.settings(),
     );
     let saga = Arc::new(Saga {
-        db: db.clone(),
+        db,
         outbox: relay.notifier(),
         provider,
         terms: FiatTerms {
@@ -94,92 +88,45 @@ pub async fn run(
         metrics: metrics.clone(),
         in_flight: InFlight::default(),
     });
+    service.spawn_publisher("outbox relay", |stop| relay.run(stop));
 
-    // The relay outlives the workers so it publishes what they commit while
-    // draining; it is stopped last.
-    let relay_stop = CancellationToken::new();
-    let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
-    let workers = shutdown.child_token();
     // Patient: the provider or the chain may be away for a while, and the
     // sweep resumes a redemption whose message ends dead-lettered anyway.
     let options = ConsumerOptions {
         retry: RetryPolicy::PATIENT,
-        drain_timeout: config.shutdown_grace_period,
+        drain_timeout: service.grace(),
         ..ConsumerOptions::default()
     };
-    let requests_task: JoinHandle<Result<(), AmqpError>> = {
+    let requests = {
         let saga = Arc::clone(&saga);
+        handler_fn(move |envelope, delivery| {
+            handlers::redemption_request::handle(Arc::clone(&saga), envelope, delivery)
+        })
+    };
+    let events = {
+        let saga = Arc::clone(&saga);
+        handler_fn(move |envelope, delivery| {
+            handlers::chain_event::handle(Arc::clone(&saga), envelope, delivery)
+        })
+    };
+    {
         let amqp = amqp.clone();
-        let stop = workers.clone();
         let options = options.clone();
-        tokio::spawn(async move {
-            let handler = handler_fn(move |envelope, delivery| {
-                handlers::redemption_request::handle(Arc::clone(&saga), envelope, delivery)
-            });
-            consume::<RedemptionCommand, _>(&amqp, handler, options, stop).await
-        })
-    };
-    let events_task: JoinHandle<Result<(), AmqpError>> = {
-        let saga = Arc::clone(&saga);
-        let amqp = amqp.clone();
-        let stop = workers.clone();
-        tokio::spawn(async move {
-            let handler = handler_fn(move |envelope, delivery| {
-                handlers::chain_event::handle(Arc::clone(&saga), envelope, delivery)
-            });
-            consume::<ChainEvent, _>(&amqp, handler, options, stop).await
-        })
-    };
-    let sweep_task = tokio::spawn(jobs::run(
-        Arc::clone(&saga),
-        config.redemption_sweep_interval,
-        config.redemption_stale_after,
-        workers.clone(),
-    ));
-
-    let served = async {
-        let router = ops_router(metrics.registry().clone(), probes)?.merge(
-            haven_common::openapi::docs_router(haven_common::openapi::document(metrics::SERVICE)),
-        );
-        let router = track_http(router, metrics.registry())?;
-        tracing::info!(addr = ?listener.local_addr().ok(), "redemption-payout listening");
-        shutdown::serve(
-            listener,
-            router,
-            shutdown.clone(),
-            config.shutdown_grace_period,
+        service.spawn_worker("redemption request consumer", |stop| async move {
+            consume::<RedemptionCommand, _>(&amqp, requests, options, stop).await
+        });
+    }
+    service.spawn_worker("chain event consumer", |stop| async move {
+        consume::<ChainEvent, _>(&amqp, events, options, stop).await
+    });
+    service.spawn_worker("redemption sweep", |stop| {
+        jobs::run(
+            saga,
+            config.redemption_sweep_interval,
+            config.redemption_stale_after,
+            stop,
         )
-        .await
-        .map_err(Error::Serve)
-    }
-    .await;
+    });
 
-    // Stop taking work, let in-flight steps finish, then publish what they
-    // committed before closing the broker connection.
-    workers.cancel();
-    for (queue, task) in [
-        ("redemption request", requests_task),
-        ("chain event", events_task),
-    ] {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                tracing::error!(error = %ErrorChain(&err), "the {queue} consumer failed")
-            }
-            Err(err) => {
-                tracing::error!(error = %ErrorChain(&err), "the {queue} consumer ended abnormally")
-            }
-        }
-    }
-    jobs::log_join(sweep_task.await);
-    relay_stop.cancel();
-    if let Err(err) = relay_task.await {
-        tracing::warn!(error = %ErrorChain(&err), "the outbox relay ended abnormally");
-    }
-    amqp.close().await;
-    if let Err(err) = db.close().await {
-        tracing::warn!(error = %ErrorChain(&err), "could not close the database pool cleanly");
-    }
-    tracing::info!("redemption-payout stopped");
-    served
+    Ok(service.serve_ops(listener, shutdown).await?)
 }

@@ -1,38 +1,8 @@
-//! The `redemption-payout` binary: parse settings, set up logging, run until SIGINT/SIGTERM.
-
-use std::process::ExitCode;
-
-use haven_common::telemetry::{self, ErrorChain};
-use redemption_payout::Config;
+//! The `redemption-payout` binary: settings, logging, then [`redemption_payout::run`] until
+//! SIGINT/SIGTERM.
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    // A missing or malformed setting exits here with one line naming it.
-    let config: Config = telemetry::parse_config_or_exit();
-    if let Err(err) = telemetry::init(&config.telemetry) {
-        eprintln!("redemption-payout: {}", ErrorChain(&err));
-        return ExitCode::FAILURE;
-    }
-    let addr = config.listen_addr();
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            tracing::error!(%addr, error = %ErrorChain(&err), "could not listen");
-            return ExitCode::FAILURE;
-        }
-    };
-    let shutdown = match haven_common::shutdown::signal_token() {
-        Ok(token) => token,
-        Err(err) => {
-            tracing::error!(error = %ErrorChain(&err), "could not install signal handlers");
-            return ExitCode::FAILURE;
-        }
-    };
-    match redemption_payout::run(config, listener, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %ErrorChain(&err), "redemption-payout stopped");
-            ExitCode::FAILURE
-        }
-    }
+async fn main() -> std::process::ExitCode {
+    haven_common::service::launch::<redemption_payout::Config, _, _, _>(redemption_payout::run)
+        .await
 }

@@ -134,3 +134,12 @@ fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 fn parse_hnv(s: &str) -> Result<Wei, String> {
     Wei::parse(s.trim()).map_err(|err| format!("`{s}` is not an amount of HNV: {err}"))
 }
+
+impl haven_common::service::ServiceConfig for Config {
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+    fn listen_addr(&self) -> SocketAddr {
+        Config::listen_addr(self)
+    }
+}

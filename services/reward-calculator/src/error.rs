@@ -30,7 +30,7 @@ pub enum Error {
     /// The broker settings are unusable (a malformed URL), or the client failed.
     #[error("could not set up the broker connection")]
     Amqp(#[from] AmqpError),
-    /// The HTTP server failed.
-    #[error("the HTTP server failed")]
-    Serve(#[source] std::io::Error),
+    /// The HTTP server or the service's teardown failed.
+    #[error(transparent)]
+    Service(#[from] haven_common::service::ServiceError),
 }

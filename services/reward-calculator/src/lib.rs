@@ -33,13 +33,10 @@ pub mod store;
 use std::sync::Arc;
 
 use haven_chain::signer::CustodyWallets;
-use haven_common::amqp::{AmqpClient, ConsumerOptions, consume, handler_fn};
-use haven_common::db::{self, DatabaseProbe};
-use haven_common::health::{Probe, ops_router};
-use haven_common::metrics::track_http;
+use haven_common::amqp::{ConsumerOptions, consume, handler_fn};
 use haven_common::retry::RetryPolicy;
-use haven_common::shutdown::{self, CancellationToken};
-use haven_common::telemetry::ErrorChain;
+use haven_common::service::Service;
+use haven_common::shutdown::CancellationToken;
 use haven_messages::PartnerEvent;
 use haven_outbox::{Relay, RelayMetrics};
 use tokio::net::TcpListener;
@@ -54,7 +51,8 @@ use rules::Rules;
 
 /// Runs reward-calculator on `listener` until `shutdown` is cancelled, then
 /// stops consuming, lets in-flight events finish, publishes what they
-/// committed and closes its connections.
+/// committed and closes its connections (the order is
+/// [`haven_common::service`]'s).
 ///
 /// Never waits for its dependencies: the database pool and the broker client
 /// connect and reconnect in the background, and `/health` reports whether they
@@ -70,16 +68,13 @@ pub async fn run(
     let wallets =
         CustodyWallets::from_mnemonic(&config.custody_mnemonic).map_err(Error::Custody)?;
     let metrics = Metrics::new()?;
-    let db = db::connect(&config.database).await?;
-    let mut probes: Vec<Arc<dyn Probe>> = vec![Arc::new(DatabaseProbe::new(db.clone()))];
-
-    // Declares the whole topology on every (re)connect, so `/health` reports
-    // the broker for real even before this service consumes anything.
-    let amqp = AmqpClient::builder(&config.amqp)
-        .connection_name(metrics::SERVICE)
-        .registry(metrics.registry().registry())
-        .start()?;
-    probes.push(Arc::new(amqp.probe()));
+    let mut service = Service::new(
+        metrics::SERVICE,
+        metrics.registry(),
+        config.shutdown_grace_period,
+    );
+    let db = service.database(&config.database).await?;
+    let amqp = service.broker(&config.amqp)?;
 
     let relay = Relay::new(
         db.clone(),
@@ -88,7 +83,7 @@ pub async fn run(
         config.outbox.settings(),
     );
     let ctx = Arc::new(Context {
-        db: db.clone(),
+        db,
         rules,
         wallets,
         outbox: relay.notifier(),
@@ -99,97 +94,44 @@ pub async fn run(
         )),
         staking_period: config.staking_accrual_period,
     });
+    service.spawn_publisher("outbox relay", |stop| relay.run(stop));
 
-    // The relay outlives the workers so it publishes what they commit while
-    // draining; it is stopped last.
-    let relay_stop = CancellationToken::new();
-    let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
-    let workers = shutdown.child_token();
-    let consumer_task = {
+    // Patient: a cancellation may wait on a mint in flight, and a database
+    // outage must not dead-letter events.
+    let options = ConsumerOptions {
+        retry: RetryPolicy::PATIENT,
+        drain_timeout: service.grace(),
+        ..ConsumerOptions::default()
+    };
+    let handler = {
         let ctx = Arc::clone(&ctx);
-        let amqp = amqp.clone();
-        let stop = workers.clone();
-        tokio::spawn(async move {
-            let handler = handler_fn(move |envelope, delivery| {
-                handlers::partner_event::handle(Arc::clone(&ctx), envelope, delivery)
-            });
-            // Patient: a cancellation may wait on a mint in flight, and a
-            // database outage must not dead-letter events.
-            let options = ConsumerOptions {
-                retry: RetryPolicy::PATIENT,
-                drain_timeout: config.shutdown_grace_period,
-                ..ConsumerOptions::default()
-            };
-            consume::<PartnerEvent, _>(&amqp, handler, options, stop).await
+        handler_fn(move |envelope, delivery| {
+            handlers::partner_event::handle(Arc::clone(&ctx), envelope, delivery)
         })
     };
-    let jobs_task = tokio::spawn(jobs::run(
-        Arc::clone(&ctx),
-        config.reward_jobs_interval,
-        workers.clone(),
-    ));
-    let target_task = match config.emission_contract() {
+    service.spawn_worker("partner event consumer", |stop| async move {
+        consume::<PartnerEvent, _>(&amqp, handler, options, stop).await
+    });
+    service.spawn_worker("reward jobs", |stop| {
+        jobs::run(Arc::clone(&ctx), config.reward_jobs_interval, stop)
+    });
+    match config.emission_contract() {
         Some((rpc_url, contract)) => {
             tracing::info!(%contract, "emission budget: the contract's monthlyMintTarget(), when set");
-            Some(tokio::spawn(emission::refresh_contract_target(
-                Arc::clone(&ctx.emission),
-                rpc_url.clone(),
-                contract,
-                config.emission_target_refresh,
-                workers.clone(),
-            )))
+            service.spawn_worker("monthly target refresh", |stop| {
+                emission::refresh_contract_target(
+                    Arc::clone(&ctx.emission),
+                    rpc_url.clone(),
+                    contract,
+                    config.emission_target_refresh,
+                    stop,
+                )
+            });
         }
         None => {
             tracing::info!(budget_wei = ?ctx.emission.budget().map(|b| b.to_string()), "emission budget: MONTHLY_EMISSION_TARGET_HNV (no contract configured)");
-            None
         }
-    };
+    }
 
-    let served = async {
-        let router = ops_router(metrics.registry().clone(), probes)?.merge(
-            haven_common::openapi::docs_router(haven_common::openapi::document(metrics::SERVICE)),
-        );
-        let router = track_http(router, metrics.registry())?;
-        tracing::info!(addr = ?listener.local_addr().ok(), "reward-calculator listening");
-        shutdown::serve(
-            listener,
-            router,
-            shutdown.clone(),
-            config.shutdown_grace_period,
-        )
-        .await
-        .map_err(Error::Serve)
-    }
-    .await;
-
-    // Stop taking work, let in-flight events finish, then publish what they
-    // committed before closing the broker connection.
-    workers.cancel();
-    match consumer_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => {
-            tracing::error!(error = %ErrorChain(&err), "the partner event consumer failed")
-        }
-        Err(err) => {
-            tracing::error!(error = %ErrorChain(&err), "the partner event consumer ended abnormally")
-        }
-    }
-    if let Err(err) = jobs_task.await {
-        tracing::warn!(error = %ErrorChain(&err), "the periodic job ended abnormally");
-    }
-    if let Some(task) = target_task
-        && let Err(err) = task.await
-    {
-        tracing::warn!(error = %ErrorChain(&err), "the monthly target refresh ended abnormally");
-    }
-    relay_stop.cancel();
-    if let Err(err) = relay_task.await {
-        tracing::warn!(error = %ErrorChain(&err), "the outbox relay ended abnormally");
-    }
-    amqp.close().await;
-    if let Err(err) = db.close().await {
-        tracing::warn!(error = %ErrorChain(&err), "could not close the database pool cleanly");
-    }
-    tracing::info!("reward-calculator stopped");
-    served
+    Ok(service.serve_ops(listener, shutdown).await?)
 }

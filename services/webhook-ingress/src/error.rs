@@ -32,9 +32,9 @@ pub enum Error {
     /// The outbox relay could not be set up.
     #[error("could not set up the outbox relay")]
     Outbox(#[source] haven_outbox::OutboxError),
-    /// The HTTP server failed.
-    #[error("the HTTP server failed")]
-    Serve(#[source] std::io::Error),
+    /// The HTTP server or the service's teardown failed.
+    #[error(transparent)]
+    Service(#[from] haven_common::service::ServiceError),
 
     // ----------------------------------------------------------- requests
     /// 413: the body is larger than `MAX_BODY_SIZE`.
@@ -116,7 +116,7 @@ impl Error {
             | Self::Database(_)
             | Self::Amqp(_)
             | Self::Outbox(_)
-            | Self::Serve(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | Self::Service(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -141,7 +141,7 @@ impl Error {
             | Self::Database(_)
             | Self::Amqp(_)
             | Self::Outbox(_)
-            | Self::Serve(_) => "internal",
+            | Self::Service(_) => "internal",
         }
     }
 }

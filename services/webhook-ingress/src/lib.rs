@@ -18,14 +18,8 @@ pub mod routes;
 pub mod signature;
 pub mod store;
 
-use std::sync::Arc;
-
-use haven_common::amqp::AmqpClient;
-use haven_common::db::{self, DatabaseProbe};
-use haven_common::health::{Probe, ops_router};
-use haven_common::metrics::track_http;
-use haven_common::shutdown::{self, CancellationToken};
-use haven_common::telemetry::ErrorChain;
+use haven_common::service::Service;
+use haven_common::shutdown::CancellationToken;
 use haven_outbox::{Relay, RelayMetrics};
 use tokio::net::TcpListener;
 
@@ -36,8 +30,9 @@ pub use config::Config;
 pub use error::Error;
 use metrics::Metrics;
 
-/// Runs webhook-ingress on `listener` until `shutdown` is cancelled, then lets
-/// in-flight requests finish and closes its connections.
+/// Runs webhook-ingress on `listener` until `shutdown` is cancelled, then
+/// lets in-flight requests finish, publishes what they committed and closes
+/// its connections (the order is [`haven_common::service`]'s).
 ///
 /// Never waits for its dependencies: the database pool and the broker client
 /// connect and reconnect in the background, and `/health` reports whether they
@@ -48,16 +43,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let metrics = Metrics::new()?;
-    let db = db::connect(&config.database).await?;
-    let mut probes: Vec<Arc<dyn Probe>> = vec![Arc::new(DatabaseProbe::new(db.clone()))];
-
-    // Declares the whole topology on every (re)connect, so `/health` reports
-    // the broker for real even before this service consumes anything.
-    let amqp = AmqpClient::builder(&config.amqp)
-        .connection_name(metrics::SERVICE)
-        .registry(metrics.registry().registry())
-        .start()?;
-    probes.push(Arc::new(amqp.probe()));
+    let mut service = Service::new(
+        metrics::SERVICE,
+        metrics.registry(),
+        config.shutdown_grace_period,
+    );
+    let db = service.database(&config.database).await?;
+    let amqp = service.broker(&config.amqp)?;
 
     // The relay publishes what the handlers commit; it keeps running (and
     // retrying) while the broker is away, so requests never wait on it.
@@ -69,7 +61,7 @@ pub async fn run(
     );
     let rate_limit = RateLimit::per_minute(config.rate_limit_per_minute);
     let state = AppState::new(Inner {
-        db: db.clone(),
+        db,
         outbox: relay.notifier(),
         aurora_secrets: config.aurora_webhook_secret.clone(),
         tribe_secrets: config.tribe_webhook_secret.clone(),
@@ -79,37 +71,13 @@ pub async fn run(
         kyc_threshold: config.kyc_threshold,
         metrics: metrics.clone(),
     });
-    let relay_stop = shutdown.child_token();
-    let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
-    let housekeeping = tokio::spawn(housekeeping(rate_limit, shutdown.clone()));
+    service.spawn_publisher("outbox relay", |stop| relay.run(stop));
+    service.spawn_worker("rate-limit housekeeping", |stop| {
+        housekeeping(rate_limit, stop)
+    });
 
-    let served = async {
-        let router = routes::router(state).merge(ops_router(metrics.registry().clone(), probes)?);
-        let router = track_http(router, metrics.registry())?;
-        tracing::info!(addr = ?listener.local_addr().ok(), "webhook-ingress listening");
-        shutdown::serve(
-            listener,
-            router,
-            shutdown.clone(),
-            config.shutdown_grace_period,
-        )
-        .await
-        .map_err(Error::Serve)
-    }
-    .await;
-
-    // Requests are done: let the relay publish what they committed, then stop.
-    relay_stop.cancel();
-    if let Err(err) = relay_task.await {
-        tracing::warn!(error = %ErrorChain(&err), "the outbox relay ended abnormally");
-    }
-    housekeeping.abort();
-    amqp.close().await;
-    if let Err(err) = db.close().await {
-        tracing::warn!(error = %ErrorChain(&err), "could not close the database pool cleanly");
-    }
-    tracing::info!("webhook-ingress stopped");
-    served
+    let (api, api_doc) = routes::router(state);
+    Ok(service.serve(listener, api, api_doc, shutdown).await?)
 }
 
 /// Periodic upkeep: forgets idle rate-limit keys.

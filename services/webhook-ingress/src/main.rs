@@ -1,38 +1,7 @@
-//! The `webhook-ingress` binary: parse settings, set up logging, run until SIGINT/SIGTERM.
-
-use std::process::ExitCode;
-
-use haven_common::telemetry::{self, ErrorChain};
-use webhook_ingress::Config;
+//! The `webhook-ingress` binary: settings, logging, then [`webhook_ingress::run`]
+//! until SIGINT/SIGTERM.
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    // A missing or malformed setting exits here with one line naming it.
-    let config: Config = telemetry::parse_config_or_exit();
-    if let Err(err) = telemetry::init(&config.telemetry) {
-        eprintln!("webhook-ingress: {}", ErrorChain(&err));
-        return ExitCode::FAILURE;
-    }
-    let addr = config.listen_addr();
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            tracing::error!(%addr, error = %ErrorChain(&err), "could not listen");
-            return ExitCode::FAILURE;
-        }
-    };
-    let shutdown = match haven_common::shutdown::signal_token() {
-        Ok(token) => token,
-        Err(err) => {
-            tracing::error!(error = %ErrorChain(&err), "could not install signal handlers");
-            return ExitCode::FAILURE;
-        }
-    };
-    match webhook_ingress::run(config, listener, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %ErrorChain(&err), "webhook-ingress stopped");
-            ExitCode::FAILURE
-        }
-    }
+async fn main() -> std::process::ExitCode {
+    haven_common::service::launch::<webhook_ingress::Config, _, _, _>(webhook_ingress::run).await
 }

@@ -1,6 +1,7 @@
 //! Plumbing shared by every HAVEN service: config fragments, telemetry,
 //! metrics and health, the database pool, the AMQP topology, confirmed
-//! publisher and the one consumer loop, retry policy, money and shutdown.
+//! publisher and the one consumer loop, retry policy, money, shutdown and
+//! the one service skeleton every binary runs in.
 
 pub mod amqp;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod metrics;
 pub mod money;
 pub mod openapi;
 pub mod retry;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -160,7 +160,8 @@ impl Relay {
     }
 
     /// Relays until `shutdown` is cancelled, then finishes the batch in
-    /// flight (within [`RelaySettings::drain_timeout`]) and returns.
+    /// flight and publishes what is still pending (each within
+    /// [`RelaySettings::drain_timeout`]) and returns.
     ///
     /// Starts with a batch at once, so rows left unpublished by a previous
     /// run (a crash between commit and publish) go out first. Database and
@@ -227,7 +228,44 @@ impl Relay {
                 }
             }
         }
+        self.flush(&shutdown).await;
         tracing::info!("outbox relay stopped");
+    }
+
+    /// After shutdown: publishes the rows still pending, which the last
+    /// requests and handlers committed while they drained (the relay is
+    /// stopped after them), batch by batch for at most
+    /// [`RelaySettings::drain_timeout`]. What is left stays pending for the
+    /// next start or another replica.
+    async fn flush(&self, shutdown: &CancellationToken) {
+        let flushing = async {
+            loop {
+                match self.relay_batch(shutdown).await {
+                    Ok(report)
+                        if !report.broker_failed
+                            && report.published > 0
+                            && report.taken as u64 >= self.settings.batch_size => {}
+                    Ok(report) => {
+                        if report.broker_failed {
+                            tracing::warn!(
+                                "broker away at shutdown: unpublished rows stay pending"
+                            );
+                        }
+                        return;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = ?err, "outbox flush at shutdown failed: rows stay pending");
+                        return;
+                    }
+                }
+            }
+        };
+        if tokio::time::timeout(self.settings.drain_timeout, flushing)
+            .await
+            .is_err()
+        {
+            tracing::warn!("outbox flush at shutdown timed out: rows stay pending");
+        }
     }
 
     /// Takes one batch, publishes it and records the outcome of every row.

@@ -30,16 +30,17 @@ struct Pending {
     jobs: Vec<Job>,
 }
 
-/// Starts the batcher; it runs until `shutdown`, then flushes what waits.
+/// The batcher's queue and its loop, for the caller to spawn; the loop runs
+/// until `shutdown`, then flushes what waits.
 pub fn start(
     minter: Arc<Minter>,
     batch_size: usize,
     max_wait: Duration,
     shutdown: CancellationToken,
-) -> (BatchQueue, tokio::task::JoinHandle<()>) {
+) -> (BatchQueue, impl Future<Output = ()> + Send + 'static) {
     let (tx, rx) = mpsc::channel(batch_size.max(1) * 4);
-    let handle = tokio::spawn(run(minter, rx, batch_size.max(1), max_wait, shutdown));
-    (BatchQueue { tx }, handle)
+    let batcher = run(minter, rx, batch_size.max(1), max_wait, shutdown);
+    (BatchQueue { tx }, batcher)
 }
 
 async fn run(

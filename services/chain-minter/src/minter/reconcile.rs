@@ -9,6 +9,7 @@ use std::sync::Arc;
 use alloy::primitives::B256;
 use haven_chain::contract::HAVEN;
 use haven_chain::rpc::Rpc;
+use haven_common::shutdown::CancellationToken;
 use haven_common::telemetry::ErrorChain;
 use haven_entity::token_transactions::{self, TxType};
 use haven_entity::users;
@@ -25,6 +26,31 @@ pub struct Reconciled {
     pub finished: usize,
     /// Not on chain: left to their redelivered messages.
     pub left: usize,
+}
+
+/// How long to wait before trying the start-up reconciliation again.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// [`run`] until it succeeds once (the database or the node may not be up
+/// yet at start), or until `stop` is cancelled.
+pub async fn until_done(minter: &Arc<Minter>, rpc: &Rpc, stop: CancellationToken) {
+    loop {
+        match run(minter, rpc).await {
+            Ok(found) => {
+                tracing::info!(
+                    finished = found.finished,
+                    left = found.left,
+                    "start-up reconciliation done"
+                );
+                return;
+            }
+            Err(err) => tracing::warn!(error = %err, "start-up reconciliation failed; retrying"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(RETRY_EVERY) => {}
+        }
+    }
 }
 
 /// Runs once at start.

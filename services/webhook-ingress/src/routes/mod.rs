@@ -71,15 +71,11 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// Every API route of webhook-ingress.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Every API route of webhook-ingress, and its part of the OpenAPI document.
+pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let router = Router::new()
         .merge(webhooks::router())
         .merge(token::router())
-        .with_state(state)
-        .merge(haven_common::openapi::docs_router({
-            let mut doc = haven_common::openapi::document(crate::metrics::SERVICE);
-            doc.merge(openapi::document());
-            doc
-        }))
+        .with_state(state);
+    (router, openapi::document())
 }

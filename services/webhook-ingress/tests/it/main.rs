@@ -4,5 +4,6 @@
 mod config;
 mod health;
 mod helpers;
+mod shutdown;
 mod token;
 mod webhooks;
