@@ -19,10 +19,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::body::{read_capped, require_json};
 use crate::auth::Operator;
 use crate::error::Error;
+use crate::state::AppState;
 use crate::store::{self, MintCommand, RedeemCommand, Reservation, Stored};
 
 /// Header alternative to the body's `idempotency_key`.

@@ -14,11 +14,11 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::body::{read_capped, require_json};
 use crate::error::Error;
 use crate::payloads::{self, WebhookKind};
 use crate::signature::{self, Partner, Refusal};
+use crate::state::AppState;
 use crate::store::{self, Stored};
 
 /// Every webhook route: path, partner, kind.
