@@ -193,16 +193,16 @@ async fn accept(
         })?;
     require_json(headers)?;
     let event =
-        payloads::parse(kind, &verified.body).map_err(|e| Error::Validation(e.to_string()))?;
+        payloads::parse(kind, verified.body()).map_err(|e| Error::Validation(e.to_string()))?;
     // The sender's delivery id when it gave one (Standard Webhooks), else the
     // "once per" key of SPEC.md's rules table.
-    let event_key = match verified.delivery_id {
+    let event_key = match verified.delivery_id() {
         Some(id) if id.is_empty() || id.len() > 255 => {
             return Err(Error::Validation(
                 "header `webhook-id` must be 1 to 255 characters".to_owned(),
             ));
         }
-        Some(id) => id,
+        Some(id) => id.to_owned(),
         None => event.once_per_key(),
     };
     store::accept_event(&state.db, event, event_key).await
