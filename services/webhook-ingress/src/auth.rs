@@ -10,7 +10,7 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::Error;
-use crate::routes::AppState;
+use crate::metrics::Metrics;
 
 /// Header carrying the API key.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -118,23 +118,31 @@ pub struct Operator {
     pub key_index: usize,
 }
 
-impl FromRequestParts<AppState> for Operator {
+// Generic over the state, so this module needs only the three parts it reads
+// and never the router's state type (which would import it back).
+impl<S> FromRequestParts<S> for Operator
+where
+    S: Send + Sync,
+    ApiKeys: FromRef<S>,
+    RateLimit: FromRef<S>,
+    Metrics: FromRef<S>,
+{
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let metrics = Metrics::from_ref(state);
         let Some(presented) = parts.headers.get(API_KEY_HEADER) else {
-            state.metrics.auth_failure("missing_api_key");
+            metrics.auth_failure("missing_api_key");
             return Err(Error::MissingApiKey);
         };
-        let Some(key_index) = state.api_keys.identify(presented.as_bytes()) else {
-            state.metrics.auth_failure("invalid_api_key");
+        let Some(key_index) = ApiKeys::from_ref(state).identify(presented.as_bytes()) else {
+            metrics.auth_failure("invalid_api_key");
             return Err(Error::InvalidApiKey);
         };
-        state
-            .rate_limit
+        RateLimit::from_ref(state)
             .check(key_index)
             .map_err(|retry_after_secs| {
-                state.metrics.rate_limited();
+                metrics.rate_limited();
                 Error::RateLimited { retry_after_secs }
             })?;
         Ok(Self { key_index })

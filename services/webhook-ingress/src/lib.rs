@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod payloads;
 pub mod routes;
 pub mod signature;
+pub mod state;
 pub mod store;
 
 use haven_common::service::Service;
@@ -24,7 +25,7 @@ use haven_outbox::{Relay, RelayMetrics};
 use tokio::net::TcpListener;
 
 use crate::auth::RateLimit;
-use crate::routes::{AppState, Inner};
+use crate::state::{AppState, Inner};
 
 pub use config::Config;
 pub use error::Error;

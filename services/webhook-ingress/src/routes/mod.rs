@@ -1,81 +1,82 @@
-//! The HTTP API of webhook-ingress: one router per route group, merged here.
+//! The HTTP API of webhook-ingress: one router per route group, merged here,
+//! each route registered together with its OpenAPI operation
+//! (`utoipa-axum`), so the document lists exactly the routes served.
 //!
 //! - [`webhooks`]: the nine signed partner webhooks of SPEC.md.
 //! - [`token`]: the API-key token commands (`/token/mint`, `/token/redeem`).
 //!
-//! `/health` and `/metrics` come from the shared ops router (see `run`);
-//! [`openapi`] documents every route, served at `/openapi.json` and `/docs`.
+//! `/health` and `/metrics` come from the shared ops router (see `run`); the
+//! document is served at `/openapi.json` and browsable at `/docs`.
 
 pub mod body;
-pub mod openapi;
 pub mod token;
 pub mod webhooks;
 
-use std::sync::Arc;
-
 use axum::Router;
-use haven_common::money::Wei;
-use haven_outbox::OutboxNotifier;
-use sea_orm::DatabaseConnection;
+use utoipa::openapi::OpenApi;
 
-use crate::auth::{ApiKeys, RateLimit};
-use crate::metrics::Metrics;
-use crate::signature::{Partner, PartnerSecrets};
+use crate::state::AppState;
 
-/// What every handler can reach; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct AppState(Arc<Inner>);
-
-/// The contents of [`AppState`].
-#[derive(Debug)]
-pub struct Inner {
-    /// The database.
-    pub db: DatabaseConnection,
-    /// Wakes the outbox relay after a commit.
-    pub outbox: OutboxNotifier,
-    /// Aurora's active secrets.
-    pub aurora_secrets: PartnerSecrets,
-    /// Tribe's active secrets.
-    pub tribe_secrets: PartnerSecrets,
-    /// Active API keys.
-    pub api_keys: ApiKeys,
-    /// Per-key limit of the token commands.
-    pub rate_limit: RateLimit,
-    /// Largest body read.
-    pub max_body_size: usize,
-    /// Redemptions above this need KYC.
-    pub kyc_threshold: Wei,
-    /// This service's instruments.
-    pub metrics: Metrics,
+/// Every API route of webhook-ingress, and its part of the OpenAPI document
+/// (the service skeleton serves it with the shared part at `/openapi.json`).
+pub fn router(state: AppState) -> (Router, OpenApi) {
+    let (routes, api) = api();
+    (routes.with_state(state), api)
 }
 
-impl AppState {
-    /// Wraps the shared state.
-    pub fn new(inner: Inner) -> Self {
-        Self(Arc::new(inner))
-    }
-
-    /// The active secrets of `partner`.
-    pub fn secrets(&self, partner: Partner) -> &PartnerSecrets {
-        match partner {
-            Partner::Aurora => &self.0.aurora_secrets,
-            Partner::Tribe => &self.0.tribe_secrets,
-        }
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-/// Every API route of webhook-ingress, and its part of the OpenAPI document.
-pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let router = Router::new()
+/// The routes and their operations, before the state is given.
+fn api() -> (Router<AppState>, OpenApi) {
+    utoipa_axum::router::OpenApiRouter::new()
         .merge(webhooks::router())
         .merge(token::router())
-        .with_state(state);
-    (router, openapi::document())
+        .split_for_parts()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::token::API_KEY_SCHEME;
+    use crate::routes::webhooks::ROUTES;
+
+    #[test]
+    fn every_route_is_in_the_document() {
+        let (_, doc) = api();
+        for (path, _, _) in ROUTES {
+            assert!(
+                doc.paths
+                    .paths
+                    .get(path)
+                    .and_then(|item| item.post.as_ref())
+                    .is_some(),
+                "{path}"
+            );
+        }
+        for path in ["/token/mint", "/token/redeem"] {
+            assert!(doc.paths.paths[path].post.is_some(), "{path}");
+        }
+        assert_eq!(doc.paths.paths.len(), ROUTES.len() + 2);
+
+        // Served with the shared part: /health, /metrics, /openapi.json, /docs.
+        let mut full = haven_common::openapi::document("webhook-ingress");
+        full.merge(doc);
+        let json = serde_json::to_value(&full).unwrap();
+        assert_eq!(json["openapi"], "3.1.0");
+        for path in ["/health", "/metrics"] {
+            assert!(json["paths"][path]["get"].is_object(), "{path}");
+        }
+        // The commands name a security scheme that exists.
+        let mint = &json["paths"]["/token/mint"]["post"];
+        assert!(mint["security"][0][API_KEY_SCHEME].is_array(), "{mint}");
+        assert_eq!(
+            json["components"]["securitySchemes"][API_KEY_SCHEME]["in"],
+            "header"
+        );
+        assert_eq!(
+            json["components"]["schemas"]["MintBody"]["properties"]["amount"]["$ref"],
+            "#/components/schemas/HnvAmount"
+        );
+        let webhook = &json["paths"]["/webhooks/aurora/booking-created"]["post"];
+        assert_eq!(webhook["tags"][0], "aurora");
+        assert!(webhook["responses"]["401"].is_object());
+    }
 }

@@ -8,37 +8,61 @@
 //! long as the 24 hours clients may retry within).
 
 use axum::Json;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::post;
 use haven_common::money::Wei;
+use haven_common::openapi::{Detail, HnvAmount};
 use haven_entity::redemptions::WithdrawalMethod;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::tag::TagBuilder;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::AppState;
 use super::body::{read_capped, require_json};
 use crate::auth::Operator;
 use crate::error::Error;
+use crate::state::AppState;
 use crate::store::{self, MintCommand, RedeemCommand, Reservation, Stored};
 
 /// Header alternative to the body's `idempotency_key`.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
-/// The token command routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/token/mint", post(mint))
-        .route("/token/redeem", post(redeem))
-}
+/// Tag of the token commands.
+pub const TAG: &str = "token commands";
+/// Name of the API-key security scheme the commands require.
+pub const API_KEY_SCHEME: &str = "api_key";
 
-/// The token commands' OpenAPI operations (merged in `super::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(mint, redeem))]
-pub(super) struct TokenApi;
+/// The token command routes, each registered with its OpenAPI operation,
+/// and the API-key scheme they name.
+pub fn router() -> OpenApiRouter<AppState> {
+    let mut router = OpenApiRouter::new()
+        .routes(routes!(mint))
+        .routes(routes!(redeem));
+    let doc = router.get_openapi_mut();
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            API_KEY_SCHEME,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "An operator's API key (API_KEYS); missing: 403, wrong: 401",
+            ))),
+        );
+    doc.tags = Some(vec![
+        TagBuilder::new()
+            .name(TAG)
+            .description(Some(
+                "Operators' mint and redeem commands, behind an API key",
+            ))
+            .build(),
+    ]);
+    router
+}
 
 /// `POST /token/mint` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -46,7 +70,7 @@ struct MintBody {
     /// The partners' id of the user.
     user_id: String,
     /// HNV to mint, an exact decimal.
-    #[schema(value_type = haven_common::openapi::HnvAmount)]
+    #[schema(value_type = HnvAmount)]
     amount: Wei,
     /// Why (booking, review, adjustment, ...).
     reason: String,
@@ -61,10 +85,10 @@ struct RedeemBody {
     /// The partners' id of the user.
     user_id: String,
     /// HNV to redeem (burned in full; 98 % is paid out).
-    #[schema(value_type = haven_common::openapi::HnvAmount)]
+    #[schema(value_type = HnvAmount)]
     amount: Wei,
     /// How the money is paid.
-    withdrawal_method: WithdrawalMethodBody,
+    withdrawal_method: Method,
     /// Where: an Ethereum address for `crypto`, required there.
     #[serde(default)]
     withdrawal_address: Option<String>,
@@ -73,32 +97,114 @@ struct RedeemBody {
     idempotency_key: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+/// How a redemption is paid out, as requests and answers spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-enum WithdrawalMethodBody {
+#[schema(as = WithdrawalMethodBody)]
+pub enum Method {
+    /// To the user's bank account.
     BankTransfer,
+    /// To the user's PayPal account.
     Paypal,
+    /// To `withdrawal_address` on chain.
     Crypto,
+}
+
+impl From<WithdrawalMethod> for Method {
+    fn from(method: WithdrawalMethod) -> Self {
+        match method {
+            WithdrawalMethod::BankTransfer => Self::BankTransfer,
+            WithdrawalMethod::Paypal => Self::Paypal,
+            WithdrawalMethod::Crypto => Self::Crypto,
+        }
+    }
+}
+
+/// Whether a command was new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandStatus {
+    /// Recorded and queued now.
+    Queued,
+    /// The idempotency key was seen before with the same request: nothing new
+    /// was written and the answer describes the first one.
+    Duplicate,
+}
+
+impl CommandStatus {
+    /// As answered, and as the metric's outcome label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Duplicate => "duplicate",
+        }
+    }
+}
+
+// The answers' fields are declared in alphabetical order: that is the order
+// the `json!` maps they replace wrote them in, so the bytes on the wire did
+// not change.
+
+/// `POST /token/mint` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct MintAnswer {
+    /// HNV queued for minting.
+    #[schema(value_type = HnvAmount)]
+    pub amount: Wei,
+    /// Why, as the request gave it.
+    pub reason: String,
+    /// `queued` the first time, `duplicate` for a key seen before.
+    pub status: CommandStatus,
+    /// The idempotency key (or a generated id).
+    pub tx_id: String,
+    /// The partners' id of the user.
+    pub user_id: String,
+}
+
+/// `POST /token/redeem` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RedeemAnswer {
+    /// HNV redeemed.
+    #[schema(value_type = HnvAmount, example = 500.0)]
+    pub amount: Wei,
+    /// Burned on chain: the whole amount.
+    #[schema(value_type = HnvAmount, example = 500.0)]
+    pub burn_amount: Wei,
+    /// The 2 % fee: what is burned but not paid out.
+    #[schema(value_type = HnvAmount, example = 10.0)]
+    pub fee_amount: Wei,
+    /// Paid out: 98 % of the amount.
+    #[schema(value_type = HnvAmount, example = 490.0)]
+    pub payout_amount: Wei,
+    /// The redemption's id.
+    #[schema(value_type = String, format = "uuid")]
+    pub request_id: uuid::Uuid,
+    /// `queued` the first time, `duplicate` for a key seen before.
+    pub status: CommandStatus,
+    /// The partners' id of the user.
+    pub user_id: String,
+    /// How the payout is made.
+    pub withdrawal_method: Method,
 }
 
 #[utoipa::path(
     post,
     path = "/token/mint",
-    tag = super::openapi::TOKEN_TAG,
+    tag = TAG,
     summary = "Queue a mint to a user",
     request_body = MintBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Alternative to the body's `idempotency_key`")),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "`queued`, or `duplicate` for a key seen before", body = super::openapi::MintAnswer),
-        (status = 401, description = "`Invalid API key`", body = haven_common::openapi::Detail),
-        (status = 403, description = "`Missing API key`", body = haven_common::openapi::Detail),
-        (status = 404, description = "`User not found`", body = haven_common::openapi::Detail),
-        (status = 413, description = "The body is larger than MAX_BODY_SIZE", body = haven_common::openapi::Detail),
-        (status = 415, description = "Content-Type is not JSON", body = haven_common::openapi::Detail),
-        (status = 422, description = "An invalid field, or a key reused with another request", body = haven_common::openapi::Detail),
-        (status = 429, description = "The key's rate limit is used up (`Retry-After`)", body = haven_common::openapi::Detail),
-        (status = 503, description = "Nothing was recorded; retry", body = haven_common::openapi::Detail),
+        (status = 200, description = "`queued`, or `duplicate` for a key seen before", body = MintAnswer),
+        (status = 401, description = "`Invalid API key`", body = Detail),
+        (status = 403, description = "`Missing API key`", body = Detail),
+        (status = 404, description = "`User not found`", body = Detail),
+        (status = 413, description = "The body is larger than MAX_BODY_SIZE", body = Detail),
+        (status = 415, description = "Content-Type is not JSON", body = Detail),
+        (status = 422, description = "An invalid field, or a key reused with another request", body = Detail),
+        (status = 429, description = "The key's rate limit is used up (`Retry-After`)", body = Detail),
+        (status = 503, description = "Nothing was recorded; retry", body = Detail),
     )
 )]
 #[tracing::instrument(skip_all, fields(key = operator.key_index))]
@@ -107,7 +213,7 @@ async fn mint(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<MintAnswer>, Error> {
     let answer = async {
         let raw = read_capped(&headers, body, state.max_body_size).await?;
         require_json(&headers)?;
@@ -126,44 +232,44 @@ async fn mint(
     let (status, command) = match answer {
         Ok(Stored::Accepted(command)) => {
             state.outbox.notify();
-            ("queued", command)
+            (CommandStatus::Queued, command)
         }
-        Ok(Stored::Duplicate(command)) => ("duplicate", command),
+        Ok(Stored::Duplicate(command)) => (CommandStatus::Duplicate, command),
         Err(err) => {
             state.metrics.command("mint", "rejected", err.reason());
             return Err(err);
         }
     };
-    state.metrics.command("mint", status, "none");
-    tracing::info!(tx_id = %command.tx_id, status, "mint command answered");
-    Ok(Json(json!({
-        "status": status,
-        "tx_id": command.tx_id,
-        "user_id": command.user_id,
-        "amount": command.amount,
-        "reason": command.reason,
-    })))
+    state.metrics.command("mint", status.as_str(), "none");
+    tracing::info!(tx_id = %command.tx_id, status = status.as_str(), "mint command answered");
+    Ok(Json(MintAnswer {
+        amount: command.amount,
+        reason: command.reason,
+        status,
+        tx_id: command.tx_id,
+        user_id: command.user_id,
+    }))
 }
 
 #[utoipa::path(
     post,
     path = "/token/redeem",
-    tag = super::openapi::TOKEN_TAG,
+    tag = TAG,
     summary = "Reserve a redemption and queue its burn and payout",
     request_body = RedeemBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Alternative to the body's `idempotency_key`")),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "`queued`, or `duplicate` for a key seen before", body = super::openapi::RedeemAnswer),
-        (status = 400, description = "`Insufficient balance`", body = haven_common::openapi::Detail),
-        (status = 401, description = "`Invalid API key`", body = haven_common::openapi::Detail),
-        (status = 403, description = "`Missing API key`, or KYC needed above the threshold", body = haven_common::openapi::Detail),
-        (status = 404, description = "`User not found`", body = haven_common::openapi::Detail),
-        (status = 413, description = "The body is larger than MAX_BODY_SIZE", body = haven_common::openapi::Detail),
-        (status = 415, description = "Content-Type is not JSON", body = haven_common::openapi::Detail),
-        (status = 422, description = "An invalid field, or a key reused with another request", body = haven_common::openapi::Detail),
-        (status = 429, description = "The key's rate limit is used up (`Retry-After`)", body = haven_common::openapi::Detail),
-        (status = 503, description = "Nothing was recorded; retry", body = haven_common::openapi::Detail),
+        (status = 200, description = "`queued`, or `duplicate` for a key seen before", body = RedeemAnswer),
+        (status = 400, description = "`Insufficient balance`", body = Detail),
+        (status = 401, description = "`Invalid API key`", body = Detail),
+        (status = 403, description = "`Missing API key`, or KYC needed above the threshold", body = Detail),
+        (status = 404, description = "`User not found`", body = Detail),
+        (status = 413, description = "The body is larger than MAX_BODY_SIZE", body = Detail),
+        (status = 415, description = "Content-Type is not JSON", body = Detail),
+        (status = 422, description = "An invalid field, or a key reused with another request", body = Detail),
+        (status = 429, description = "The key's rate limit is used up (`Retry-After`)", body = Detail),
+        (status = 503, description = "Nothing was recorded; retry", body = Detail),
     )
 )]
 #[tracing::instrument(skip_all, fields(key = operator.key_index))]
@@ -172,7 +278,7 @@ async fn redeem(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<RedeemAnswer>, Error> {
     let answer = async {
         let raw = read_capped(&headers, body, state.max_body_size).await?;
         require_json(&headers)?;
@@ -199,32 +305,31 @@ async fn redeem(
     let (command, status, reservation) = match answer {
         Ok((command, Stored::Accepted(r))) => {
             state.outbox.notify();
-            (command, "queued", r)
+            (command, CommandStatus::Queued, r)
         }
-        Ok((command, Stored::Duplicate(r))) => (command, "duplicate", r),
+        Ok((command, Stored::Duplicate(r))) => (command, CommandStatus::Duplicate, r),
         Err(err) => {
             state.metrics.command("redeem", "rejected", err.reason());
             return Err(err);
         }
     };
-    state.metrics.command("redeem", status, "none");
+    state.metrics.command("redeem", status.as_str(), "none");
     let Reservation {
         request_id,
         burn_amount,
         payout_amount,
     } = reservation;
-    tracing::info!(%request_id, status, "redeem command answered");
-    let fee = burn_amount.checked_sub(payout_amount).unwrap_or(Wei::ZERO);
-    Ok(Json(json!({
-        "status": status,
-        "request_id": request_id,
-        "user_id": command.user_id,
-        "amount": command.amount,
-        "burn_amount": burn_amount,
-        "payout_amount": payout_amount,
-        "fee_amount": fee,
-        "withdrawal_method": method_name(command.method),
-    })))
+    tracing::info!(%request_id, status = status.as_str(), "redeem command answered");
+    Ok(Json(RedeemAnswer {
+        amount: command.amount,
+        burn_amount,
+        fee_amount: burn_amount.checked_sub(payout_amount).unwrap_or(Wei::ZERO),
+        payout_amount,
+        request_id,
+        status,
+        user_id: command.user_id,
+        withdrawal_method: command.method.into(),
+    }))
 }
 
 /// Parses a JSON body, naming the field that failed in the 422 `detail`.
@@ -322,12 +427,12 @@ fn text(field: &str, value: String) -> Result<String, Error> {
 /// The method and its destination; crypto needs an Ethereum address,
 /// lower-case or EIP-55 checksummed.
 fn withdrawal(
-    method: WithdrawalMethodBody,
+    method: Method,
     address: Option<String>,
 ) -> Result<(WithdrawalMethod, Option<String>), Error> {
     let address = address.filter(|a| !a.trim().is_empty());
     match method {
-        WithdrawalMethodBody::Crypto => {
+        Method::Crypto => {
             let address = address.ok_or_else(|| {
                 Error::Validation(
                     "field `withdrawal_address` is required for crypto withdrawals".to_owned(),
@@ -341,10 +446,10 @@ fn withdrawal(
             }
             Ok((WithdrawalMethod::Crypto, Some(address)))
         }
-        WithdrawalMethodBody::BankTransfer | WithdrawalMethodBody::Paypal => {
+        Method::BankTransfer | Method::Paypal => {
             let address = address.map(|a| text("withdrawal_address", a)).transpose()?;
             let method = match method {
-                WithdrawalMethodBody::Paypal => WithdrawalMethod::Paypal,
+                Method::Paypal => WithdrawalMethod::Paypal,
                 _ => WithdrawalMethod::BankTransfer,
             };
             Ok((method, address))
@@ -365,14 +470,6 @@ pub fn is_valid_eth_address(address: &str) -> bool {
         return true;
     }
     alloy_primitives::Address::parse_checksummed(address, None).is_ok()
-}
-
-fn method_name(method: WithdrawalMethod) -> &'static str {
-    match method {
-        WithdrawalMethod::BankTransfer => "bank_transfer",
-        WithdrawalMethod::Paypal => "paypal",
-        WithdrawalMethod::Crypto => "crypto",
-    }
 }
 
 #[cfg(test)]
@@ -404,6 +501,66 @@ mod tests {
         assert!(!is_valid_eth_address(
             "0xzzaeb6053f3e94c9b9a09f33669435e7ef1beaed"
         ));
+    }
+
+    #[test]
+    fn answers_serialize_as_the_json_maps_they_replaced() {
+        let amount = Wei::parse("100.5").unwrap();
+        let mint = MintAnswer {
+            amount,
+            reason: "booking".to_owned(),
+            status: CommandStatus::Queued,
+            tx_id: "mint_key_1".to_owned(),
+            user_id: "u1".to_owned(),
+        };
+        let before = serde_json::json!({
+            "status": "queued",
+            "tx_id": "mint_key_1",
+            "user_id": "u1",
+            "amount": amount,
+            "reason": "booking",
+        });
+        assert_eq!(
+            serde_json::to_string(&mint).unwrap(),
+            serde_json::to_string(&before).unwrap()
+        );
+
+        let request_id = uuid::Uuid::now_v7();
+        let (burn, payout) = (Wei::parse("500").unwrap(), Wei::parse("490").unwrap());
+        let redeem = RedeemAnswer {
+            amount: burn,
+            burn_amount: burn,
+            fee_amount: Wei::parse("10").unwrap(),
+            payout_amount: payout,
+            request_id,
+            status: CommandStatus::Duplicate,
+            user_id: "u1".to_owned(),
+            withdrawal_method: WithdrawalMethod::BankTransfer.into(),
+        };
+        let before = serde_json::json!({
+            "status": "duplicate",
+            "request_id": request_id,
+            "user_id": "u1",
+            "amount": burn,
+            "burn_amount": burn,
+            "payout_amount": payout,
+            "fee_amount": Wei::parse("10").unwrap(),
+            "withdrawal_method": "bank_transfer",
+        });
+        assert_eq!(
+            serde_json::to_string(&redeem).unwrap(),
+            serde_json::to_string(&before).unwrap()
+        );
+        for (method, name) in [
+            (WithdrawalMethod::BankTransfer, "bank_transfer"),
+            (WithdrawalMethod::Paypal, "paypal"),
+            (WithdrawalMethod::Crypto, "crypto"),
+        ] {
+            assert_eq!(
+                serde_json::to_value(Method::from(method)).unwrap(),
+                serde_json::json!(name)
+            );
+        }
     }
 
     #[test]

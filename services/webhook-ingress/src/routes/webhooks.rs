@@ -5,20 +5,32 @@
 //! Order of checks (nothing is parsed or stored before the signature holds):
 //! body size cap (413) -> signature over the raw bytes (401) -> content type
 //! (415) -> payload (422) -> one transaction: dedupe record + outbox row.
+//!
+//! The nine routes share one handler; each is registered together with its
+//! OpenAPI operation, generated from the same [`ROUTES`] table, so the
+//! document lists exactly the routes served.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
-use serde_json::{Value, json};
+use haven_common::openapi::Detail;
+use serde::Serialize;
+use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn, Paths};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::tag::TagBuilder;
+use utoipa::openapi::{
+    ContentBuilder, HttpMethod, ObjectBuilder, Ref, Required, ResponseBuilder, Type,
+};
+use utoipa::{PartialSchema, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
 
-use super::AppState;
 use super::body::{read_capped, require_json};
 use crate::error::Error;
 use crate::payloads::{self, WebhookKind};
-use crate::signature::{self, Partner, Refusal};
+use crate::signature::{self, Partner, Refusal, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
+use crate::state::AppState;
 use crate::store::{self, Stored};
 
 /// Every webhook route: path, partner, kind.
@@ -70,20 +82,62 @@ pub const ROUTES: [(&str, Partner, WebhookKind); 9] = [
     ),
 ];
 
-/// The webhook routes.
-pub fn router() -> Router<AppState> {
-    ROUTES
-        .into_iter()
-        .fold(Router::new(), |router, (path, partner, kind)| {
-            router.route(
-                path,
-                post(
+/// Whether an event was new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookStatus {
+    /// Durably queued now.
+    Accepted,
+    /// Accepted before: nothing new was written.
+    Duplicate,
+}
+
+impl WebhookStatus {
+    /// As answered, and as the metric's outcome label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// A webhook's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct WebhookAnswer {
+    /// `accepted` once durably queued, `duplicate` for an event accepted before.
+    pub status: WebhookStatus,
+}
+
+/// The webhook routes, each registered with its OpenAPI operation, and the
+/// partners' tags.
+pub fn router() -> OpenApiRouter<AppState> {
+    let mut schemas = vec![(WebhookAnswer::name().into_owned(), WebhookAnswer::schema())];
+    WebhookAnswer::schemas(&mut schemas);
+    let mut router =
+        ROUTES
+            .into_iter()
+            .fold(OpenApiRouter::new(), |router, (path, partner, kind)| {
+                let mut paths = Paths::new();
+                paths.add_path_operation(path, vec![HttpMethod::Post], operation(partner, kind));
+                let handler = post(
                     move |state: State<AppState>, headers: HeaderMap, body: Body| {
                         receive(partner, kind, state, headers, body)
                     },
-                ),
-            )
-        })
+                );
+                router.routes((schemas.clone(), paths, handler))
+            });
+    router.get_openapi_mut().tags = Some(vec![
+        TagBuilder::new()
+            .name(Partner::Aurora.as_str())
+            .description(Some("Signed webhooks of the Aurora PMS"))
+            .build(),
+        TagBuilder::new()
+            .name(Partner::Tribe.as_str())
+            .description(Some("Signed webhooks of the Tribe community app"))
+            .build(),
+    ]);
+    router
 }
 
 #[tracing::instrument(skip_all, fields(partner = partner.as_str(), kind = ?kind))]
@@ -93,15 +147,21 @@ async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, Error> {
-    let answer = accept(partner, kind, &state, &headers, body).await;
+) -> Result<Json<WebhookAnswer>, Error> {
+    let answer = accept(partner, kind, &state, &headers, body)
+        .await
+        .map(|stored| match stored {
+            Stored::Accepted(()) => WebhookStatus::Accepted,
+            Stored::Duplicate(()) => WebhookStatus::Duplicate,
+        });
     match &answer {
-        Ok(Stored::Accepted(())) => {
-            state.outbox.notify();
-            state.metrics.webhook(partner.as_str(), "accepted", "none");
-        }
-        Ok(Stored::Duplicate(())) => {
-            state.metrics.webhook(partner.as_str(), "duplicate", "none");
+        Ok(status) => {
+            if *status == WebhookStatus::Accepted {
+                state.outbox.notify();
+            }
+            state
+                .metrics
+                .webhook(partner.as_str(), status.as_str(), "none");
         }
         Err(err) => {
             tracing::info!(
@@ -114,11 +174,7 @@ async fn receive(
                 .webhook(partner.as_str(), "rejected", err.reason());
         }
     }
-    let status = match answer? {
-        Stored::Accepted(()) => "accepted",
-        Stored::Duplicate(()) => "duplicate",
-    };
-    Ok(Json(json!({ "status": status })))
+    Ok(Json(WebhookAnswer { status: answer? }))
 }
 
 async fn accept(
@@ -137,17 +193,150 @@ async fn accept(
         })?;
     require_json(headers)?;
     let event =
-        payloads::parse(kind, &verified.body).map_err(|e| Error::Validation(e.to_string()))?;
+        payloads::parse(kind, verified.body()).map_err(|e| Error::Validation(e.to_string()))?;
     // The sender's delivery id when it gave one (Standard Webhooks), else the
     // "once per" key of SPEC.md's rules table.
-    let event_key = match verified.delivery_id {
+    let event_key = match verified.delivery_id() {
         Some(id) if id.is_empty() || id.len() > 255 => {
             return Err(Error::Validation(
                 "header `webhook-id` must be 1 to 255 characters".to_owned(),
             ));
         }
-        Some(id) => id,
+        Some(id) => id.to_owned(),
         None => event.once_per_key(),
     };
     store::accept_event(&state.db, event, event_key).await
+}
+
+/// The OpenAPI operation of one webhook route.
+fn operation(partner: Partner, kind: WebhookKind) -> Operation {
+    let header = |name: &str, description: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(String::schema()))
+            .build()
+    };
+    let detail = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(Detail::name())))
+                    .build(),
+            )
+            .build()
+    };
+    let (summary, fields) = describe(kind);
+    OperationBuilder::new()
+        .tag(partner.as_str())
+        .operation_id(Some(format!("{}_{kind:?}", partner.as_str())))
+        .summary(Some(summary))
+        .description(Some(format!(
+            "Accepted once durably queued (`accepted`), or `duplicate` for an event accepted before. \
+             The signature is checked over the raw body before anything is parsed: \
+             `{}` (hex HMAC-SHA256 of the raw body or of its canonical JSON), or the three \
+             Standard Webhooks headers. Fields (either spelling): {fields}.",
+            partner.signature_header()
+        )))
+        .parameter(header(
+            partner.signature_header(),
+            "Hex HMAC-SHA256 of the raw body (or of the canonical JSON) with the partner's secret",
+        ))
+        .parameter(header(WEBHOOK_ID, "Standard Webhooks: the delivery id (the dedupe key when given)"))
+        .parameter(header(WEBHOOK_TIMESTAMP, "Standard Webhooks: Unix seconds, within 300 s of now"))
+        .parameter(header(
+            WEBHOOK_SIGNATURE,
+            "Standard Webhooks: `v1,<base64 HMAC-SHA256 of id.timestamp.body>`, space-separated",
+        ))
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(Required::True))
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::Object).build()))
+                        .build(),
+                )
+                .build(),
+        ))
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("`accepted` or `duplicate`")
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(WebhookAnswer::name())))
+                        .build(),
+                )
+                .build(),
+        )
+        .response("401", detail("`Missing webhook signature` or `Invalid signature`"))
+        .response("413", detail("The body is larger than MAX_BODY_SIZE"))
+        .response("415", detail("Content-Type is not JSON"))
+        .response("422", detail("The payload is invalid; the detail names the field"))
+        .response("503", detail("Nothing was recorded; retry"))
+        .build()
+}
+
+/// Summary and fields of each webhook (SPEC.md "Payload field names").
+fn describe(kind: WebhookKind) -> (&'static str, &'static str) {
+    match kind {
+        WebhookKind::BookingCreated => (
+            "Aurora booking created: 2 HNV per CAD, x1.2 above one night",
+            "`id`|`booking_id`, `guest_id`|`guestId`, `guest_email`|`email`, `total_price`|`totalPrice`, `nights`|`numberOfNights`, `check_in`|`checkIn`, `check_out`|`checkOut`",
+        ),
+        WebhookKind::BookingCompleted => (
+            "Aurora booking completed",
+            "`id`|`booking_id`, `guest_id`|`guestId`",
+        ),
+        WebhookKind::BookingCancelled => (
+            "Aurora booking cancelled: reverses the booking reward",
+            "`id`|`booking_id`, `guest_id`|`guestId`, `cancellation_reason`",
+        ),
+        WebhookKind::ReviewSubmitted => (
+            "Aurora review submitted: 50 HNV for a rating of 4 or 5",
+            "`id`, `booking_id`, `guest_id`, `rating` (1..5)",
+        ),
+        WebhookKind::EventAttendance => (
+            "Tribe event attendance",
+            "`id`|`event_id`, `attendee_id`|`user_id`, `name`|`event_name`, `type`|`event_type`, `attended` (default true), `timestamp`",
+        ),
+        WebhookKind::Contribution => (
+            "Tribe contribution",
+            "`id`, `user_id`, `type`, `quality_score`",
+        ),
+        WebhookKind::StakingStarted => ("Tribe staking started", "`id`, `user_id`, `amount`"),
+        WebhookKind::CoachingMilestone => (
+            "Tribe coaching milestone",
+            "`user_id`, `milestone_name`, `tier`",
+        ),
+        WebhookKind::ReferralSuccess => (
+            "Tribe referral success: rewards the referrer",
+            "`referrer_id`, `referred_id`, `tier`",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_serialize_as_the_json_maps_they_replaced() {
+        for (status, text) in [
+            (WebhookStatus::Accepted, "accepted"),
+            (WebhookStatus::Duplicate, "duplicate"),
+        ] {
+            assert_eq!(status.as_str(), text);
+            assert_eq!(
+                serde_json::to_string(&WebhookAnswer { status }).unwrap(),
+                serde_json::json!({ "status": text }).to_string()
+            );
+        }
+    }
 }

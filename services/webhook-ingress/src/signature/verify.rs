@@ -1,13 +1,6 @@
-//! Partner webhook signatures: the three schemes of SPEC.md, every comparison
-//! in constant time, several active secrets per partner for rotation.
-//!
-//! 1. `X-Aurora-Signature` / `X-Tribe-Signature`: hex HMAC-SHA256 of the raw body.
-//! 2. The same header over the canonical JSON the seed guide's senders sign:
-//!    `json.dumps(payload, sort_keys=True)` in Python, reproduced byte for byte
-//!    by [`python_canonical_json`].
-//! 3. Standard Webhooks: `webhook-id`, `webhook-timestamp` (within
-//!    [`STANDARD_TOLERANCE_SECS`] either way) and `webhook-signature`, a
-//!    space-separated list of `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`.
+//! Verification: the active secrets of a partner, the three schemes checked
+//! over the raw body in constant time, and [`verify_request`], the only
+//! maker of a [`Verified`] body.
 
 use std::fmt;
 
@@ -16,7 +9,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-type HmacSha256 = Hmac<Sha256>;
+use super::canonical::python_canonical_json;
+
+/// The MAC of every scheme; the sender signs with the same.
+pub(super) type HmacSha256 = Hmac<Sha256>;
 
 /// How far a Standard Webhooks timestamp may be from now, either way.
 pub const STANDARD_TOLERANCE_SECS: i64 = 300;
@@ -141,56 +137,10 @@ impl PartnerSecrets {
 
 /// The HMAC key of one secret entry: the base64-decoded key of a `whsec_`
 /// entry (`None` when that is not base64), else the entry's bytes.
-fn key_of(entry: &str) -> Option<Vec<u8>> {
+pub(super) fn key_of(entry: &str) -> Option<Vec<u8>> {
     match entry.strip_prefix(WHSEC_PREFIX) {
         Some(b64) => BASE64.decode(b64).ok(),
         None => Some(entry.as_bytes().to_vec()),
-    }
-}
-
-/// The sending side of the three schemes: how a partner signs what this
-/// service verifies. For load tests, tools and tests; `secret` is one entry
-/// as it is configured (raw, or `whsec_<base64>`).
-pub mod sender {
-    use base64::Engine as _;
-    use hmac::Mac as _;
-
-    use super::{
-        BASE64, HmacSha256, SecretsError, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
-    };
-
-    fn mac(secret: &str) -> Result<HmacSha256, SecretsError> {
-        let key = super::key_of(secret).ok_or(SecretsError::BadBase64(1))?;
-        HmacSha256::new_from_slice(&key).map_err(|_| SecretsError::Empty)
-    }
-
-    /// Schemes 1 and 2: the hex HMAC-SHA256 of `message` (the raw body, or
-    /// its [`python_canonical_json`](super::python_canonical_json) form),
-    /// the value of `X-Aurora-Signature` / `X-Tribe-Signature`.
-    pub fn hex_signature(secret: &str, message: &[u8]) -> Result<String, SecretsError> {
-        let mut mac = mac(secret)?;
-        mac.update(message);
-        Ok(hex::encode(mac.finalize().into_bytes()))
-    }
-
-    /// Scheme 3: the Standard Webhooks headers (`webhook-id`,
-    /// `webhook-timestamp`, `webhook-signature: v1,<base64>`) of `body`
-    /// sent as delivery `id` at unix time `timestamp`.
-    pub fn standard_headers(
-        secret: &str,
-        id: &str,
-        timestamp: i64,
-        body: &[u8],
-    ) -> Result<[(&'static str, String); 3], SecretsError> {
-        let mut mac = mac(secret)?;
-        mac.update(format!("{id}.{timestamp}.").as_bytes());
-        mac.update(body);
-        let signature = BASE64.encode(mac.finalize().into_bytes());
-        Ok([
-            (WEBHOOK_ID, id.to_owned()),
-            (WEBHOOK_TIMESTAMP, timestamp.to_string()),
-            (WEBHOOK_SIGNATURE, format!("v1,{signature}")),
-        ])
     }
 }
 
@@ -242,15 +192,26 @@ pub const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
 /// Standard Webhooks signature header.
 pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
 
-/// A body whose signature holds. The only way to get one is [`verify_request`],
-/// so code that takes a `Verified` cannot run on an unsigned body.
+/// A body whose signature holds. The only way to get one is [`verify_request`]
+/// (the fields are private), so code that takes a `Verified` cannot run on an
+/// unsigned body.
 #[derive(Debug)]
 pub struct Verified {
+    body: axum::body::Bytes,
+    delivery_id: Option<String>,
+}
+
+impl Verified {
     /// The raw body, exactly as signed.
-    pub body: axum::body::Bytes,
+    pub fn body(&self) -> &axum::body::Bytes {
+        &self.body
+    }
+
     /// The Standard Webhooks `webhook-id`, the sender's delivery id, when
     /// that scheme was used.
-    pub delivery_id: Option<String>,
+    pub fn delivery_id(&self) -> Option<&str> {
+        self.delivery_id.as_deref()
+    }
 }
 
 /// Why a request's signature was refused (each a 401).
@@ -311,201 +272,10 @@ fn verify(mut mac: HmacSha256, message: &[u8], expected: &[u8]) -> bool {
     mac.verify_slice(expected).is_ok()
 }
 
-/// `json.dumps(value, sort_keys=True)` as CPython writes it: `", "` and
-/// `": "` separators, keys sorted by code point, non-ASCII and control
-/// characters escaped as `\uXXXX` (surrogate pairs above the BMP), floats in
-/// Python's `repr` form (`100.0`, `1e+16`, `1.5e-05`).
-pub fn python_canonical_json(value: &serde_json::Value) -> String {
-    let mut out = String::new();
-    write_value(value, &mut out);
-    out
-}
-
-fn write_value(value: &serde_json::Value, out: &mut String) {
-    use serde_json::Value;
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                out.push_str(&i.to_string());
-            } else if let Some(u) = n.as_u64() {
-                out.push_str(&u.to_string());
-            } else if let Some(f) = n.as_f64() {
-                out.push_str(&python_float_repr(f));
-            }
-        }
-        Value::String(s) => write_string(s, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_value(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            // serde_json's default map is a BTreeMap: UTF-8 byte order, which
-            // is code-point order, which is how Python sorts str keys.
-            out.push('{');
-            for (i, (key, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_string(key, out);
-                out.push_str(": ");
-                write_value(item, out);
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn write_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-        }
-    }
-    out.push('"');
-}
-
-/// Python's `repr(float)`: the shortest digits that round-trip, in fixed
-/// notation when the decimal exponent is in -4..16, else scientific with a
-/// signed two-digit-minimum exponent.
-fn python_float_repr(f: f64) -> String {
-    // Rust's `{:e}` gives the same shortest round-trip digits: `1.5e16`.
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    if !(-4..16).contains(&exp) {
-        let (first, rest) = digits.split_at(1);
-        let mantissa = if rest.is_empty() {
-            first.to_owned()
-        } else {
-            format!("{first}.{rest}")
-        };
-        let exp_sign = if exp < 0 { '-' } else { '+' };
-        return format!("{sign}{mantissa}e{exp_sign}{:02}", exp.abs());
-    }
-    if exp < 0 {
-        let zeros = "0".repeat(usize::try_from(-exp - 1).unwrap_or(0));
-        return format!("{sign}0.{zeros}{digits}");
-    }
-    let int_len = usize::try_from(exp + 1).unwrap_or(1);
-    if digits.len() <= int_len {
-        format!("{sign}{digits}{}.0", "0".repeat(int_len - digits.len()))
-    } else {
-        let (int, frac) = digits.split_at(int_len);
-        format!("{sign}{int}.{frac}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Generated with CPython 3.11:
-    /// `json.dumps(p, sort_keys=True)` and `hmac.new(b"aurora_secret_key", m.encode(), hashlib.sha256).hexdigest()`.
-    const PY_BODY: &str = r#"{"id": "booking_123", "guest_id": "guest_456", "total_price": 100.0, "name": "Caf\u00e9 \u2713 \ud83d\ude00", "n": [1, 2.5, 1e+16, 1.5e-05, 0.0001, -0.0, 123456789.125, true, null], "z": {"b": 1, "a": "x\"y\\\n\t\u007f\u0001"}}"#;
-    const PY_CANONICAL: &str = r#"{"guest_id": "guest_456", "id": "booking_123", "n": [1, 2.5, 1e+16, 1.5e-05, 0.0001, -0.0, 123456789.125, true, null], "name": "Caf\u00e9 \u2713 \ud83d\ude00", "total_price": 100.0, "z": {"a": "x\"y\\\n\t\u007f\u0001", "b": 1}}"#;
-    const PY_CANONICAL_HMAC: &str =
-        "a8f7f3fd1f10c75873aed1230d31603e91c93fdc2c42e0f59fbaecca5eca101e";
-
-    fn secrets(list: &str) -> PartnerSecrets {
-        PartnerSecrets::parse(list).unwrap()
-    }
-
-    fn hex_hmac(key: &[u8], body: &[u8]) -> String {
-        let mut mac = HmacSha256::new_from_slice(key).unwrap();
-        mac.update(body);
-        hex::encode(mac.finalize().into_bytes())
-    }
-
-    #[test]
-    fn what_the_sender_signs_verifies_under_all_three_schemes() {
-        let whsec = format!("whsec_{}", BASE64.encode(b"rotated key"));
-        for secret in ["aurora_secret_key", whsec.as_str()] {
-            let active = secrets(&format!("older,{secret}"));
-            let value: serde_json::Value = serde_json::from_str(PY_BODY).unwrap();
-            let raw = PY_BODY.as_bytes();
-            let over_raw = sender::hex_signature(secret, raw).unwrap();
-            assert!(active.verify_hex(&over_raw, raw));
-            let canonical = python_canonical_json(&value);
-            let over_canonical = sender::hex_signature(secret, canonical.as_bytes()).unwrap();
-            assert!(active.verify_hex(&over_canonical, raw));
-            let [id, ts, sig] =
-                sender::standard_headers(secret, "msg_1", 1_700_000_000, raw).unwrap();
-            assert_eq!(
-                (id.0, ts.0, sig.0),
-                (WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE)
-            );
-            assert_eq!(
-                active.verify_standard(&id.1, &ts.1, &sig.1, raw, 1_700_000_010),
-                Ok(())
-            );
-            assert!(!secrets("older").verify_hex(&over_raw, raw));
-        }
-        assert_eq!(
-            sender::hex_signature(PY_BODY, b"x").unwrap(),
-            hex_hmac(PY_BODY.as_bytes(), b"x")
-        );
-        assert_eq!(
-            sender::hex_signature("aurora_secret_key", PY_CANONICAL.as_bytes()).unwrap(),
-            PY_CANONICAL_HMAC
-        );
-        assert_eq!(
-            sender::hex_signature("whsec_not base64!", b"x"),
-            Err(SecretsError::BadBase64(1))
-        );
-    }
-
-    #[test]
-    fn canonical_json_matches_python_byte_for_byte() {
-        let value: serde_json::Value = serde_json::from_str(PY_BODY).unwrap();
-        assert_eq!(python_canonical_json(&value), PY_CANONICAL);
-    }
-
-    #[test]
-    fn float_repr_matches_python() {
-        for (f, py) in [
-            (100.0, "100.0"),
-            (0.1, "0.1"),
-            (1e16, "1e+16"),
-            (1.5e16, "1.5e+16"),
-            (9999999999999998.0, "9999999999999998.0"),
-            (1e-5, "1e-05"),
-            (0.0001, "0.0001"),
-            (0.0, "0.0"),
-            (-0.0, "-0.0"),
-            (-2.5, "-2.5"),
-            (1e300, "1e+300"),
-            (123.456, "123.456"),
-        ] {
-            assert_eq!(python_float_repr(f), py, "{f}");
-        }
-    }
+    use crate::signature::fixtures::{PY_BODY, PY_CANONICAL_HMAC, hex_hmac, secrets};
 
     #[test]
     fn seed_guide_sender_signature_is_accepted() {
@@ -606,5 +376,35 @@ mod tests {
         );
         let s = secrets("hunter2,whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
         assert_eq!(format!("{s:?}"), "PartnerSecrets([2 redacted])");
+    }
+
+    #[test]
+    fn a_verified_request_carries_its_body_and_the_delivery_id_of_its_scheme() {
+        let standard = secrets(SW_SECRET);
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(WEBHOOK_ID, SW_ID.parse().unwrap());
+        headers.insert(WEBHOOK_TIMESTAMP, SW_TS.to_string().parse().unwrap());
+        headers.insert(WEBHOOK_SIGNATURE, SW_SIG.parse().unwrap());
+        let body = axum::body::Bytes::from_static(SW_BODY);
+        let verified =
+            verify_request(Partner::Aurora, &standard, &headers, body.clone(), SW_TS).unwrap();
+        assert_eq!(
+            (verified.body(), verified.delivery_id()),
+            (&body, Some(SW_ID))
+        );
+
+        let hex = secrets("k1");
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            Partner::Tribe.signature_header(),
+            hex_hmac(b"k1", SW_BODY).parse().unwrap(),
+        );
+        let verified = verify_request(Partner::Tribe, &hex, &headers, body.clone(), 0).unwrap();
+        assert_eq!((verified.body(), verified.delivery_id()), (&body, None));
+        // Aurora's header is not Tribe's.
+        assert_eq!(
+            verify_request(Partner::Aurora, &hex, &headers, body, 0).unwrap_err(),
+            Refusal::Missing
+        );
     }
 }
