@@ -11,7 +11,6 @@
 //! tests start the real thing in-process. [`reconcile_once`] is the
 //! `read-api reconcile` command.
 
-pub mod batch;
 pub mod chain;
 pub mod config;
 pub mod error;
@@ -59,7 +58,7 @@ pub async fn run(
     let probes: Vec<Arc<dyn Probe>> = vec![Arc::new(DatabaseProbe::new(db.clone()))];
     let store = Store::new(
         db.clone(),
-        batch::workers(config.database.database_max_connections),
+        store::batch::workers(config.database.database_max_connections),
     );
     let chain = chain_reader(&config)?;
 
