@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod money;
 pub mod openapi;
 pub mod retry;
+mod schemas;
 pub mod shutdown;
 pub mod telemetry;
 
