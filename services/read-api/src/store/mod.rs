@@ -90,8 +90,8 @@ impl Store {
             UserKey::Wallet(v) => (&self.sql.balance_by_wallet, v),
             UserKey::Email(v) => (&self.sql.balance_by_email, v),
         };
-        let rows = self.db.query_all_raw(sql.bind(&[value.into()])).await?;
-        match rows.as_slice() {
+        let found = self.db.query_all_raw(sql.bind(&[value.into()])).await?;
+        match found.as_slice() {
             [] => Ok(Lookup::NotFound),
             [row] => Ok(Lookup::Found(rows::balance_row(row)?)),
             _ => Ok(Lookup::Ambiguous),
@@ -139,12 +139,15 @@ impl Store {
             Some(row) => rows::count(&row, "total")?,
             None => 0,
         };
-        let mut rows = page
+        let mut entries = page
             .iter()
             .map(rows::history_row)
             .collect::<Result<Vec<_>, _>>()?;
-        self.link_refunds(id, &mut rows).await?;
-        Ok(Some(HistoryPage { rows, total }))
+        self.link_refunds(id, &mut entries).await?;
+        Ok(Some(HistoryPage {
+            rows: entries,
+            total,
+        }))
     }
 
     /// Attaches each refund mint of the page to its redemption: a refund's
