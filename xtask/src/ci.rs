@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::console::Console;
 use crate::infra::{self, Endpoint};
+use crate::step::{StepError, StepResult, run_command};
 use crate::workspace::{Workspace, cargo};
 use crate::{coverage, npm, ops};
 
@@ -100,22 +101,6 @@ pub enum StepId {
     /// Contract artifacts check and contract tests.
     Contracts,
 }
-
-/// How a step ended.
-pub(crate) enum StepError {
-    /// A command ran and failed: its output already explains why.
-    Failed(String),
-    /// xtask itself could not do the step.
-    Error(anyhow::Error),
-}
-
-impl From<anyhow::Error> for StepError {
-    fn from(err: anyhow::Error) -> Self {
-        StepError::Error(err)
-    }
-}
-
-pub(crate) type StepResult = Result<(), StepError>;
 
 /// Test counts read from nextest's JUnit report, summed over the runs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -334,19 +319,6 @@ fn cargo_step<const N: usize>(ws: &Workspace, args: [&str; N]) -> StepResult {
     let mut command = Command::new(cargo());
     command.args(args).current_dir(&ws.root);
     run_command(command)
-}
-
-/// Runs a command with its output going to ours; a non-zero exit fails the step.
-pub(crate) fn run_command(mut command: Command) -> StepResult {
-    let status = command
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("starting {:?}", command.get_program()))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(StepError::Failed(status.to_string()))
-    }
 }
 
 /// Where the contract tests live, if anywhere yet.

@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::ci::{StepError, StepResult, run_command};
 use crate::console::Console;
+use crate::step::{StepError, StepResult, run_command};
 use crate::workspace::{Workspace, cargo};
 
 /// Version installed when cargo-llvm-cov is missing.

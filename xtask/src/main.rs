@@ -15,6 +15,7 @@ mod infra;
 mod npm;
 mod ops;
 mod stack;
+mod step;
 mod supervisor;
 mod up;
 mod workspace;

@@ -17,8 +17,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
-use crate::ci::{StepResult, run_command};
 use crate::console::Console;
+use crate::step::{StepResult, run_command};
 use crate::workspace::Workspace;
 
 /// The checker script, relative to the workspace root.

@@ -11,7 +11,6 @@
 //! tests start the real thing in-process. [`reconcile_once`] is the
 //! `read-api reconcile` command.
 
-pub mod batch;
 pub mod chain;
 pub mod config;
 pub mod error;
@@ -59,7 +58,10 @@ pub async fn run(
         config.shutdown_grace_period,
     );
     let db = service.database(&config.database).await?;
-    let store = Store::new(db, batch::workers(config.database.database_max_connections));
+    let store = Store::new(
+        db,
+        store::batch::workers(config.database.database_max_connections),
+    );
     let chain = chain_reader(&config)?;
 
     // The periodic reconciliation, when the chain is configured.

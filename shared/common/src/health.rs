@@ -5,6 +5,7 @@
 //! 200 `{"status":"healthy","database":"connected",...}` or 503
 //! `{"status":"unhealthy","database":"disconnected",...}` naming what is down.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -16,11 +17,15 @@ use axum::routing::get;
 use futures::future::BoxFuture;
 use prometheus::{HistogramVec, IntGaugeVec};
 use serde_json::{Map, Value, json};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::metrics::{
     DEPENDENCY_CHECK_SECONDS, DEPENDENCY_UP, LABEL_DEPENDENCY, LATENCY_BUCKETS, MetricsError,
     MetricsRegistry,
 };
+use crate::schemas::{Detail, OPERATIONS_TAG};
 
 /// One dependency whose reachability `/health` reports.
 pub trait Probe: Send + Sync + 'static {
@@ -66,6 +71,41 @@ impl HealthReport {
             body.insert((*name).into(), state.into());
         }
         Value::Object(body)
+    }
+}
+
+/// The `/health` body: `status` plus one key per dependency.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthBody;
+
+impl PartialSchema for HealthBody {
+    fn schema() -> RefOr<Schema> {
+        let state = ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .enum_values(Some([CONNECTED, DISCONNECTED]));
+        ObjectBuilder::new()
+            .property(
+                "status",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .enum_values(Some(["healthy", "unhealthy"])),
+            )
+            .required("status")
+            .additional_properties(Some(state))
+            .description(Some(
+                "`status`, then each dependency the service uses (`database`, `amqp`, \
+                 `blockchain`) as `connected` or `disconnected`.",
+            ))
+            .examples([serde_json::json!(
+                {"status": "healthy", "database": "connected", "blockchain": "connected"}
+            )])
+            .into()
+    }
+}
+
+impl ToSchema for HealthBody {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("HealthBody")
     }
 }
 
@@ -179,16 +219,16 @@ pub fn ops_router(
         .fallback(not_found))
 }
 
-/// `GET /health`: every dependency probed concurrently (documented in
-/// [`crate::openapi`]).
+/// `GET /health`: every dependency probed concurrently (its annotation is
+/// listed in [`crate::openapi::document`]).
 #[utoipa::path(
     get,
     path = "/health",
-    tag = crate::openapi::OPERATIONS_TAG,
+    tag = OPERATIONS_TAG,
     summary = "Whether the service and each of its dependencies are up",
     responses(
-        (status = 200, description = "Every dependency answers", body = crate::openapi::HealthBody),
-        (status = 503, description = "A dependency is down; it is named `disconnected`", body = crate::openapi::HealthBody),
+        (status = 200, description = "Every dependency answers", body = HealthBody),
+        (status = 503, description = "A dependency is down; it is named `disconnected`", body = HealthBody),
     )
 )]
 pub(crate) async fn health(checker: &HealthChecker) -> Response {
@@ -205,11 +245,11 @@ pub(crate) async fn health(checker: &HealthChecker) -> Response {
 #[utoipa::path(
     get,
     path = "/metrics",
-    tag = crate::openapi::OPERATIONS_TAG,
+    tag = OPERATIONS_TAG,
     summary = "Prometheus metrics of the service",
     responses(
         (status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String),
-        (status = 500, description = "The metrics could not be encoded", body = crate::openapi::Detail),
+        (status = 500, description = "The metrics could not be encoded", body = Detail),
     )
 )]
 pub(crate) async fn metrics(registry: MetricsRegistry) -> Response {

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod money;
 pub mod openapi;
 pub mod retry;
+mod schemas;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -4,7 +4,8 @@
 //! [`document`] starts a service's document with what every service serves
 //! (`/health`, `/metrics`, from the annotations on the handlers in
 //! [`crate::health`]) and the schemas the API documents share ([`Detail`],
-//! [`HnvAmount`]); a service with an API merges its own operations in.
+//! [`HnvAmount`], defined in `schemas` so that `health` can use them without
+//! importing this module); a service with an API merges its own operations in.
 //! [`docs_router`] serves the finished document at [`OPENAPI_PATH`] and a
 //! browsable page at [`DOCS_PATH`].
 //!
@@ -14,7 +15,6 @@
 //! Scalar's script from its CDN when the page is opened; the JSON document
 //! itself never needs the network.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::Router;
@@ -22,89 +22,16 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder};
-use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
-use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, RefOr, ResponseBuilder};
-use utoipa::{PartialSchema, ToSchema};
+use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, ResponseBuilder};
 use utoipa_scalar::Scalar;
+
+use crate::health::HealthBody;
+pub use crate::schemas::{Detail, HnvAmount, OPERATIONS_TAG};
 
 /// Where the JSON document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
 /// Where the browsable page is served.
 pub const DOCS_PATH: &str = "/docs";
-/// Tag of the operations every service serves.
-pub const OPERATIONS_TAG: &str = "operations";
-
-/// The body of every error answer: `{"detail": "..."}`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, ToSchema)]
-pub struct Detail {
-    /// What went wrong; for a 4xx, what to fix.
-    #[schema(example = "User not found")]
-    pub detail: String,
-}
-
-/// An amount of HNV as an exact JSON decimal number (`240.0`, `242.4`, at
-/// most 18 decimals): the schema of every amount in the documents
-/// (`haven_common::money::Wei` on the wire).
-#[derive(Debug, Clone, Copy)]
-pub struct HnvAmount;
-
-impl PartialSchema for HnvAmount {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(SchemaType::Type(Type::Number))
-            .description(Some(
-                "An amount of HNV as an exact decimal number with at most 18 decimals \
-                 (1 HNV = 10^18 wei); written exactly, never with float artefacts.",
-            ))
-            .examples([serde_json::json!(242.4)])
-            .into()
-    }
-}
-
-impl ToSchema for HnvAmount {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("HnvAmount")
-    }
-}
-
-/// The `/health` body: `status` plus one key per dependency.
-#[derive(Debug, Clone, Copy)]
-pub struct HealthBody;
-
-impl PartialSchema for HealthBody {
-    fn schema() -> RefOr<Schema> {
-        let state = ObjectBuilder::new()
-            .schema_type(SchemaType::Type(Type::String))
-            .enum_values(Some([
-                crate::health::CONNECTED,
-                crate::health::DISCONNECTED,
-            ]));
-        ObjectBuilder::new()
-            .property(
-                "status",
-                ObjectBuilder::new()
-                    .schema_type(SchemaType::Type(Type::String))
-                    .enum_values(Some(["healthy", "unhealthy"])),
-            )
-            .required("status")
-            .additional_properties(Some(state))
-            .description(Some(
-                "`status`, then each dependency the service uses (`database`, `amqp`, \
-                 `blockchain`) as `connected` or `disconnected`.",
-            ))
-            .examples([serde_json::json!(
-                {"status": "healthy", "database": "connected", "blockchain": "connected"}
-            )])
-            .into()
-    }
-}
-
-impl ToSchema for HealthBody {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("HealthBody")
-    }
-}
-
 /// The operations every service serves, from the handlers' annotations.
 #[derive(utoipa::OpenApi)]
 #[openapi(

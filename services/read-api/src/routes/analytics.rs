@@ -9,8 +9,8 @@ use haven_common::openapi::{Detail, HnvAmount};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::extract::{Paging, UserId};
+use super::state::AppState;
 use crate::error::Error;
 use crate::reconcile::Report;
 use crate::stats::TokenStats;

@@ -11,8 +11,8 @@ use haven_common::openapi::{Detail, HnvAmount};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::extract::{LookupKey, UserId};
+use super::state::AppState;
 use crate::error::Error;
 use crate::store::{BalanceRow, Lookup, UserKey};
 

@@ -12,8 +12,7 @@
 pub mod analytics;
 pub mod balance;
 pub mod extract;
-
-use std::sync::Arc;
+mod state;
 
 use axum::Router;
 use utoipa::openapi::OpenApi;
@@ -21,41 +20,7 @@ use utoipa::openapi::tag::TagBuilder;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::metrics::Metrics;
-use crate::reconcile::LastReport;
-use crate::stats::StatsCache;
-use crate::store::Store;
-
-/// What every handler can reach; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct AppState(Arc<Inner>);
-
-/// The contents of [`AppState`].
-#[derive(Debug)]
-pub struct Inner {
-    /// The queries.
-    pub store: Store,
-    /// token-stats' cache.
-    pub stats: StatsCache,
-    /// The last reconciliation report; `None` when the chain is not configured.
-    pub reconciliation: Option<LastReport>,
-    /// This service's instruments.
-    pub metrics: Metrics,
-}
-
-impl AppState {
-    /// Wraps the shared state.
-    pub fn new(inner: Inner) -> Self {
-        Self(Arc::new(inner))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
+pub use self::state::{AppState, Inner};
 
 /// Every API route of read-api, and their OpenAPI operations.
 pub fn router(state: AppState) -> (Router, OpenApi) {

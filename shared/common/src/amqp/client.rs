@@ -13,7 +13,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{AmqpError, AmqpMetrics, Namespace, Publisher, Topology};
+use super::error::AmqpError;
+use super::link::{Link, LinkRx, wait_link};
+use super::metrics::AmqpMetrics;
+use super::publisher::Publisher;
+use super::topology::{Namespace, Topology};
 use crate::config::AmqpConfig;
 use crate::health::Probe;
 
@@ -34,20 +38,6 @@ const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the supervisor checks the connection state besides lapin's events.
 const STATUS_POLL: Duration = Duration::from_millis(250);
-
-/// One open connection and its sequence number (1 for the first, +1 per reconnect).
-pub(crate) struct Link {
-    pub(crate) generation: u64,
-    pub(crate) connection: Connection,
-}
-
-impl Link {
-    pub(crate) fn is_open(&self) -> bool {
-        self.connection.status().connected()
-    }
-}
-
-pub(crate) type LinkRx = watch::Receiver<Option<Arc<Link>>>;
 
 /// A handle on the broker, cheap to clone.
 ///
@@ -187,22 +177,6 @@ impl AmqpClient {
         let _ = rx
             .wait_for(|l| l.as_ref().is_none_or(|l| l.generation != generation))
             .await;
-    }
-}
-
-/// Waits on `rx` for an open connection.
-pub(crate) async fn wait_link(
-    mut rx: LinkRx,
-    stop: &CancellationToken,
-) -> Result<Arc<Link>, AmqpError> {
-    let wait = rx.wait_for(|l| l.as_ref().is_some_and(|l| l.is_open()));
-    tokio::select! {
-        biased;
-        _ = stop.cancelled() => Err(AmqpError::Closed),
-        link = wait => match link {
-            Ok(link) => link.clone().ok_or(AmqpError::Closed),
-            Err(_) => Err(AmqpError::Closed),
-        },
     }
 }
 

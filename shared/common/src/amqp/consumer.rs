@@ -27,11 +27,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::client::Link;
+use super::client::AmqpClient;
+use super::error::{AmqpError, short};
+use super::headers;
+use super::link::Link;
 use super::metrics::{
-    OUTCOME_ACK, OUTCOME_DEAD_LETTER, OUTCOME_REQUEUED, OUTCOME_RETRY, OUTCOME_UNDECODABLE,
+    AmqpMetrics, OUTCOME_ACK, OUTCOME_DEAD_LETTER, OUTCOME_REQUEUED, OUTCOME_RETRY,
+    OUTCOME_UNDECODABLE,
 };
-use super::{AmqpClient, AmqpError, AmqpMetrics, Publisher, Topology, headers, short};
+use super::publisher::Publisher;
+use super::topology::Topology;
 use crate::retry::RetryPolicy;
 
 /// Longest wait for the broker's reply to a cancel or a close at shutdown:

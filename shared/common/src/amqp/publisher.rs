@@ -15,8 +15,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::client::{LinkRx, wait_link};
-use super::{AmqpError, AmqpMetrics, Topology, message_id_of, short};
+use super::error::{AmqpError, short};
+use super::link::{LinkRx, wait_link};
+use super::metrics::AmqpMetrics;
+use super::topology::Topology;
 
 /// Persistent: written to disk by the broker (quorum queues store every
 /// message anyway, but the flag is what other queue types and tools read).
@@ -223,4 +225,11 @@ impl Publisher {
         *cached = Some((link.generation, channel.clone()));
         Ok(channel)
     }
+}
+
+/// The message id property for an envelope id.
+fn message_id_of(id: Uuid) -> lapin::types::ShortString {
+    // A hyphenated UUID is 36 bytes, far below the 255-byte limit.
+    lapin::types::ShortString::try_new(id.to_string())
+        .expect("a UUID is shorter than an AMQP short string")
 }

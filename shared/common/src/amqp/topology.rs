@@ -7,7 +7,7 @@ use lapin::{
     types::{AMQPValue, FieldTable, LongString},
 };
 
-use super::{AmqpError, short};
+use super::error::{AmqpError, short};
 use crate::retry::{RETRY_TIERS, RetryTier};
 
 /// Direct exchange of the dead-letter queues; routing key = the work queue's name.

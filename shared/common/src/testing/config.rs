@@ -6,6 +6,8 @@ use std::process::Command as Process;
 
 use clap::{CommandFactory, FromArgMatches};
 
+use super::workspace::workspace_root;
+
 /// Parses `args` with every environment variable ignored, so a `DATABASE_URL`
 /// or `PORT` set in the test environment cannot change the outcome.
 pub fn parse_ignoring_env<C: CommandFactory + FromArgMatches>(
@@ -19,7 +21,7 @@ pub fn parse_ignoring_env<C: CommandFactory + FromArgMatches>(
 /// Every setting of `C` has an environment variable and help text, and its
 /// variable is documented in the README's configuration table.
 pub fn assert_every_setting_is_documented<C: CommandFactory>() {
-    let readme = std::fs::read_to_string(super::workspace_root().join("README.md"))
+    let readme = std::fs::read_to_string(workspace_root().join("README.md"))
         .expect("README.md at the workspace root");
     let command = C::command();
     for arg in command.get_arguments() {

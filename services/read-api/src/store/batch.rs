@@ -26,7 +26,7 @@ use sea_orm::sqlx::{self, AssertSqlSafe, PgPool, Postgres, Row as _};
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::store::{BalanceRow, parse_balance};
+use super::rows::{BalanceRow, parse_balance};
 
 /// Most requests answered by one statement.
 pub const MAX_BATCH: usize = 128;
