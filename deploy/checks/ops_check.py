@@ -16,7 +16,7 @@ Checks (all by default):
               queues of shared/messages/src/names.rs, secrets by reference
   prometheus  promtool check config / check rules / test rules
   grafana     the dashboard: every query parses (promtool), every metric is
-              in the README's metrics table, the required panels exist
+              in the metrics table (docs/metrics.md), the required panels exist
   proxy       caddy validate, then the real Caddyfile run against two local
               stand-ins to check which upstream each path reaches
 
@@ -61,7 +61,7 @@ SERVICES = {
 }
 
 # Settings a deployment must give each service (their defaults point at
-# localhost or they have none). README "## Configuration" explains each.
+# localhost or they have none). docs/configuration.md explains each.
 # A tuple means "one of these".
 MUST_SET = {
     "webhook-ingress": ["DATABASE_URL", "AMQP_URL", "AURORA_WEBHOOK_SECRET", "TRIBE_WEBHOOK_SECRET", "API_KEYS"],
@@ -73,7 +73,8 @@ MUST_SET = {
 
 
 # Settings of the binaries that are not services (haven-deploy, migrate,
-# the payout stand-in): allowed in the deployment files, not in README.
+# the payout stand-in): allowed in the deployment files, not in
+# docs/configuration.md.
 TOOL_SETTINGS = {"DEPLOYER_PRIVATE_KEY", "DEPLOYMENT_FILE", "DEPLOY_JSON", "GRANT_MINTER_BURNER_TO",
                  "DATABASE_CONNECT_TIMEOUT_SECS", "MIGRATE_STEPS", "MIGRATE_ALL"}
 
@@ -104,6 +105,10 @@ ALERTS_MUST_HAVE = {
     "HavenReconciliationMismatch": "reconciliation mismatch",
     "HavenPayoutFailures": "payout failures",
 }
+
+# The pages holding the tables the checks read (see docs/).
+CONFIGURATION_DOC = "docs/configuration.md"
+METRICS_DOC = "docs/metrics.md"
 
 SECRET_HINTS = ("SECRET", "PASSWORD", "PASS", "TOKEN", "MNEMONIC", "PRIVATE_KEY", "API_KEYS", "DATABASE_URL", "AMQP_URL", "RPC_URL")
 
@@ -157,11 +162,12 @@ def read(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def markdown_table(section: str, heading: str) -> list[list[str]]:
-    """Rows (cells stripped) of the first table under `## heading`."""
-    match = re.search(rf"^## {re.escape(heading)}\s*$(.*?)(?=^## |\Z)", section, re.M | re.S)
+def markdown_table(page: str, heading: str) -> list[list[str]]:
+    """Rows (cells stripped) of the first table under the heading `heading`
+    (`# heading` or `## heading`) of the docs page `page`."""
+    match = re.search(rf"^#{{1,2}} {re.escape(heading)}\s*$(.*?)(?=^#{{1,6}} |\Z)", read(ROOT / page), re.M | re.S)
     if not match:
-        raise CheckFailed(f"README.md has no `## {heading}` section")
+        raise CheckFailed(f"{page} has no `# {heading}` heading")
     rows = []
     in_table = False
     for line in match.group(1).splitlines():
@@ -179,12 +185,12 @@ def markdown_table(section: str, heading: str) -> list[list[str]]:
 
 
 def readme_settings() -> set[str]:
-    rows = markdown_table(read(ROOT / "README.md"), "Configuration")
+    rows = markdown_table(CONFIGURATION_DOC, "Configuration")
     return {row[0].strip("`") for row in rows}
 
 
 def readme_metrics() -> dict[str, dict]:
-    rows = markdown_table(read(ROOT / "README.md"), "Metrics")
+    rows = markdown_table(METRICS_DOC, "Metrics")
     metrics = {}
     for row in rows:
         name = row[0].strip("`")
@@ -235,10 +241,10 @@ def grace_seconds(value: str) -> float:
 
 
 def default_grace() -> float:
-    for row in markdown_table(read(ROOT / "README.md"), "Configuration"):
+    for row in markdown_table(CONFIGURATION_DOC, "Configuration"):
         if row[0].strip("`") == "SHUTDOWN_GRACE_PERIOD":
             return grace_seconds(row[2].strip("`"))
-    raise CheckFailed("README configuration table has no SHUTDOWN_GRACE_PERIOD row")
+    raise CheckFailed(f"{CONFIGURATION_DOC} has no SHUTDOWN_GRACE_PERIOD row")
 
 
 def source_files() -> list[Path]:
@@ -273,9 +279,9 @@ def check_setting_names(problems: Problems, where: str, names, settings: set[str
         if name in settings or name in TOOL_SETTINGS:
             continue
         if name in declared:
-            warn(f"{where}: {name} is a setting in the code but has no row in README's configuration table yet")
+            warn(f"{where}: {name} is a setting in the code but has no row in {CONFIGURATION_DOC} yet")
             continue
-        problems.add(f"{where}: {name} is not a setting of any service (neither in the code nor in README `## Configuration`)")
+        problems.add(f"{where}: {name} is not a setting of any service (neither in the code nor in {CONFIGURATION_DOC})")
 
 
 def check_must_set(problems: Problems, where: str, service: str, names) -> None:
@@ -330,7 +336,7 @@ def base_metric(name: str, known: set[str]) -> str:
 def check_metric_use(problems: Problems, where: str, names: set[str], documented: dict) -> set[str]:
     """Every metric a query reads is exported by a service (declared in the
     code) or external; a histogram suffix only on a histogram. A metric in
-    the code without its README row is only warned about here: the
+    the code without its row in docs/metrics.md is only warned about here: the
     metrics-table test (deploy/checks/tests/metrics_table.rs) fails on it."""
     declared = declared_metrics()
     used = set()
@@ -355,7 +361,7 @@ UNDOCUMENTED: set[str] = set()
 
 def report_undocumented() -> None:
     for name in sorted(UNDOCUMENTED):
-        warn(f"{name} is exported but has no row in README's metrics table yet")
+        warn(f"{name} is exported but has no row in {METRICS_DOC} yet")
 
 
 # ------------------------------------------------------------ dockerfile --
@@ -528,7 +534,7 @@ def check_compose(tools: Tools) -> None:
         elif name in ("migrate", "deploy-contract"):
             problems.expect(service.get("restart") == "no", f"{name} is a one-shot and must not restart")
             problems.expect(bool(service.get("healthcheck", {}).get("disable")), f"{name}: one-shot containers turn the image HEALTHCHECK off")
-    info(f"{len(services)} services; every haven container runs a workspace binary; settings match README; drain {grace:.0f}s fits stop_grace_period")
+    info(f"{len(services)} services; every haven container runs a workspace binary; settings match {CONFIGURATION_DOC}; drain {grace:.0f}s fits stop_grace_period")
 
     # Start order.
     def waits_for(name: str, dep: str, condition: str) -> bool:

@@ -63,8 +63,8 @@ impl Bench {
         }
     }
 
-    /// The binary's arguments (besides `--json`): the README's figures'
-    /// settings, or shortened ones with `quick`.
+    /// The binary's arguments (besides `--json`): the settings of the
+    /// figures in `docs/benchmarks.md`, or shortened ones with `quick`.
     fn args(self, quick: bool, soak_duration: Option<&str>) -> Vec<String> {
         let args: &[&str] = match (self, quick) {
             (Bench::Amqp, false) => &["--rounds", "3"],

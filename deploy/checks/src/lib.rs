@@ -1,7 +1,7 @@
 //! Checks that the operations documentation matches the code.
 //!
-//! The README's `## Metrics` table promises every metric the services
-//! export, with its type, labels and meaning. [`compare`] holds that table
+//! The table of `docs/metrics.md` ([`METRICS_DOC`]) promises every metric
+//! the services export, with its type, labels and meaning. [`compare`] holds that table
 //! against two sources of truth:
 //! - what running services export at `/metrics` ([`parse_exposition`]):
 //!   name, type and label names of every family that has a sample;
@@ -17,10 +17,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Constant label every metric carries; not listed in the README.
+/// The page that holds the metrics table, relative to the workspace root.
+pub const METRICS_DOC: &str = "docs/metrics.md";
+
+/// Constant label every metric carries; not listed in the table.
 pub const SERVICE_LABEL: &str = "service";
 
-/// A Prometheus metric type, as the README and `# TYPE` lines spell it.
+/// A Prometheus metric type, as the metrics table and `# TYPE` lines spell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MetricType {
     /// `counter`
@@ -56,7 +59,7 @@ impl fmt::Display for MetricType {
     }
 }
 
-/// One row of the README's metrics table.
+/// One row of the metrics table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     /// Metric name.
@@ -65,25 +68,26 @@ pub struct Row {
     pub kind: MetricType,
     /// Label names besides `service`.
     pub labels: BTreeSet<String>,
-    /// 1-based line in README.md.
+    /// 1-based line in [`METRICS_DOC`].
     pub line: usize,
 }
 
-/// Reads the first table under `## Metrics` of the README. A malformed row
-/// is an error naming its line.
-pub fn readme_rows(readme: &str) -> Result<Vec<Row>, Vec<String>> {
+/// Reads the first table under the `Metrics` heading (`# Metrics`, the
+/// page's title, or `## Metrics`) of the metrics page. A malformed row is an
+/// error naming its line.
+pub fn metrics_rows(page: &str) -> Result<Vec<Row>, Vec<String>> {
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     let mut in_section = false;
     let mut seen_table = false;
     let mut header_done = false;
-    for (index, line) in readme.lines().enumerate() {
+    for (index, line) in page.lines().enumerate() {
         let number = index + 1;
-        if line.starts_with("## ") {
+        if let Some(title) = heading(line) {
             if in_section {
                 break;
             }
-            in_section = line.trim() == "## Metrics";
+            in_section = title == "Metrics";
             continue;
         }
         if !in_section {
@@ -105,7 +109,7 @@ pub fn readme_rows(readme: &str) -> Result<Vec<Row>, Vec<String>> {
         if !header_done {
             if cells.first() != Some(&"metric") {
                 errors.push(format!(
-                    "README.md:{number}: the metrics table must start with `| metric | type | labels | meaning |`"
+                    "{METRICS_DOC}:{number}: the metrics table must start with `| metric | type | labels | meaning |`"
                 ));
             }
             header_done = true;
@@ -119,20 +123,20 @@ pub fn readme_rows(readme: &str) -> Result<Vec<Row>, Vec<String>> {
         }
         if cells.len() != 4 {
             errors.push(format!(
-                "README.md:{number}: a metrics row has 4 cells (metric | type | labels | meaning), this one has {}",
+                "{METRICS_DOC}:{number}: a metrics row has 4 cells (metric | type | labels | meaning), this one has {}",
                 cells.len()
             ));
             continue;
         }
         let Some(name) = backticked(cells[0]) else {
             errors.push(format!(
-                "README.md:{number}: write the metric name in backticks, e.g. `haven_x_total`"
+                "{METRICS_DOC}:{number}: write the metric name in backticks, e.g. `haven_x_total`"
             ));
             continue;
         };
         let Some(kind) = MetricType::parse(cells[1]) else {
             errors.push(format!(
-                "README.md:{number}: `{name}`: type `{}` is not counter, gauge, histogram or summary",
+                "{METRICS_DOC}:{number}: `{name}`: type `{}` is not counter, gauge, histogram or summary",
                 cells[1]
             ));
             continue;
@@ -144,16 +148,18 @@ pub fn readme_rows(readme: &str) -> Result<Vec<Row>, Vec<String>> {
                     labels.insert(label.to_owned());
                 }
                 None => errors.push(format!(
-                    "README.md:{number}: `{name}`: write each label in backticks, comma-separated"
+                    "{METRICS_DOC}:{number}: `{name}`: write each label in backticks, comma-separated"
                 )),
             }
         }
         if cells[3].is_empty() {
-            errors.push(format!("README.md:{number}: `{name}`: say what it means"));
+            errors.push(format!(
+                "{METRICS_DOC}:{number}: `{name}`: say what it means"
+            ));
         }
         if let Some(first) = rows.iter().find(|r: &&Row| r.name == name) {
             errors.push(format!(
-                "README.md:{number}: `{name}` has a row already at line {}",
+                "{METRICS_DOC}:{number}: `{name}` has a row already at line {}",
                 first.line
             ));
             continue;
@@ -166,13 +172,19 @@ pub fn readme_rows(readme: &str) -> Result<Vec<Row>, Vec<String>> {
         });
     }
     if !seen_table {
-        errors.push("README.md has no table under `## Metrics`".to_owned());
+        errors.push(format!("{METRICS_DOC} has no table under `# Metrics`"));
     }
     if errors.is_empty() {
         Ok(rows)
     } else {
         Err(errors)
     }
+}
+
+/// The text of a Markdown heading line (`# Title`, `## Title`, ...).
+fn heading(line: &str) -> Option<&str> {
+    let text = line.trim_start_matches('#');
+    (text.len() < line.len() && text.starts_with(' ')).then(|| text.trim())
 }
 
 fn backticked(cell: &str) -> Option<&str> {
@@ -449,7 +461,7 @@ fn services(family: &Family) -> String {
         .join(", ")
 }
 
-/// Holds the README rows against what the services exported and what the
+/// Holds the metrics table's rows against what the services exported and what the
 /// code declares.
 pub fn compare(
     rows: &[Row],
@@ -469,7 +481,7 @@ pub fn compare(
         }
         let Some(row) = by_name.get(name.as_str()) else {
             report.problems.push(format!(
-                "README.md `## Metrics` has no row for `{name}` (exported by {}). Add:\n      | `{name}` | {} | {} | <what it means> |",
+                "{METRICS_DOC} has no row for `{name}` (exported by {}). Add:\n      | `{name}` | {} | {} | <what it means> |",
                 services(family),
                 family.kind,
                 label_list(&family.labels)
@@ -480,7 +492,7 @@ pub fn compare(
         if row.kind != family.kind {
             ok = false;
             report.problems.push(format!(
-                "README.md:{}: `{name}` is listed as a {}, but {} exports a {}. Fix the row:\n      | `{name}` | {} | {} | ... |",
+                "{METRICS_DOC}:{}: `{name}` is listed as a {}, but {} exports a {}. Fix the row:\n      | `{name}` | {} | {} | ... |",
                 row.line,
                 row.kind,
                 services(family),
@@ -502,7 +514,7 @@ pub fn compare(
                 why.push(format!("listed but not exported: {}", label_list(&extra)));
             }
             report.problems.push(format!(
-                "README.md:{}: `{name}` labels differ from what {} exports ({}). Fix the labels cell:\n      | `{name}` | {} | {} | ... |",
+                "{METRICS_DOC}:{}: `{name}` labels differ from what {} exports ({}). Fix the labels cell:\n      | `{name}` | {} | {} | ... |",
                 row.line,
                 services(family),
                 why.join("; "),
@@ -521,7 +533,7 @@ pub fn compare(
         }
         if !by_name.contains_key(name.as_str()) {
             report.problems.push(format!(
-                "README.md `## Metrics` has no row for `{name}` (declared in {}; no sample in this test run, so check its type and labels there). Add:\n      | `{name}` | <counter, gauge or histogram> | <labels> | <what it means> |",
+                "{METRICS_DOC} has no row for `{name}` (declared in {}; no sample in this test run, so check its type and labels there). Add:\n      | `{name}` | <counter, gauge or histogram> | <labels> | <what it means> |",
                 file.display()
             ));
         }
@@ -535,7 +547,7 @@ pub fn compare(
             report.name_only.push(row.name.clone());
         } else {
             report.problems.push(format!(
-                "README.md:{}: row `{}` names a metric no service declares (no `const ...: &str = \"{}\"` in shared/ or services/): remove the row or fix the name",
+                "{METRICS_DOC}:{}: row `{}` names a metric no service declares (no `const ...: &str = \"{}\"` in shared/ or services/): remove the row or fix the name",
                 row.line, row.name, row.name
             ));
         }
@@ -547,7 +559,7 @@ pub fn compare(
 mod tests {
     use super::*;
 
-    const README: &str = "# X\n\n## Metrics\n\nText.\n\n| metric | type | labels | meaning |\n|---|---|---|---|\n| `haven_a_total` | counter | `route`, `status` | requests |\n| `haven_b` | gauge | | depth |\n| `haven_c_seconds` | histogram | `queue` | time |\n\nAfter.\n\n## Next\n| `haven_not_in_section` | gauge | | x |\n";
+    const PAGE: &str = "Intro.\n\n# Metrics\n\nText.\n\n| metric | type | labels | meaning |\n|---|---|---|---|\n| `haven_a_total` | counter | `route`, `status` | requests |\n| `haven_b` | gauge | | depth |\n| `haven_c_seconds` | histogram | `queue` | time |\n\nAfter.\n\n## Next\n| `haven_not_in_section` | gauge | | x |\n";
 
     const EXPOSITION: &str = r#"# HELP haven_a_total Requests.
 # TYPE haven_a_total counter
@@ -571,8 +583,8 @@ haven_c_seconds_count{queue="q",service="read-api"} 1
     }
 
     #[test]
-    fn readme_rows_are_read_from_the_metrics_section_only() {
-        let rows = readme_rows(README).expect("well-formed");
+    fn rows_are_read_from_the_metrics_section_only() {
+        let rows = metrics_rows(PAGE).expect("well-formed");
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].name, "haven_a_total");
         assert_eq!(rows[0].kind, MetricType::Counter);
@@ -588,14 +600,14 @@ haven_c_seconds_count{queue="q",service="read-api"} 1
     #[test]
     fn malformed_rows_are_reported_with_their_line() {
         let bad = "## Metrics\n| metric | type | labels | meaning |\n|---|---|---|---|\n| haven_x | counter | | a |\n| `haven_y` | countr | | b |\n| `haven_z` | gauge | status | c |\n| `haven_w` | gauge | |\n| `haven_v` | gauge | | d |\n| `haven_v` | gauge | | again |\n";
-        let errors = readme_rows(bad).expect_err("malformed");
+        let errors = metrics_rows(bad).expect_err("malformed");
         assert_eq!(errors.len(), 5, "{errors:#?}");
-        assert!(errors[0].starts_with("README.md:4:"), "{}", errors[0]);
+        assert!(errors[0].starts_with("docs/metrics.md:4:"), "{}", errors[0]);
         assert!(errors[1].contains("`countr`"), "{}", errors[1]);
         assert!(errors[2].contains("backticks"), "{}", errors[2]);
         assert!(errors[3].contains("4 cells"), "{}", errors[3]);
         assert!(errors[4].contains("row already at line 8"), "{}", errors[4]);
-        assert!(readme_rows("# nothing\n").is_err());
+        assert!(metrics_rows("# nothing\n").is_err());
     }
 
     #[test]
@@ -644,7 +656,7 @@ haven_c_seconds_count{queue="q",service="read-api"} 1
 
     #[test]
     fn a_matching_table_passes_and_unsampled_rows_are_checked_by_name() {
-        let rows = readme_rows(README).unwrap();
+        let rows = metrics_rows(PAGE).unwrap();
         let exported = parse_exposition("read-api", EXPOSITION).unwrap();
         let report = compare(
             &rows,
@@ -667,7 +679,7 @@ haven_c_seconds_count{queue="q",service="read-api"} 1
 
     #[test]
     fn each_mismatch_names_the_row_to_add_or_fix() {
-        let rows = readme_rows(README).unwrap();
+        let rows = metrics_rows(PAGE).unwrap();
         let mut exported = parse_exposition("read-api", EXPOSITION).unwrap();
         exported.get_mut("haven_b").unwrap().kind = MetricType::Counter;
         exported
@@ -703,12 +715,12 @@ haven_c_seconds_count{queue="q",service="read-api"} 1
         assert!(all.contains("exported by chain-minter"), "{all}");
         assert!(
             all.contains(
-                "README.md:10: `haven_b` is listed as a gauge, but read-api exports a counter"
+                "docs/metrics.md:10: `haven_b` is listed as a gauge, but read-api exports a counter"
             ),
             "{all}"
         );
         assert!(
-            all.contains("README.md:9: `haven_a_total` labels differ"),
+            all.contains("docs/metrics.md:9: `haven_a_total` labels differ"),
             "{all}"
         );
         assert!(all.contains("exported but not listed: `method`"), "{all}");
@@ -720,7 +732,7 @@ haven_c_seconds_count{queue="q",service="read-api"} 1
 
     #[test]
     fn a_row_without_a_metric_in_the_code_is_reported() {
-        let rows = readme_rows(README).unwrap();
+        let rows = metrics_rows(PAGE).unwrap();
         let exported = parse_exposition("read-api", EXPOSITION).unwrap();
         let mut exported_less = exported.clone();
         exported_less.remove("haven_b");
@@ -732,7 +744,7 @@ haven_c_seconds_count{queue="q",service="read-api"} 1
         assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
         assert!(
             report.problems[0]
-                .contains("README.md:10: row `haven_b` names a metric no service declares")
+                .contains("docs/metrics.md:10: row `haven_b` names a metric no service declares")
         );
     }
 

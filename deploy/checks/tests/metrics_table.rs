@@ -1,5 +1,5 @@
-//! The README's `## Metrics` table against what the five services really
-//! export: all of them run in-process on a fresh database, broker namespace
+//! The metrics table of `docs/metrics.md` against what the five services
+//! really export: all of them run in-process on a fresh database, broker namespace
 //! and anvil chain, some traffic goes through (a webhook minted on chain, a
 //! duplicate, a bad signature, token commands, reads), then every `/metrics`
 //! is scraped. Each exported family must have its row with the same type and
@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use haven_e2e::Pipeline;
-use haven_ops_checks::{Family, compare, declared_metrics, merge, parse_exposition, readme_rows};
+use haven_ops_checks::{
+    Family, METRICS_DOC, compare, declared_metrics, merge, metrics_rows, parse_exposition,
+};
 use serde_json::json;
 
 fn workspace_root() -> PathBuf {
@@ -51,13 +53,13 @@ async fn wait_for_metric(client: &reqwest::Client, address: &str, needle: &str) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_metrics_table_matches_what_the_services_export() {
+async fn the_metrics_table_matches_what_the_services_export() {
     let root = workspace_root();
-    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    let rows = match readme_rows(&readme) {
+    let page = std::fs::read_to_string(root.join(METRICS_DOC)).expect(METRICS_DOC);
+    let rows = match metrics_rows(&page) {
         Ok(rows) => rows,
         Err(errors) => panic!(
-            "the README metrics table is malformed:\n  - {}",
+            "the metrics table of {METRICS_DOC} is malformed:\n  - {}",
             errors.join("\n  - ")
         ),
     };
@@ -142,7 +144,7 @@ async fn the_readme_metrics_table_matches_what_the_services_export() {
     );
     assert!(
         report.problems.is_empty(),
-        "the README metrics table does not match the services ({} problem(s)):\n  - {}",
+        "the metrics table of {METRICS_DOC} does not match the services ({} problem(s)):\n  - {}",
         report.problems.len(),
         report.problems.join("\n  - ")
     );

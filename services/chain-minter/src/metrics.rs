@@ -2,7 +2,7 @@
 //!
 //! Shared instruments (HTTP, dependency health, AMQP, outbox relay) are
 //! registered by the shared crates on this registry; these are the minter's
-//! own, names and labels as constants (listed in the README's metrics table).
+//! own, names and labels as constants (listed in `docs/metrics.md`).
 
 use haven_common::metrics::{MetricsError, MetricsRegistry};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge};

@@ -3,7 +3,7 @@
 //! Shared instruments (HTTP requests, dependency health) are registered by
 //! haven-common on this service's registry; the chain reads and the
 //! reconciliation register theirs here, with their names as constants
-//! (listed in the README).
+//! (listed in `docs/metrics.md`).
 
 use haven_common::metrics::{MetricsError, MetricsRegistry};
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec};

@@ -76,7 +76,7 @@ impl Config {
 }
 
 /// Where the payout provider is, how to authenticate, and how patiently to
-/// talk to it (see the README's "Payout provider" section for the contract).
+/// talk to it (see `docs/payout-provider.md` for the contract).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProviderConfig {
     /// Base URL of the payout provider (`POST {base}/payouts`,

@@ -3,7 +3,7 @@
 //! Shared instruments (HTTP requests, dependency health, AMQP publish and
 //! consume, the outbox relay) are registered by the shared crates on this
 //! service's registry; the ones below are this service's own, names and
-//! labels as constants (listed in the README's metrics table).
+//! labels as constants (listed in `docs/metrics.md`).
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! instruments on it, so several services (or several copies of one) can run
 //! in one test process without their metrics colliding. Every metric carries a
 //! constant `service` label. Names and labels are constants here (shared
-//! metrics) or in each service's `metrics.rs`, and listed in the README.
+//! metrics) or in each service's `metrics.rs`, and listed in `docs/metrics.md`.
 //!
 //! Process metrics (CPU, RSS, open fds) are not exported: the `prometheus`
 //! crate's `process` feature pulls in `procfs`, and node exporters or the

@@ -1,5 +1,5 @@
-//! Prometheus metrics of the relay. Names are constants so the README table
-//! and dashboards can refer to them.
+//! Prometheus metrics of the relay. Names are constants so the metrics table
+//! (`docs/metrics.md`) and dashboards can refer to them.
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
 

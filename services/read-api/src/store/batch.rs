@@ -38,7 +38,7 @@ const SEPARATOR: char = '\u{1f}';
 /// How many batching workers a pool of `pool` connections gets: a quarter
 /// of it, 1 to 8. Fewer workers make bigger batches, and on the two-core
 /// machine the database is no faster with more statements running at once
-/// (measured with `read-bench`: README "Benchmarks"); the rest of the pool
+/// (measured with `read-bench`: `docs/benchmarks.md`); the rest of the pool
 /// serves the other reads.
 pub fn workers(pool: u32) -> usize {
     usize::try_from(pool / 4).unwrap_or(1).clamp(1, 8)

@@ -1,6 +1,6 @@
 //! `haven-payout-stand-in`: a local payout provider for the development
-//! stack (`cargo xtask up` starts it). It speaks the README's provider
-//! contract and keeps payouts in memory; never use it for real money.
+//! stack (`cargo xtask up` starts it). It speaks the provider contract of
+//! `docs/payout-provider.md` and keeps payouts in memory; never use it for real money.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

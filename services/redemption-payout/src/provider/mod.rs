@@ -1,7 +1,7 @@
 //! The payout provider: the outside party that moves the money.
 //!
-//! The contract is small JSON over HTTP (documented in the README's "Payout
-//! provider" section):
+//! The contract is small JSON over HTTP (documented in
+//! `docs/payout-provider.md`):
 //!
 //! - `POST {base}/payouts` with an `Idempotency-Key` header (the redemption
 //!   id) and a [`PayoutRequest`] body creates a payout, or returns the one

@@ -1,5 +1,5 @@
-//! A local stand-in for the payout provider: the README's contract, kept in
-//! memory, with failures on demand.
+//! A local stand-in for the payout provider: the contract of
+//! `docs/payout-provider.md`, kept in memory, with failures on demand.
 //!
 //! `cargo xtask up` runs it as the `haven-payout-stand-in` binary so the
 //! local stack pays out end to end; tests start it in-process with

@@ -1,5 +1,6 @@
-//! Settings: each one has an environment twin, help and a README row; a
-//! missing or malformed one is reported by name, never a panic.
+//! Settings: each one has an environment twin, help and a row in
+//! `docs/configuration.md`; a missing or malformed one is reported by name,
+//! never a panic.
 
 use haven_common::testing::config as checks;
 use reward_calculator::Config;
@@ -15,7 +16,7 @@ fn a_malformed_setting_is_named() {
 }
 
 #[test]
-fn every_setting_has_an_environment_variable_help_and_a_readme_row() {
+fn every_setting_has_an_environment_variable_help_and_a_documented_row() {
     checks::assert_every_setting_is_documented::<Config>();
 }
 

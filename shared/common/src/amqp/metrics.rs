@@ -1,5 +1,5 @@
 //! Prometheus metrics of the broker plumbing. Names and labels are constants
-//! so the README table and dashboards can refer to them.
+//! so the metrics table (`docs/metrics.md`) and dashboards can refer to them.
 
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,

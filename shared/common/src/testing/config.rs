@@ -1,6 +1,6 @@
 //! Checks every service runs on its settings: each one has an environment
-//! twin, help text and a row in the README; a missing or malformed one is
-//! reported by name on one line, never with a panic.
+//! twin, help text and a row in `docs/configuration.md`; a missing or
+//! malformed one is reported by name on one line, never with a panic.
 
 use std::process::Command as Process;
 
@@ -18,11 +18,14 @@ pub fn parse_ignoring_env<C: CommandFactory + FromArgMatches>(
     C::from_arg_matches(&matches)
 }
 
+/// The page that holds the configuration table, relative to the workspace root.
+pub const CONFIGURATION_DOC: &str = "docs/configuration.md";
+
 /// Every setting of `C` has an environment variable and help text, and its
-/// variable is documented in the README's configuration table.
+/// variable is documented in the configuration table ([`CONFIGURATION_DOC`]).
 pub fn assert_every_setting_is_documented<C: CommandFactory>() {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md"))
-        .expect("README.md at the workspace root");
+    let page = std::fs::read_to_string(workspace_root().join(CONFIGURATION_DOC))
+        .unwrap_or_else(|err| panic!("{CONFIGURATION_DOC} at the workspace root: {err}"));
     let command = C::command();
     for arg in command.get_arguments() {
         let id = arg.get_id().as_str();
@@ -35,8 +38,8 @@ pub fn assert_every_setting_is_documented<C: CommandFactory>() {
         assert!(arg.get_help().is_some(), "--{id} has no help text");
         let row = format!("| `{}` |", env.to_string_lossy());
         assert!(
-            readme.contains(&row),
-            "{} (--{id}) is not in the README's configuration table (expected a row starting `{row}`)",
+            page.contains(&row),
+            "{} (--{id}) is not in the configuration table of {CONFIGURATION_DOC} (expected a row starting `{row}`)",
             env.to_string_lossy()
         );
     }
