@@ -65,6 +65,7 @@ pub async fn run(
     let mut service = Service::new(
         metrics::SERVICE,
         metrics.registry(),
+        &config.http,
         config.shutdown_grace_period,
     );
     let db = service.database(&config.database).await?;

@@ -62,6 +62,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// [`parse_duration`], refusing zero (a zero timeout would refuse everything).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("`{s}` must be longer than zero")),
+        d => Ok(d),
+    }
+}
+
 /// Where the database is and how many connections to keep.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DatabaseConfig {
@@ -111,6 +119,29 @@ pub struct HttpConfig {
     /// Port to listen on; each service has its own default (see README).
     #[arg(long, env = "PORT")]
     pub port: Option<u16>,
+
+    /// How long a client may take to send a request's headers; a slower
+    /// connection is closed (a client trickling headers holds no resources
+    /// past this).
+    #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub http_header_read_timeout: Duration,
+
+    /// How long a client may take to send a whole request body, however
+    /// steadily it trickles; the request is then refused and the connection closed.
+    #[arg(long, env = "HTTP_BODY_READ_TIMEOUT", default_value = "15s", value_parser = parse_positive_duration)]
+    pub http_body_read_timeout: Duration,
+
+    /// Longest an API request may take from its headers to its answer
+    /// (body read included); past it the client gets a JSON 503.
+    #[arg(long, env = "HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub http_request_timeout: Duration,
+
+    /// API requests handled at once by this process; beyond it a request is
+    /// refused at once with 503 and `Retry-After` (load shedding). `/health`
+    /// and `/metrics` are not counted, so probes answer under load.
+    #[arg(long, env = "HTTP_MAX_CONCURRENT_REQUESTS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub http_max_concurrent_requests: u32,
 }
 
 impl HttpConfig {

@@ -266,6 +266,16 @@ pub(crate) async fn metrics(registry: MetricsRegistry) -> Response {
     }
 }
 
+/// The JSON 405 every HAVEN service answers for a known path asked with a
+/// method it does not serve.
+pub async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(json!({"detail": "Method not allowed"})),
+    )
+        .into_response()
+}
+
 /// The JSON 404 every HAVEN service answers for an unknown path.
 pub async fn not_found() -> Response {
     (

@@ -12,6 +12,7 @@ pub mod money;
 pub mod openapi;
 pub mod retry;
 mod schemas;
+pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -132,6 +132,25 @@ impl MetricsRegistry {
     }
 }
 
+/// The `method` label: one of the standard methods, or `other` for any
+/// extension method a client makes up (which would otherwise add a series
+/// per request).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// Wraps every route of `router` (add them all first: axum layers only cover
 /// routes that exist when the layer is applied) with request counting and
 /// timing under [`HTTP_REQUESTS_TOTAL`] and [`HTTP_REQUEST_SECONDS`].
@@ -155,7 +174,7 @@ pub fn track_http(
             let requests = requests.clone();
             let seconds = seconds.clone();
             async move {
-                let method = request.method().as_str().to_owned();
+                let method = method_label(request.method());
                 let route = request
                     .extensions()
                     .get::<axum::extract::MatchedPath>()
@@ -164,14 +183,10 @@ pub fn track_http(
                 let started = std::time::Instant::now();
                 let response = next.run(request).await;
                 seconds
-                    .with_label_values(&[method.as_str(), route.as_str()])
+                    .with_label_values(&[method, route.as_str()])
                     .observe(started.elapsed().as_secs_f64());
                 requests
-                    .with_label_values(&[
-                        method.as_str(),
-                        route.as_str(),
-                        response.status().as_str(),
-                    ])
+                    .with_label_values(&[method, route.as_str(), response.status().as_str()])
                     .inc();
                 response
             }

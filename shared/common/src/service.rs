@@ -36,10 +36,11 @@ use tokio::task::JoinHandle;
 use utoipa::openapi::OpenApi;
 
 use crate::amqp::{AmqpClient, AmqpError};
-use crate::config::{AmqpConfig, DatabaseConfig, TelemetryConfig};
+use crate::config::{AmqpConfig, DatabaseConfig, HttpConfig, TelemetryConfig};
 use crate::db::{self, DatabaseProbe, DbError};
 use crate::health::{Probe, ops_router};
 use crate::metrics::{MetricsError, MetricsRegistry, track_http};
+use crate::server::{self, Limits};
 use crate::shutdown::{self, CancellationToken};
 use crate::telemetry::{self, ErrorChain};
 
@@ -103,6 +104,7 @@ pub struct Service {
     name: &'static str,
     registry: MetricsRegistry,
     grace: Duration,
+    limits: Limits,
     probes: Vec<Arc<dyn Probe>>,
     database: Option<DatabaseConnection>,
     broker: Option<AmqpClient>,
@@ -132,13 +134,19 @@ impl std::fmt::Debug for Service {
 
 impl Service {
     /// A service named `name` (its `service` metric label and broker
-    /// connection name) whose metrics live on `registry` and whose every
-    /// drain step may take up to `grace`.
-    pub fn new(name: &'static str, registry: &MetricsRegistry, grace: Duration) -> Self {
+    /// connection name) whose metrics live on `registry`, serving HTTP with
+    /// the limits of `http`, and whose every drain step may take up to `grace`.
+    pub fn new(
+        name: &'static str,
+        registry: &MetricsRegistry,
+        http: &HttpConfig,
+        grace: Duration,
+    ) -> Self {
         Self {
             name,
             registry: registry.clone(),
             grace,
+            limits: Limits::from_config(http),
             probes: Vec::new(),
             database: None,
             broker: None,
@@ -253,14 +261,16 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let mut doc = crate::openapi::document(self.name);
         doc.merge(api_doc);
-        // The API first, then the ops router (which owns the JSON 404
-        // fallback), all before `track_http` so every route is measured.
-        let router = api
+        // The guarded API first, then the ops router (which owns the JSON
+        // 404 fallback) outside the concurrency cap, all before
+        // `track_http` so every route is measured.
+        let router = server::guard_api(api, self.limits)
             .merge(ops_router(self.registry.clone(), self.probes.clone())?)
-            .merge(crate::openapi::docs_router(doc));
+            .merge(crate::openapi::docs_router(doc))
+            .method_not_allowed_fallback(crate::health::method_not_allowed);
         let router = track_http(router, &self.registry)?;
         tracing::info!(service = self.name, addr = ?listener.local_addr().ok(), "listening");
-        shutdown::serve(listener, router, shutdown, self.grace)
+        server::serve(listener, router, shutdown, self.grace, self.limits)
             .await
             .map_err(ServiceError::Serve)
     }
@@ -375,10 +385,25 @@ mod tests {
         }
     }
 
+    fn test_http() -> HttpConfig {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Args {
+            #[command(flatten)]
+            http: HttpConfig,
+        }
+        Args::parse_from(["test"]).http
+    }
+
     #[tokio::test]
     async fn teardown_drains_requests_then_workers_then_publishers() {
         let registry = MetricsRegistry::new("skeleton-test").unwrap();
-        let mut service = Service::new("skeleton-test", &registry, Duration::from_secs(5));
+        let mut service = Service::new(
+            "skeleton-test",
+            &registry,
+            &test_http(),
+            Duration::from_secs(5),
+        );
         let journal = Journal::default();
 
         let (release, released) = tokio::sync::oneshot::channel::<()>();
@@ -443,7 +468,12 @@ mod tests {
     #[tokio::test]
     async fn a_failed_task_is_reported_and_the_teardown_goes_on() {
         let registry = MetricsRegistry::new("skeleton-test").unwrap();
-        let mut service = Service::new("skeleton-test", &registry, Duration::from_secs(5));
+        let mut service = Service::new(
+            "skeleton-test",
+            &registry,
+            &test_http(),
+            Duration::from_secs(5),
+        );
         service.spawn_worker("fails", |_stop| async {
             Err::<(), _>(std::io::Error::other("boom"))
         });

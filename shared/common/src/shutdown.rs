@@ -5,7 +5,6 @@
 //! Tests cancel the token themselves instead of sending signals, which is why
 //! `run` takes the token from its caller (as in mini-redis).
 
-use std::future::IntoFuture as _;
 use std::time::Duration;
 
 pub use tokio_util::sync::CancellationToken;
@@ -69,32 +68,6 @@ impl Signals {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then stops
-/// accepting connections and lets in-flight requests finish for at most
-/// `grace` (a client holding a keep-alive connection open must not stall a
-/// deploy forever).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    shutdown: CancellationToken,
-    grace: Duration,
-) -> std::io::Result<()> {
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
-    let grace_expired = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = server => result,
-        () = grace_expired => {
-            tracing::warn!(?grace, "HTTP requests still open after the shutdown grace period; closing them");
-            Ok(())
-        }
-    }
-}
-
 /// In-flight work was still running when the grace period ended.
 #[derive(Debug, thiserror::Error)]
 #[error("{remaining} task(s) still running after the {grace:?} shutdown grace period")]
@@ -144,30 +117,6 @@ mod tests {
         tracker.spawn(futures::future::pending::<()>());
         let err = drain(&tracker, Duration::from_secs(5)).await.unwrap_err();
         assert_eq!(err.remaining, 1);
-    }
-
-    #[tokio::test]
-    async fn serve_stops_when_the_token_is_cancelled() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let router = axum::Router::new().route("/", axum::routing::get(|| async { "hi" }));
-        let token = CancellationToken::new();
-        let server = tokio::spawn(serve(
-            listener,
-            router,
-            token.clone(),
-            Duration::from_secs(5),
-        ));
-        let body = reqwest::get(format!("http://{addr}/"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert_eq!(body, "hi");
-        token.cancel();
-        server.await.unwrap().unwrap();
-        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     }
 
     #[cfg(unix)]

@@ -8,6 +8,7 @@ mod chain;
 mod config;
 mod health;
 mod helpers;
+mod hostile;
 mod openapi;
 mod sqlite;
 mod transactions;
