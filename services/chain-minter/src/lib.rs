@@ -27,6 +27,7 @@ use haven_common::metrics::track_http;
 use haven_common::retry::RetryPolicy;
 use haven_common::shutdown::{self, CancellationToken};
 use haven_common::telemetry::ErrorChain;
+use haven_entity::chain_store::DbLeaseStore;
 use haven_messages::ChainRequest;
 use haven_outbox::{Relay, RelayMetrics};
 use tokio::net::TcpListener;
@@ -67,7 +68,7 @@ pub async fn run(
     probes.push(Arc::new(chain.probe()));
     let pool = SignerPool::from_config(&config.chain.signers)?;
     let leases = SignerLeases::new(
-        db.clone(),
+        Arc::new(DbLeaseStore::new(db.clone())),
         chain.rpc().clone(),
         pool,
         config.chain.rpc.chain_id,
