@@ -474,3 +474,186 @@ fn rand_offset(len: usize) -> usize {
     // A UUIDv4 is 122 random bits; no need for a second RNG dependency.
     (uuid::Uuid::new_v4().as_u128() % len as u128) as usize
 }
+
+/// Lease timing on paused time: an in-memory store, a mocked node, and
+/// `tokio::time::sleep` moving the clock (the renewal task runs as it would).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap here is a failed test, with its message
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use alloy::transports::mock::Asserter;
+
+    use super::*;
+    use crate::store::{MemoryLeaseStore, StorageError};
+    use crate::testing::dev_key;
+
+    const CHAIN: u64 = 31337;
+    const TTL: Duration = Duration::from_secs(30);
+
+    /// A memory store that can be cut off, as a database behind a dead link.
+    #[derive(Debug, Default)]
+    struct Cuttable {
+        inner: MemoryLeaseStore,
+        down: AtomicBool,
+    }
+
+    impl Cuttable {
+        fn check(&self) -> Result<(), StorageError> {
+            if self.down.load(Ordering::SeqCst) {
+                Err(StorageError::transient("cut off"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl LeaseStore for Cuttable {
+        async fn take(&self, s: &str, h: &str, ttl: Duration) -> Result<bool, StorageError> {
+            self.check()?;
+            self.inner.take(s, h, ttl).await
+        }
+        async fn renew(&self, s: &str, h: &str, ttl: Duration) -> Result<bool, StorageError> {
+            self.check()?;
+            self.inner.renew(s, h, ttl).await
+        }
+        async fn release(&self, s: &str, h: &str) -> Result<(), StorageError> {
+            self.check()?;
+            self.inner.release(s, h).await
+        }
+        async fn fence(
+            &self,
+            c: u64,
+            s: &str,
+            h: &str,
+            n: Option<u64>,
+        ) -> Result<bool, StorageError> {
+            self.check()?;
+            self.inner.fence(c, s, h, n).await
+        }
+        async fn read_nonce(&self, c: u64, s: &str) -> Result<Option<u64>, StorageError> {
+            self.check()?;
+            self.inner.read_nonce(c, s).await
+        }
+        async fn record_nonce(&self, c: u64, s: &str, n: u64) -> Result<(), StorageError> {
+            self.check()?;
+            self.inner.record_nonce(c, s, n).await
+        }
+    }
+
+    fn leases(store: &Arc<Cuttable>, node: &Asserter, name: &str) -> SignerLeases {
+        SignerLeases::new(
+            Arc::clone(store) as Arc<dyn LeaseStore>,
+            Rpc::mocked(node.clone()),
+            SignerPool::new(vec![dev_key(5)]).unwrap(),
+            CHAIN,
+            TTL,
+            name,
+        )
+        .unwrap()
+    }
+
+    /// The node's answer to `eth_getTransactionCount(.., "pending")`.
+    fn pending(node: &Asserter, count: u64) {
+        node.push_success(&format!("{count:#x}"));
+    }
+
+    fn key() -> String {
+        dev_key(5).address().to_checksum(None)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewal_keeps_the_lease_far_past_its_ttl() {
+        let store = Arc::new(Cuttable::default());
+        let node = Asserter::new();
+        let (a, b) = (leases(&store, &node, "a"), leases(&store, &node, "b"));
+        pending(&node, 5);
+        let manager = a.acquire().await.unwrap();
+        assert!(matches!(b.acquire().await, Err(ChainError::NoFreeSigner)));
+
+        tokio::time::sleep(TTL * 4).await;
+        assert!(manager.is_held());
+        assert!(matches!(b.acquire().await, Err(ChainError::NoFreeSigner)));
+        let slot = manager.next_slot().await.unwrap();
+        assert_eq!(slot.nonce(), 5);
+        slot.sent();
+        assert_eq!(
+            store.inner.read_nonce(CHAIN, &key()).await.unwrap(),
+            Some(6)
+        );
+
+        // Released: the other replica takes it at once, from the chain's count.
+        manager.release().await.unwrap();
+        pending(&node, 6);
+        let taken = b.acquire().await.unwrap();
+        assert_eq!(taken.next_nonce(), Some(6));
+        assert_eq!(store.inner.holder_of(&key()).as_deref(), Some("b"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_holder_cut_off_from_storage_stops_before_its_lease_expires() {
+        let store = Arc::new(Cuttable::default());
+        let node = Asserter::new();
+        let (a, b) = (leases(&store, &node, "a"), leases(&store, &node, "b"));
+        pending(&node, 0);
+        let start = Instant::now();
+        let manager = a.acquire().await.unwrap();
+        let lost = manager.lost();
+
+        store.down.store(true, Ordering::SeqCst);
+        // Inside the window (ttl - margin = 20 s) the holder may still send;
+        // its fenced reservation fails while storage is away, though.
+        tokio::time::sleep(Duration::from_secs(19)).await;
+        assert!(manager.is_held());
+        assert!(matches!(
+            manager.next_slot().await,
+            Err(ChainError::Storage(err)) if err.is_transient()
+        ));
+        // The window closes a whole margin before the stored lease expires.
+        lost.cancelled().await;
+        let stopped = start.elapsed();
+        assert!(stopped >= TTL - TTL / 3 && stopped < TTL, "{stopped:?}");
+        assert!(!manager.is_held());
+
+        // Storage back: the lease is still a's until it expires, then b's.
+        store.down.store(false, Ordering::SeqCst);
+        assert!(matches!(b.acquire().await, Err(ChainError::NoFreeSigner)));
+        pending(&node, 0);
+        let taken = b
+            .acquire_wait(Duration::from_secs(1), &CancellationToken::new())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(start.elapsed() >= TTL);
+        assert_eq!(taken.holder(), "b");
+        // The old holder can reserve nothing any more.
+        assert!(matches!(
+            manager.next_slot().await,
+            Err(ChainError::LeaseLost { .. })
+        ));
+        assert!(matches!(
+            manager.check_fence().await,
+            Err(ChainError::LeaseLost { .. })
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_taken_over_fails_the_old_holders_fence() {
+        let store = Arc::new(Cuttable::default());
+        let node = Asserter::new();
+        let a = leases(&store, &node, "a");
+        pending(&node, 0);
+        let manager = a.acquire().await.unwrap();
+        // Another replica overwrites the lease behind a's back (a clock
+        // jump, an operator): the next fenced reservation notices.
+        store.inner.release(&key(), "a").await.unwrap();
+        assert!(store.inner.take(&key(), "intruder", TTL).await.unwrap());
+        assert!(matches!(
+            manager.next_slot().await,
+            Err(ChainError::LeaseLost { .. })
+        ));
+        assert!(manager.lost().is_cancelled());
+        assert!(!manager.is_held());
+    }
+}
