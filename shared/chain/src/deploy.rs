@@ -24,7 +24,7 @@ use crate::error::ChainError;
 use crate::rpc::Rpc;
 use crate::sender::{DirectNonces, NonceSource, TxRequest, TxSender};
 use crate::signer::SignerPool;
-use crate::store::{DeploymentStore, StorageError};
+use crate::store::StorageError;
 
 /// Name the HAVEN deployment is recorded under.
 pub const CONTRACT_NAME: &str = "HAVEN";
@@ -108,6 +108,20 @@ pub struct Deployment {
     pub reused: bool,
     /// Roles granted by this run (empty when every role was already there).
     pub granted: Vec<Grant>,
+}
+
+/// Where `haven-deploy` records each contract on each chain.
+#[async_trait::async_trait]
+pub trait DeploymentStore: Send + Sync + std::fmt::Debug {
+    /// The record of `contract` on `chain_id`.
+    async fn load(
+        &self,
+        chain_id: u64,
+        contract: &str,
+    ) -> Result<Option<DeploymentRecord>, StorageError>;
+
+    /// Records `record`, replacing an older one of the same contract and chain.
+    async fn save(&self, record: &DeploymentRecord) -> Result<(), StorageError>;
 }
 
 /// Deployments recorded in a JSON file holding a list of records (what

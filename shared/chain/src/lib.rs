@@ -5,8 +5,8 @@
 //! - [`config`]: the chain settings services flatten in (RPC, signers, fees).
 //! - [`signer`]: the signer pool and custodial wallets derived by BIP-44 index.
 //! - [`nonce`]: signer leases and the nonce manager.
-//! - [`store`]: the storage traits behind leases, nonces and deployment
-//!   records (database versions in `haven-entity`), and an in-memory store.
+//! - [`store`]: the storage trait behind leases and nonces (database version
+//!   in `haven-entity`), an in-memory store, and the storage error.
 //! - [`fees`], [`sender`]: EIP-1559 fees, stuck-transaction replacement, receipts.
 //! - [`rpc`], [`error`]: RPC calls with timeouts and retries; one error classification.
 //! - [`client`]: startup checks and the "blockchain" health probe.

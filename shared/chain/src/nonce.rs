@@ -486,10 +486,17 @@ mod tests {
 
     use super::*;
     use crate::store::{MemoryLeaseStore, StorageError};
-    use crate::testing::dev_key;
 
     const CHAIN: u64 = 31337;
     const TTL: Duration = Duration::from_secs(30);
+
+    /// Anvil's development account 5 (not `testing::dev_key`: that module
+    /// reaches back here through `deploy` and `sender`).
+    fn signer() -> PrivateKeySigner {
+        "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba"
+            .parse()
+            .unwrap()
+    }
 
     /// A memory store that can be cut off, as a database behind a dead link.
     #[derive(Debug, Default)]
@@ -546,7 +553,7 @@ mod tests {
         SignerLeases::new(
             Arc::clone(store) as Arc<dyn LeaseStore>,
             Rpc::mocked(node.clone()),
-            SignerPool::new(vec![dev_key(5)]).unwrap(),
+            SignerPool::new(vec![signer()]).unwrap(),
             CHAIN,
             TTL,
             name,
@@ -560,7 +567,7 @@ mod tests {
     }
 
     fn key() -> String {
-        dev_key(5).address().to_checksum(None)
+        signer().address().to_checksum(None)
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,8 +1,8 @@
-//! Where signer leases, nonces and deployment records are kept.
+//! Where signer leases and nonces are kept, and the error every store of
+//! this crate reports (deployment records: [`crate::deploy::DeploymentStore`]).
 //!
 //! The chain crate only states what it needs from storage; the database
-//! versions live in `haven-entity` (so this crate needs no ORM), the
-//! deployment file is [`crate::deploy::DeploymentFile`], and
+//! versions live in `haven-entity` (so this crate needs no ORM), and
 //! [`MemoryLeaseStore`] serves tests that drive lease timing with
 //! `tokio::time::pause()`. The traits are object-safe (`async_trait`, as
 //! openzeppelin-relayer's repositories) so the nonce manager holds an
@@ -14,8 +14,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
-
-use crate::deploy::DeploymentRecord;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -92,20 +90,6 @@ pub trait LeaseStore: Send + Sync + std::fmt::Debug {
         signer: &str,
         next: u64,
     ) -> Result<(), StorageError>;
-}
-
-/// Where `haven-deploy` records each contract on each chain.
-#[async_trait::async_trait]
-pub trait DeploymentStore: Send + Sync + std::fmt::Debug {
-    /// The record of `contract` on `chain_id`.
-    async fn load(
-        &self,
-        chain_id: u64,
-        contract: &str,
-    ) -> Result<Option<DeploymentRecord>, StorageError>;
-
-    /// Records `record`, replacing an older one of the same contract and chain.
-    async fn save(&self, record: &DeploymentRecord) -> Result<(), StorageError>;
 }
 
 /// Leases and nonces in process memory, on tokio's clock: with

@@ -178,7 +178,7 @@ fn anvil_bin() -> PathBuf {
 pub async fn deploy_for_tests(
     anvil: &AnvilInstance,
     signers: &[u32],
-    store: &dyn crate::store::DeploymentStore,
+    store: &dyn crate::deploy::DeploymentStore,
 ) -> alloy::primitives::Address {
     let config = crate::deploy::DeployConfig {
         rpc: anvil.rpc_config(),

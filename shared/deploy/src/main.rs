@@ -14,9 +14,9 @@
 
 use std::process::ExitCode;
 
-use haven_chain::deploy::{DeployConfig, DeploymentFile, deploy};
+use haven_chain::deploy::{DeployConfig, DeploymentFile, DeploymentStore, deploy};
 use haven_chain::error::ChainError;
-use haven_chain::store::{DeploymentStore, StorageError};
+use haven_chain::store::StorageError;
 use haven_common::telemetry::{ErrorChain, parse_config_or_exit};
 use haven_entity::chain_store::DbDeployments;
 use tracing_subscriber::EnvFilter;

@@ -14,8 +14,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use haven_chain::deploy::DeploymentRecord;
-use haven_chain::store::{DeploymentStore, LeaseStore, StorageError};
+use haven_chain::deploy::{DeploymentRecord, DeploymentStore};
+use haven_chain::store::{LeaseStore, StorageError};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 
