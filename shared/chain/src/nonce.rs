@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
+use haven_common::telemetry::ErrorChain;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -447,7 +448,8 @@ async fn renew_loop(inner: Arc<Inner>, stop: CancellationToken) {
                 return;
             }
             Ok(Err(err)) => {
-                tracing::warn!(signer = %inner.address, error = %err, "could not renew the signer lease");
+                // The chain, not the bare wrapper: "storage unavailable" alone says little.
+                tracing::warn!(signer = %inner.address, error = %ErrorChain(&err), "could not renew the signer lease");
             }
             Err(_) => {
                 tracing::warn!(signer = %inner.address, "renewing the signer lease timed out");
