@@ -28,7 +28,7 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 # The packages whose binaries the image ships.
-ARG PACKAGES="-p webhook-ingress -p reward-calculator -p chain-minter -p redemption-payout -p read-api -p haven-migrations -p haven-chain"
+ARG PACKAGES="-p webhook-ingress -p reward-calculator -p chain-minter -p redemption-payout -p read-api -p haven-migrations -p haven-deploy"
 COPY --from=planner /app/recipe.json recipe.json
 # shellcheck disable=SC2086 # PACKAGES is a list of flags on purpose
 RUN cargo chef cook --release --locked --bins ${PACKAGES} --recipe-path recipe.json

@@ -15,6 +15,7 @@ use haven_chain::contract::HAVEN;
 use haven_chain::rpc::Rpc;
 use haven_chain::testing::{AnvilInstance, deploy_for_tests, dev_key};
 use haven_common::testing::app::{TestApp, TestDeps};
+use haven_entity::chain_store::DbDeployments;
 use redemption_payout::provider::stand_in::{self, StandIn};
 use sea_orm::DatabaseConnection;
 use webhook_ingress::signature::sender;
@@ -59,7 +60,12 @@ impl Pipeline {
     pub async fn start(anvil_args: &[&str], minter_args: &[&str]) -> Self {
         let deps = TestDeps::new().await;
         let anvil = AnvilInstance::spawn_with(anvil_args);
-        let contract = deploy_for_tests(&anvil, &[SIGNER], deps.db.url()).await;
+        let contract = deploy_for_tests(
+            &anvil,
+            &[SIGNER],
+            &DbDeployments::new(deps.db.conn().clone()),
+        )
+        .await;
         let base = |name: &str| {
             std::iter::once(name.to_owned())
                 .chain(deps.args())

@@ -24,7 +24,7 @@ use crate::workspace::{Workspace, cargo};
 
 /// Package of the `migrate` binary.
 const MIGRATIONS_PACKAGE: &str = "haven-migrations";
-/// Binary that deploys the token contract (shared/chain/src/bin/haven-deploy.rs).
+/// Binary that deploys the token contract (shared/deploy/src/main.rs).
 /// It gets `RPC_URL`, `CHAIN_ID` and `DEPLOYER_PRIVATE_KEY` and prints the
 /// contract address (0x + 40 hex digits) as the last line of its stdout.
 const DEPLOY_BIN: &str = "haven-deploy";

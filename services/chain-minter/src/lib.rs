@@ -23,6 +23,7 @@ use haven_common::amqp::{ConsumerOptions, consume, handler_fn};
 use haven_common::retry::RetryPolicy;
 use haven_common::service::Service;
 use haven_common::shutdown::CancellationToken;
+use haven_entity::chain_store::DbLeaseStore;
 use haven_messages::ChainRequest;
 use haven_outbox::{Relay, RelayMetrics};
 use tokio::net::TcpListener;
@@ -63,7 +64,7 @@ pub async fn run(
     service.probe(chain.probe());
     let pool = SignerPool::from_config(&config.chain.signers)?;
     let leases = SignerLeases::new(
-        db.clone(),
+        Arc::new(DbLeaseStore::new(db.clone())),
         chain.rpc().clone(),
         pool,
         config.chain.rpc.chain_id,

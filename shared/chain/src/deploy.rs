@@ -3,8 +3,9 @@
 //! The creation code is compiled into the binary from the committed
 //! artifact (through the `sol!` bindings), so deploying needs no Node.js
 //! and no compiler. The deployment is recorded (chain id, address, creation
-//! transaction, block) in the database table `chain_deployments` or in a
-//! JSON file; a second run finds the record, checks that code still exists
+//! transaction, block) in a [`DeploymentStore`]: the database table
+//! `chain_deployments` (`haven_entity::chain_store`) or a JSON file
+//! ([`DeploymentFile`]); a second run finds the record, checks that code still exists
 //! at that address on the same chain, and reuses it. Role grants are
 //! idempotent too: only missing roles are granted.
 
@@ -13,10 +14,7 @@ use std::path::{Path, PathBuf};
 use alloy::primitives::{Address, Bytes, TxHash};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolConstructor;
-use chrono::Utc;
 use haven_common::config::Redacted;
-use haven_entity::chain_deployments;
-use sea_orm::{Database, DatabaseConnection};
 use serde::{Deserialize, Serialize};
 
 use crate::client::SIGNER_ROLES;
@@ -26,6 +24,7 @@ use crate::error::ChainError;
 use crate::rpc::Rpc;
 use crate::sender::{DirectNonces, NonceSource, TxRequest, TxSender};
 use crate::signer::SignerPool;
+use crate::store::StorageError;
 
 /// Name the HAVEN deployment is recorded under.
 pub const CONTRACT_NAME: &str = "HAVEN";
@@ -111,93 +110,64 @@ pub struct Deployment {
     pub granted: Vec<Grant>,
 }
 
-/// Where deployments are recorded.
-#[derive(Debug, Clone)]
-pub enum DeploymentStore {
-    /// Table `chain_deployments`.
-    Database(DatabaseConnection),
-    /// A JSON file holding a list of records.
-    File(PathBuf),
-}
-
-impl DeploymentStore {
-    /// The store configured by `DATABASE_URL` or `--deployment-file`.
-    pub async fn open(config: &DeployConfig) -> Result<Self, ChainError> {
-        match (&config.database_url, &config.deployment_file) {
-            (Some(url), None) => Ok(Self::Database(Database::connect(url.expose()).await?)),
-            (None, Some(path)) => Ok(Self::File(path.clone())),
-            _ => Err(ChainError::Config(
-                "set exactly one of DATABASE_URL and --deployment-file".into(),
-            )),
-        }
-    }
-
+/// Where `haven-deploy` records each contract on each chain.
+#[async_trait::async_trait]
+pub trait DeploymentStore: Send + Sync + std::fmt::Debug {
     /// The record of `contract` on `chain_id`.
-    pub async fn load(
+    async fn load(
         &self,
         chain_id: u64,
         contract: &str,
-    ) -> Result<Option<DeploymentRecord>, ChainError> {
-        match self {
-            Self::Database(db) => {
-                let row = chain_deployments::find(db, i64_of(chain_id)?, contract)
-                    .await
-                    .map_err(entity_err)?;
-                row.map(|row| {
-                    let bad = |what: &str| {
-                        ChainError::Config(format!("chain_deployments holds a malformed {what}"))
-                    };
-                    Ok(DeploymentRecord {
-                        chain_id,
-                        contract: row.contract,
-                        address: row.address.parse().map_err(|_| bad("address"))?,
-                        tx_hash: row.tx_hash.parse().map_err(|_| bad("tx_hash"))?,
-                        block_number: u64::try_from(row.block_number)
-                            .map_err(|_| bad("block_number"))?,
-                        deployer: row.deployer.parse().map_err(|_| bad("deployer"))?,
-                    })
-                })
-                .transpose()
-            }
-            Self::File(path) => Ok(read_file(path)?
-                .into_iter()
-                .find(|r| r.chain_id == chain_id && r.contract == contract)),
-        }
-    }
+    ) -> Result<Option<DeploymentRecord>, StorageError>;
 
     /// Records `record`, replacing an older one of the same contract and chain.
-    pub async fn save(&self, record: &DeploymentRecord) -> Result<(), ChainError> {
-        match self {
-            Self::Database(db) => chain_deployments::upsert(
-                db,
-                chain_deployments::Model {
-                    chain_id: i64_of(record.chain_id)?,
-                    contract: record.contract.clone(),
-                    address: record.address.to_checksum(None),
-                    tx_hash: record.tx_hash.to_string(),
-                    block_number: i64_of(record.block_number)?,
-                    deployer: record.deployer.to_checksum(None),
-                    deployed_at: Utc::now(),
-                },
-            )
-            .await
-            .map_err(entity_err),
-            Self::File(path) => {
-                let mut records = read_file(path)?;
-                records
-                    .retain(|r| !(r.chain_id == record.chain_id && r.contract == record.contract));
-                records.push(record.clone());
-                write_file(path, &records)
-            }
-        }
+    async fn save(&self, record: &DeploymentRecord) -> Result<(), StorageError>;
+}
+
+/// Deployments recorded in a JSON file holding a list of records (what
+/// `cargo xtask up` uses: the file lives beside the stack's state, so a
+/// fresh anvil makes it stale).
+#[derive(Debug, Clone)]
+pub struct DeploymentFile {
+    path: PathBuf,
+}
+
+impl DeploymentFile {
+    /// Records in the file at `path` (created on the first save).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+}
+
+#[async_trait::async_trait]
+impl DeploymentStore for DeploymentFile {
+    async fn load(
+        &self,
+        chain_id: u64,
+        contract: &str,
+    ) -> Result<Option<DeploymentRecord>, StorageError> {
+        Ok(read_file(&self.path)?
+            .into_iter()
+            .find(|r| r.chain_id == chain_id && r.contract == contract))
+    }
+
+    async fn save(&self, record: &DeploymentRecord) -> Result<(), StorageError> {
+        let mut records = read_file(&self.path)?;
+        records.retain(|r| !(r.chain_id == record.chain_id && r.contract == record.contract));
+        records.push(record.clone());
+        write_file(&self.path, &records)
     }
 }
 
 /// Deploys HAVEN unless a recorded deployment with code exists on the
 /// configured chain, then grants MINTER_ROLE and BURNER_ROLE to every pool
-/// signer and `grant_to` address that lacks them.
+/// signer and `grant_to` address that lacks them. The record goes to
+/// `store` (the caller opens the one `config` names: see `haven-deploy`).
 #[tracing::instrument(skip_all, fields(chain_id = config.rpc.chain_id))]
-pub async fn deploy(config: &DeployConfig) -> Result<Deployment, ChainError> {
+pub async fn deploy(
+    config: &DeployConfig,
+    store: &dyn DeploymentStore,
+) -> Result<Deployment, ChainError> {
     let rpc = Rpc::new(&config.rpc)?;
     let chain_id = config.rpc.chain_id;
     let actual = rpc.chain_id().await?;
@@ -221,7 +191,6 @@ pub async fn deploy(config: &DeployConfig) -> Result<Deployment, ChainError> {
     }
     grantees.dedup();
 
-    let store = DeploymentStore::open(config).await?;
     let sender = TxSender::new(
         rpc.clone(),
         NonceSource::Direct(Box::new(DirectNonces::new(deployer.clone()))),
@@ -306,17 +275,17 @@ async fn create(
     })
 }
 
-fn read_file(path: &Path) -> Result<Vec<DeploymentRecord>, ChainError> {
+fn read_file(path: &Path) -> Result<Vec<DeploymentRecord>, StorageError> {
     match std::fs::read(path) {
         Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(Vec::new()),
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
-            ChainError::Config(format!(
+            StorageError::permanent(format!(
                 "{} is not a deployment file: {err}",
                 path.display()
             ))
         }),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(err) => Err(ChainError::Config(format!(
+        Err(err) => Err(StorageError::permanent(format!(
             "cannot read {}: {err}",
             path.display()
         ))),
@@ -325,24 +294,13 @@ fn read_file(path: &Path) -> Result<Vec<DeploymentRecord>, ChainError> {
 
 /// Writes through a temporary file and a rename, so a crash never leaves a
 /// half-written record behind.
-fn write_file(path: &Path, records: &[DeploymentRecord]) -> Result<(), ChainError> {
-    let io =
-        |err: std::io::Error| ChainError::Config(format!("cannot write {}: {err}", path.display()));
+fn write_file(path: &Path, records: &[DeploymentRecord]) -> Result<(), StorageError> {
+    let io = |err: std::io::Error| {
+        StorageError::permanent(format!("cannot write {}: {err}", path.display()))
+    };
     let json = serde_json::to_vec_pretty(records)
-        .map_err(|err| ChainError::Config(format!("cannot encode the deployment: {err}")))?;
+        .map_err(|err| StorageError::permanent(format!("cannot encode the deployment: {err}")))?;
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, json).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
-}
-
-fn i64_of(value: u64) -> Result<i64, ChainError> {
-    i64::try_from(value)
-        .map_err(|_| ChainError::Config(format!("{value} does not fit the database's BIGINT")))
-}
-
-fn entity_err(err: haven_entity::EntityError) -> ChainError {
-    match err {
-        haven_entity::EntityError::Db(db) => ChainError::Database(db),
-        other => ChainError::Config(format!("deployment record: {other}")),
-    }
 }

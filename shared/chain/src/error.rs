@@ -10,7 +10,8 @@ use alloy::transports::{RpcError, TransportError, TransportErrorKind};
 
 use crate::contract::HAVEN::HAVENErrors;
 
-/// Everything that can go wrong talking to the chain.
+/// Everything that can go wrong talking to the chain (or to the storage of
+/// its leases and deployments).
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
     /// A setting is malformed or inconsistent (names the setting).
@@ -125,9 +126,10 @@ pub enum ChainError {
     #[error("signer error: {0}")]
     Signer(String),
 
-    /// The lease or deployment tables could not be read or written.
-    #[error("database error")]
-    Database(#[from] sea_orm::DbErr),
+    /// Signer leases, nonces or deployment records could not be read or
+    /// written; the store says whether that may clear up.
+    #[error("lease or deployment storage failed")]
+    Storage(#[from] crate::store::StorageError),
 }
 
 impl ChainError {
@@ -140,8 +142,8 @@ impl ChainError {
             | ChainError::Timeout { .. }
             | ChainError::FeeAboveMaximum { .. }
             | ChainError::LeaseLost { .. }
-            | ChainError::NoFreeSigner
-            | ChainError::Database(_) => true,
+            | ChainError::NoFreeSigner => true,
+            ChainError::Storage(err) => err.is_transient(),
             ChainError::Rpc { source, .. } => classify(source) == ErrorClass::Transient,
             ChainError::Config(_)
             | ChainError::WrongChainId { .. }

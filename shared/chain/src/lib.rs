@@ -4,7 +4,9 @@
 //! - [`contract`]: `sol!` bindings generated from the committed artifact.
 //! - [`config`]: the chain settings services flatten in (RPC, signers, fees).
 //! - [`signer`]: the signer pool and custodial wallets derived by BIP-44 index.
-//! - [`nonce`]: signer leases in the database and the nonce manager.
+//! - [`nonce`]: signer leases and the nonce manager.
+//! - [`store`]: the storage trait behind leases and nonces (database version
+//!   in `haven-entity`), an in-memory store, and the storage error.
 //! - [`fees`], [`sender`]: EIP-1559 fees, stuck-transaction replacement, receipts.
 //! - [`rpc`], [`error`]: RPC calls with timeouts and retries; one error classification.
 //! - [`client`]: startup checks and the "blockchain" health probe.
@@ -24,5 +26,6 @@ pub mod nonce;
 pub mod rpc;
 pub mod sender;
 pub mod signer;
+pub mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;

@@ -1,9 +1,9 @@
 //! The nonce manager: one owner per signer key at a time.
 //!
 //! Each chain-minter replica holds an exclusive lease on one signer of the
-//! pool: a row in `signer_leases` (signer address, holder, expiry) taken
-//! with a conditional upsert that only succeeds when the row is absent or
-//! expired, and renewed in a background task. On taking a lease the replica
+//! pool, kept in a [`LeaseStore`] (in production the `signer_leases` table,
+//! see `haven_entity::chain_store`): taken only when absent or expired, in
+//! one atomic step, and renewed in a background task. On taking a lease the replica
 //! reconciles the next nonce from the chain's pending transaction count.
 //!
 //! Why two replicas never send the same nonce:
@@ -11,9 +11,10 @@
 //!   while `now < last successful renewal start + ttl - margin` (a local,
 //!   monotonic deadline), and `margin = ttl / 3` covers clock skew between
 //!   replicas and the time from the final check to the broadcast;
-//! - every nonce is reserved by a fenced `UPDATE signer_nonces ... WHERE
-//!   EXISTS (lease held by me and not expired)`, so once another replica has
-//!   taken the row over, the old holder cannot reserve again;
+//! - every nonce is reserved by the store's fence (in the database a
+//!   `UPDATE signer_nonces ... WHERE EXISTS (lease held by me and not
+//!   expired)`), so once another replica has taken the lease over, the old
+//!   holder cannot reserve again;
 //! - a new holder only takes the row after its expiry, i.e. after the old
 //!   holder has stopped, and starts from the chain's pending count, which
 //!   includes everything the old holder broadcast.
@@ -27,16 +28,14 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
-use chrono::{DateTime, Utc};
-use haven_entity::{signer_leases, signer_nonces};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use haven_common::telemetry::ErrorChain;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::error::ChainError;
 use crate::rpc::Rpc;
 use crate::signer::SignerPool;
+use crate::store::LeaseStore;
 
 /// A unique lease holder id for this process: `{prefix}-{pid}-{random}`.
 /// Unique per process so two replicas (or a restarted one) never mistake
@@ -72,10 +71,6 @@ impl Timing {
             renew_every: ttl / 6,
         })
     }
-
-    fn expires_at(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::TimeDelta::MAX)
-    }
 }
 
 /// An exclusive lease on one signer of the pool, with its nonce.
@@ -89,7 +84,7 @@ pub struct NonceManager {
 }
 
 struct Inner {
-    db: DatabaseConnection,
+    store: Arc<dyn LeaseStore>,
     rpc: Rpc,
     chain_id: u64,
     signer: PrivateKeySigner,
@@ -120,7 +115,7 @@ impl std::fmt::Debug for Inner {
 /// The signer pool of one replica, ready to lease from.
 #[derive(Debug, Clone)]
 pub struct SignerLeases {
-    db: DatabaseConnection,
+    store: Arc<dyn LeaseStore>,
     rpc: Rpc,
     pool: SignerPool,
     chain_id: u64,
@@ -131,7 +126,7 @@ pub struct SignerLeases {
 impl SignerLeases {
     /// Leases of `pool` on `chain_id`, held as `holder` (see [`unique_holder`]) for `ttl`.
     pub fn new(
-        db: DatabaseConnection,
+        store: Arc<dyn LeaseStore>,
         rpc: Rpc,
         pool: SignerPool,
         chain_id: u64,
@@ -139,7 +134,7 @@ impl SignerLeases {
         holder: impl Into<String>,
     ) -> Result<Self, ChainError> {
         Ok(Self {
-            db,
+            store,
             rpc,
             pool,
             chain_id,
@@ -164,9 +159,9 @@ impl SignerLeases {
             let signer = &signers[(offset + i) % signers.len()];
             let key = signer.address().to_checksum(None);
             let started = Instant::now();
-            if try_take(&self.db, &key, &self.holder, self.timing).await? {
+            if self.store.take(&key, &self.holder, self.timing.ttl).await? {
                 let manager = NonceManager::start(
-                    self.db.clone(),
+                    Arc::clone(&self.store),
                     self.rpc.clone(),
                     self.chain_id,
                     signer.clone(),
@@ -179,7 +174,7 @@ impl SignerLeases {
                     Ok(manager) => Ok(manager),
                     Err(err) => {
                         // Could not reconcile: give the signer back at once.
-                        let _ = release_row(&self.db, &key, &self.holder).await;
+                        let _ = self.store.release(&key, &self.holder).await;
                         Err(err)
                     }
                 };
@@ -214,7 +209,7 @@ impl SignerLeases {
 
 impl NonceManager {
     async fn start(
-        db: DatabaseConnection,
+        store: Arc<dyn LeaseStore>,
         rpc: Rpc,
         chain_id: u64,
         signer: PrivateKeySigner,
@@ -226,26 +221,24 @@ impl NonceManager {
         let key = address.to_checksum(None);
         // Everything the previous holder broadcast is in the pending count.
         let pending = rpc.pending_nonce(address).await?;
-        let recorded = signer_nonces::Entity::find_by_id((i64_of(chain_id)?, key.clone()))
-            .one(&db)
-            .await?;
-        if let Some(row) = &recorded
-            && u64::try_from(row.next_nonce).unwrap_or(0) > pending
+        let recorded = store.read_nonce(chain_id, &key).await?;
+        if let Some(recorded) = recorded
+            && recorded > pending
         {
             // The previous holder reserved nonces it never broadcast (it
             // crashed between the two). The chain is the truth: reusing
             // them fills the gap instead of stalling every later nonce.
             tracing::warn!(
                 signer = %address,
-                recorded = row.next_nonce,
+                recorded,
                 pending,
                 "previous holder reserved nonces the chain never saw; resuming from the chain"
             );
         }
-        upsert_nonce(&db, chain_id, &key, pending).await?;
+        store.record_nonce(chain_id, &key, pending).await?;
 
         let inner = Arc::new(Inner {
-            db,
+            store,
             rpc,
             chain_id,
             signer,
@@ -331,7 +324,10 @@ impl NonceManager {
     /// the signer at once.
     pub async fn release(self) -> Result<(), ChainError> {
         self.inner.lost.cancel();
-        release_row(&self.inner.db, &self.inner.key, &self.inner.holder).await?;
+        self.inner
+            .store
+            .release(&self.inner.key, &self.inner.holder)
+            .await?;
         tracing::info!(signer = %self.inner.address, "signer lease released");
         Ok(())
     }
@@ -400,37 +396,20 @@ impl Inner {
     }
 
     /// The fenced write: records `next_nonce` (or only touches the row)
-    /// if and only if this holder's lease is in the table and unexpired.
+    /// if and only if this holder's lease is in the store and unexpired.
     async fn fence(&self, next_nonce: Option<u64>) -> Result<(), ChainError> {
-        let now = Utc::now();
-        let held = Query::select()
-            .expr(Expr::val(1))
-            .from(signer_leases::Entity)
-            .and_where(
-                Expr::col((signer_leases::Entity, signer_leases::Column::SignerAddress))
-                    .eq(self.key.as_str()),
-            )
-            .and_where(
-                Expr::col((signer_leases::Entity, signer_leases::Column::Holder))
-                    .eq(self.holder.as_str()),
-            )
-            .and_where(Expr::col((signer_leases::Entity, signer_leases::Column::ExpiresAt)).gt(now))
-            .to_owned();
-        let mut update = signer_nonces::Entity::update_many()
-            .col_expr(signer_nonces::Column::UpdatedAt, Expr::value(now))
-            .filter(signer_nonces::Column::ChainId.eq(i64_of(self.chain_id)?))
-            .filter(signer_nonces::Column::SignerAddress.eq(self.key.as_str()))
-            .filter(Expr::exists(held));
-        if let Some(next) = next_nonce {
-            update = update.col_expr(signer_nonces::Column::NextNonce, Expr::value(i64_of(next)?));
-        }
-        let fenced = tokio::time::timeout(self.timing.margin, update.exec(&self.db)).await;
+        let fenced = tokio::time::timeout(
+            self.timing.margin,
+            self.store
+                .fence(self.chain_id, &self.key, &self.holder, next_nonce),
+        )
+        .await;
         match fenced {
-            Ok(Ok(res)) if res.rows_affected == 1 => {
+            Ok(Ok(true)) => {
                 // The DB round trip may have eaten into the window.
                 self.ensure_held()
             }
-            Ok(Ok(_)) => {
+            Ok(Ok(false)) => {
                 tracing::error!(signer = %self.address, holder = %self.holder, "signer lease taken over by another replica");
                 self.lost.cancel();
                 Err(ChainError::LeaseLost {
@@ -456,7 +435,7 @@ async fn renew_loop(inner: Arc<Inner>, stop: CancellationToken) {
         let started = Instant::now();
         let renewed = tokio::time::timeout(
             timing.renew_every,
-            renew_row(&inner.db, &inner.key, &inner.holder, timing),
+            inner.store.renew(&inner.key, &inner.holder, timing.ttl),
         )
         .await;
         match renewed {
@@ -469,7 +448,8 @@ async fn renew_loop(inner: Arc<Inner>, stop: CancellationToken) {
                 return;
             }
             Ok(Err(err)) => {
-                tracing::warn!(signer = %inner.address, error = %err, "could not renew the signer lease");
+                // The chain, not the bare wrapper: "storage unavailable" alone says little.
+                tracing::warn!(signer = %inner.address, error = %ErrorChain(&err), "could not renew the signer lease");
             }
             Err(_) => {
                 tracing::warn!(signer = %inner.address, "renewing the signer lease timed out");
@@ -481,111 +461,6 @@ async fn renew_loop(inner: Arc<Inner>, stop: CancellationToken) {
             return;
         }
     }
-}
-
-/// Takes the lease row when it is absent or expired. Works on PostgreSQL
-/// and SQLite (both support `ON CONFLICT ... DO UPDATE ... WHERE`): the
-/// conditional upsert is one atomic statement, so of two racing replicas
-/// exactly one sees a changed row.
-async fn try_take(
-    db: &DatabaseConnection,
-    key: &str,
-    holder: &str,
-    timing: Timing,
-) -> Result<bool, ChainError> {
-    let now = Utc::now();
-    let row = signer_leases::ActiveModel {
-        signer_address: Set(key.to_owned()),
-        holder: Set(holder.to_owned()),
-        expires_at: Set(timing.expires_at(now)),
-        acquired_at: Set(now),
-        updated_at: Set(now),
-    };
-    let taken = signer_leases::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(signer_leases::Column::SignerAddress)
-                .update_columns([
-                    signer_leases::Column::Holder,
-                    signer_leases::Column::ExpiresAt,
-                    signer_leases::Column::AcquiredAt,
-                    signer_leases::Column::UpdatedAt,
-                ])
-                .action_and_where(
-                    Expr::col((signer_leases::Entity, signer_leases::Column::ExpiresAt)).lte(now),
-                )
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
-    Ok(taken == 1)
-}
-
-async fn renew_row(
-    db: &DatabaseConnection,
-    key: &str,
-    holder: &str,
-    timing: Timing,
-) -> Result<bool, sea_orm::DbErr> {
-    let now = Utc::now();
-    let res = signer_leases::Entity::update_many()
-        .col_expr(
-            signer_leases::Column::ExpiresAt,
-            Expr::value(timing.expires_at(now)),
-        )
-        .col_expr(signer_leases::Column::UpdatedAt, Expr::value(now))
-        .filter(signer_leases::Column::SignerAddress.eq(key))
-        .filter(signer_leases::Column::Holder.eq(holder))
-        .filter(signer_leases::Column::ExpiresAt.gt(now))
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected == 1)
-}
-
-async fn release_row(
-    db: &DatabaseConnection,
-    key: &str,
-    holder: &str,
-) -> Result<(), sea_orm::DbErr> {
-    signer_leases::Entity::delete_many()
-        .filter(signer_leases::Column::SignerAddress.eq(key))
-        .filter(signer_leases::Column::Holder.eq(holder))
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-async fn upsert_nonce(
-    db: &DatabaseConnection,
-    chain_id: u64,
-    key: &str,
-    next: u64,
-) -> Result<(), ChainError> {
-    let now = Utc::now();
-    signer_nonces::Entity::insert(signer_nonces::ActiveModel {
-        chain_id: Set(i64_of(chain_id)?),
-        signer_address: Set(key.to_owned()),
-        next_nonce: Set(i64_of(next)?),
-        updated_at: Set(now),
-    })
-    .on_conflict(
-        OnConflict::columns([
-            signer_nonces::Column::ChainId,
-            signer_nonces::Column::SignerAddress,
-        ])
-        .update_columns([
-            signer_nonces::Column::NextNonce,
-            signer_nonces::Column::UpdatedAt,
-        ])
-        .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
-}
-
-fn i64_of(value: u64) -> Result<i64, ChainError> {
-    i64::try_from(value)
-        .map_err(|_| ChainError::Config(format!("{value} does not fit the database's BIGINT")))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -600,4 +475,194 @@ fn rand_offset(len: usize) -> usize {
     }
     // A UUIDv4 is 122 random bits; no need for a second RNG dependency.
     (uuid::Uuid::new_v4().as_u128() % len as u128) as usize
+}
+
+/// Lease timing on paused time: an in-memory store, a mocked node, and
+/// `tokio::time::sleep` moving the clock (the renewal task runs as it would).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap here is a failed test, with its message
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use alloy::transports::mock::Asserter;
+
+    use super::*;
+    use crate::store::{MemoryLeaseStore, StorageError};
+
+    const CHAIN: u64 = 31337;
+    const TTL: Duration = Duration::from_secs(30);
+
+    /// Anvil's development account 5 (not `testing::dev_key`: that module
+    /// reaches back here through `deploy` and `sender`).
+    fn signer() -> PrivateKeySigner {
+        "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba"
+            .parse()
+            .unwrap()
+    }
+
+    /// A memory store that can be cut off, as a database behind a dead link.
+    #[derive(Debug, Default)]
+    struct Cuttable {
+        inner: MemoryLeaseStore,
+        down: AtomicBool,
+    }
+
+    impl Cuttable {
+        fn check(&self) -> Result<(), StorageError> {
+            if self.down.load(Ordering::SeqCst) {
+                Err(StorageError::transient("cut off"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl LeaseStore for Cuttable {
+        async fn take(&self, s: &str, h: &str, ttl: Duration) -> Result<bool, StorageError> {
+            self.check()?;
+            self.inner.take(s, h, ttl).await
+        }
+        async fn renew(&self, s: &str, h: &str, ttl: Duration) -> Result<bool, StorageError> {
+            self.check()?;
+            self.inner.renew(s, h, ttl).await
+        }
+        async fn release(&self, s: &str, h: &str) -> Result<(), StorageError> {
+            self.check()?;
+            self.inner.release(s, h).await
+        }
+        async fn fence(
+            &self,
+            c: u64,
+            s: &str,
+            h: &str,
+            n: Option<u64>,
+        ) -> Result<bool, StorageError> {
+            self.check()?;
+            self.inner.fence(c, s, h, n).await
+        }
+        async fn read_nonce(&self, c: u64, s: &str) -> Result<Option<u64>, StorageError> {
+            self.check()?;
+            self.inner.read_nonce(c, s).await
+        }
+        async fn record_nonce(&self, c: u64, s: &str, n: u64) -> Result<(), StorageError> {
+            self.check()?;
+            self.inner.record_nonce(c, s, n).await
+        }
+    }
+
+    fn leases(store: &Arc<Cuttable>, node: &Asserter, name: &str) -> SignerLeases {
+        SignerLeases::new(
+            Arc::clone(store) as Arc<dyn LeaseStore>,
+            Rpc::mocked(node.clone()),
+            SignerPool::new(vec![signer()]).unwrap(),
+            CHAIN,
+            TTL,
+            name,
+        )
+        .unwrap()
+    }
+
+    /// The node's answer to `eth_getTransactionCount(.., "pending")`.
+    fn pending(node: &Asserter, count: u64) {
+        node.push_success(&format!("{count:#x}"));
+    }
+
+    fn key() -> String {
+        signer().address().to_checksum(None)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewal_keeps_the_lease_far_past_its_ttl() {
+        let store = Arc::new(Cuttable::default());
+        let node = Asserter::new();
+        let (a, b) = (leases(&store, &node, "a"), leases(&store, &node, "b"));
+        pending(&node, 5);
+        let manager = a.acquire().await.unwrap();
+        assert!(matches!(b.acquire().await, Err(ChainError::NoFreeSigner)));
+
+        tokio::time::sleep(TTL * 4).await;
+        assert!(manager.is_held());
+        assert!(matches!(b.acquire().await, Err(ChainError::NoFreeSigner)));
+        let slot = manager.next_slot().await.unwrap();
+        assert_eq!(slot.nonce(), 5);
+        slot.sent();
+        assert_eq!(
+            store.inner.read_nonce(CHAIN, &key()).await.unwrap(),
+            Some(6)
+        );
+
+        // Released: the other replica takes it at once, from the chain's count.
+        manager.release().await.unwrap();
+        pending(&node, 6);
+        let taken = b.acquire().await.unwrap();
+        assert_eq!(taken.next_nonce(), Some(6));
+        assert_eq!(store.inner.holder_of(&key()).as_deref(), Some("b"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_holder_cut_off_from_storage_stops_before_its_lease_expires() {
+        let store = Arc::new(Cuttable::default());
+        let node = Asserter::new();
+        let (a, b) = (leases(&store, &node, "a"), leases(&store, &node, "b"));
+        pending(&node, 0);
+        let start = Instant::now();
+        let manager = a.acquire().await.unwrap();
+        let lost = manager.lost();
+
+        store.down.store(true, Ordering::SeqCst);
+        // Inside the window (ttl - margin = 20 s) the holder may still send;
+        // its fenced reservation fails while storage is away, though.
+        tokio::time::sleep(Duration::from_secs(19)).await;
+        assert!(manager.is_held());
+        assert!(matches!(
+            manager.next_slot().await,
+            Err(ChainError::Storage(err)) if err.is_transient()
+        ));
+        // The window closes a whole margin before the stored lease expires.
+        lost.cancelled().await;
+        let stopped = start.elapsed();
+        assert!(stopped >= TTL - TTL / 3 && stopped < TTL, "{stopped:?}");
+        assert!(!manager.is_held());
+
+        // Storage back: the lease is still a's until it expires, then b's.
+        store.down.store(false, Ordering::SeqCst);
+        assert!(matches!(b.acquire().await, Err(ChainError::NoFreeSigner)));
+        pending(&node, 0);
+        let taken = b
+            .acquire_wait(Duration::from_secs(1), &CancellationToken::new())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(start.elapsed() >= TTL);
+        assert_eq!(taken.holder(), "b");
+        // The old holder can reserve nothing any more.
+        assert!(matches!(
+            manager.next_slot().await,
+            Err(ChainError::LeaseLost { .. })
+        ));
+        assert!(matches!(
+            manager.check_fence().await,
+            Err(ChainError::LeaseLost { .. })
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_taken_over_fails_the_old_holders_fence() {
+        let store = Arc::new(Cuttable::default());
+        let node = Asserter::new();
+        let a = leases(&store, &node, "a");
+        pending(&node, 0);
+        let manager = a.acquire().await.unwrap();
+        // Another replica overwrites the lease behind a's back (a clock
+        // jump, an operator): the next fenced reservation notices.
+        store.inner.release(&key(), "a").await.unwrap();
+        assert!(store.inner.take(&key(), "intruder", TTL).await.unwrap());
+        assert!(matches!(
+            manager.next_slot().await,
+            Err(ChainError::LeaseLost { .. })
+        ));
+        assert!(manager.lost().is_cancelled());
+        assert!(!manager.is_held());
+    }
 }

@@ -81,6 +81,21 @@ impl Rpc {
         })
     }
 
+    /// A connection answered from `asserter`'s queue instead of a node: no
+    /// sockets, so tests of lease timing can run on paused time (a real
+    /// node's answers would race the auto-advancing clock).
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn mocked(asserter: alloy::transports::mock::Asserter) -> Self {
+        Self {
+            provider: ProviderBuilder::new()
+                .disable_recommended_fillers()
+                .connect_mocked_client(asserter),
+            timeout: Duration::from_secs(1),
+            retries: 0,
+            poll_interval: Duration::from_millis(10),
+        }
+    }
+
     /// The underlying alloy provider, for calls this wrapper does not cover
     /// (tests use it for anvil's own methods).
     pub fn provider(&self) -> &RootProvider<Ethereum> {

@@ -168,8 +168,9 @@ fn anvil_bin() -> PathBuf {
 }
 
 /// Deploys HAVEN on `anvil` with dev account 0, granting MINTER and BURNER
-/// to the dev accounts `signers`, and records it in the database at
-/// `database_url`. Retries the first requests a node that has just started
+/// to the dev accounts `signers`, and records it in `store` (the
+/// `chain_deployments` table through `haven_entity::chain_store`, where the
+/// services read the deployment block). Retries the first requests a node that has just started
 /// may drop.
 ///
 /// # Panics
@@ -177,24 +178,25 @@ fn anvil_bin() -> PathBuf {
 pub async fn deploy_for_tests(
     anvil: &AnvilInstance,
     signers: &[u32],
-    database_url: &str,
+    store: &dyn crate::deploy::DeploymentStore,
 ) -> alloy::primitives::Address {
     let config = crate::deploy::DeployConfig {
         rpc: anvil.rpc_config(),
         deployer_private_key: Redacted::new(format!("0x{}", hex::encode(dev_key(0).to_bytes()))),
         signers: dev_signer_config(signers),
         grant_to: vec![],
-        database_url: Some(Redacted::new(database_url.to_owned())),
+        // The store is given; these only say where the CLI would record it.
+        database_url: None,
         deployment_file: None,
         tx: test_tx_config(),
     };
-    let mut deployed = crate::deploy::deploy(&config).await;
+    let mut deployed = crate::deploy::deploy(&config, store).await;
     for _ in 0..3 {
         match &deployed {
             Err(err) if err.is_retryable() => {
                 eprintln!("deploy failed ({err}); retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                deployed = crate::deploy::deploy(&config).await;
+                deployed = crate::deploy::deploy(&config, store).await;
             }
             _ => break,
         }

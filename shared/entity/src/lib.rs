@@ -1,7 +1,9 @@
 //! SeaORM entities of the HAVEN database and the queries services share.
 //!
 //! One module per table (hand-written `DeriveEntityModel`s that follow
-//! `haven-migrations`), plus [`ledger`] for posting double-entry movements.
+//! `haven-migrations`), plus [`ledger`] for posting double-entry movements
+//! and [`chain_store`], the database behind `haven-chain`'s lease, nonce and
+//! deployment storage traits.
 //! Amounts are [`Wei`], bound as exact decimal strings (see [`wei`]). Every
 //! query returns [`EntityError`], whose constraint variants let the HTTP
 //! layer answer 409/422 without looking at driver errors.
@@ -10,6 +12,7 @@
 
 pub mod bookings;
 pub mod chain_deployments;
+pub mod chain_store;
 pub mod emission_periods;
 pub mod error;
 pub mod idempotency_keys;

@@ -14,6 +14,7 @@ use haven_chain::rpc::Rpc;
 use haven_chain::testing::{AnvilInstance, deploy_for_tests, dev_key};
 use haven_common::amqp::AmqpClient;
 use haven_common::testing::app::{TestApp, TestDeps};
+use haven_entity::chain_store::DbDeployments;
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
 use haven_entity::users::{self, NewUser};
 use haven_messages::{BurnRequest, ChainRequest, Envelope, MintRequest};
@@ -234,7 +235,7 @@ pub struct Stack {
 /// Deploys HAVEN on `anvil` (signers [`SIGNERS`]), recording it in the
 /// test's database; retries the first requests a fresh node may drop.
 pub async fn deploy_contract(deps: &TestDeps, anvil: &AnvilInstance) -> Address {
-    deploy_for_tests(anvil, &SIGNERS, deps.db.url()).await
+    deploy_for_tests(anvil, &SIGNERS, &DbDeployments::new(deps.db.conn().clone())).await
 }
 
 /// Fresh dependencies, anvil (`anvil_args`, which must mine: the deploy

@@ -12,6 +12,7 @@ use clap::Parser as _;
 use haven_chain::contract::{HAVEN, encode_reason};
 use haven_chain::testing::{AnvilInstance, deploy_for_tests, dev_key};
 use haven_common::testing::app::{TestApp, TestDeps};
+use haven_entity::chain_store::DbDeployments;
 use haven_entity::ledger::{Account, Movement};
 use haven_entity::ledger_movements::MovementKind;
 use haven_entity::token_transactions::{self, TxStatus, TxType};
@@ -35,7 +36,12 @@ struct Chain {
 impl Chain {
     async fn start(deps: &TestDeps) -> Self {
         let anvil = AnvilInstance::spawn();
-        let contract = deploy_for_tests(&anvil, &[MINTER], deps.db.url()).await;
+        let contract = deploy_for_tests(
+            &anvil,
+            &[MINTER],
+            &DbDeployments::new(deps.db.conn().clone()),
+        )
+        .await;
         let provider = ProviderBuilder::new()
             .disable_recommended_fillers()
             .with_gas_estimation()

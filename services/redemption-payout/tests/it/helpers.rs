@@ -18,6 +18,7 @@ use haven_common::amqp::AmqpClient;
 use haven_common::config::Redacted;
 use haven_common::money::Wei as Money;
 use haven_common::testing::app::{TestApp, TestDeps};
+use haven_entity::chain_store::DbDeployments;
 use haven_entity::ledger::{self, Account};
 use haven_entity::redemptions::{self, RedemptionState, WithdrawalMethod};
 use haven_entity::token_transactions::{self, TxStatus, TxType};
@@ -123,7 +124,12 @@ pub struct Stack {
 pub async fn spawn_stack() -> Stack {
     let deps = TestDeps::new().await;
     let anvil = AnvilInstance::spawn();
-    let contract = deploy_for_tests(&anvil, &SIGNERS, deps.db.url()).await;
+    let contract = deploy_for_tests(
+        &anvil,
+        &SIGNERS,
+        &DbDeployments::new(deps.db.conn().clone()),
+    )
+    .await;
     let keys = SIGNERS
         .iter()
         .map(|i| format!("0x{}", hex::encode(dev_key(*i).to_bytes())))

@@ -5,6 +5,7 @@
 mod amounts;
 mod dedupe;
 mod helpers;
+mod leases;
 mod ledger;
 mod uniques;
 mod users;

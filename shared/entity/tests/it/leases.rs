@@ -1,5 +1,7 @@
-//! Signer leases and the nonce manager: two managers racing for one signer
-//! never send two transactions with the same nonce.
+//! `chain_store::DbLeaseStore` under the nonce manager, on a real anvil:
+//! two managers racing for one signer never send two transactions with the
+//! same nonce, on PostgreSQL (with a cut connection) and on SQLite. The
+//! lease timing itself is tested on paused time in haven-chain.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -14,6 +16,7 @@ use haven_chain::signer::SignerPool;
 use haven_chain::testing::{ANVIL_CHAIN_ID, AnvilInstance, dev_key, test_tx_config};
 use haven_common::testing::db::TestDb;
 use haven_common::testing::proxy::TcpProxy;
+use haven_entity::chain_store::DbLeaseStore;
 use sea_orm::{Database, DatabaseConnection};
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +35,7 @@ fn leases(
     name: &str,
 ) -> SignerLeases {
     SignerLeases::new(
-        db.clone(),
+        Arc::new(DbLeaseStore::new(db.clone())),
         rpc.clone(),
         pool.clone(),
         ANVIL_CHAIN_ID,

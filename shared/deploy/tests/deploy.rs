@@ -1,15 +1,16 @@
 //! `haven-deploy`: deploys once, reuses the recorded deployment afterwards.
+#![allow(clippy::unwrap_used)] // a failed unwrap here is a failed test, with its message
 
 use std::path::PathBuf;
 
 use haven_chain::client::ChainClient;
-use haven_chain::deploy::{DeployConfig, deploy};
+use haven_chain::config::ChainConfig;
+use haven_chain::deploy::{DeployConfig, DeploymentFile, deploy};
 use haven_chain::error::ChainError;
 use haven_chain::testing::{AnvilInstance, dev_key, dev_signer_config, test_tx_config};
 use haven_common::config::Redacted;
 use haven_common::testing::db::TestDb;
-
-use crate::helpers::chain_config;
+use haven_entity::chain_store::DbDeployments;
 
 fn config(
     anvil: &AnvilInstance,
@@ -27,20 +28,36 @@ fn config(
     }
 }
 
+/// The pool of `signers` against the deployment at `contract`.
+fn chain_config(
+    anvil: &AnvilInstance,
+    contract: alloy::primitives::Address,
+    signers: &[u32],
+) -> ChainConfig {
+    ChainConfig {
+        rpc: anvil.rpc_config(),
+        contract_address: contract,
+        signers: dev_signer_config(signers),
+        custody_mnemonic: None,
+        tx: test_tx_config(),
+    }
+}
+
 #[tokio::test]
 async fn deploying_twice_reuses_the_recorded_deployment() {
     let anvil = AnvilInstance::spawn();
     let db = TestDb::new().await;
     let cfg = config(&anvil, Some(db.url()), None);
+    let store = DbDeployments::new(db.conn().clone());
 
-    let first = deploy(&cfg).await.expect("deploys");
+    let first = deploy(&cfg, &store).await.expect("deploys");
     assert!(!first.reused);
     assert_eq!(first.record.chain_id, 31337);
     assert_eq!(first.record.deployer, dev_key(0).address());
     // MINTER and BURNER for the two pool signers and the extra address.
     assert_eq!(first.granted.len(), 6);
 
-    let second = deploy(&cfg).await.expect("reuses");
+    let second = deploy(&cfg, &store).await.expect("reuses");
     assert!(second.reused);
     assert_eq!(second.record, first.record);
     assert!(second.granted.is_empty(), "roles are only granted once");
@@ -54,7 +71,7 @@ async fn deploying_twice_reuses_the_recorded_deployment() {
     let mut wrong = cfg.clone();
     wrong.rpc.chain_id = 5;
     assert!(matches!(
-        deploy(&wrong).await,
+        deploy(&wrong, &store).await,
         Err(ChainError::WrongChainId {
             expected: 5,
             actual: 31337
@@ -68,14 +85,18 @@ async fn a_recorded_deployment_without_code_is_deployed_again() {
     let file = std::env::temp_dir().join(format!("haven-deploy-{}.json", uuid::Uuid::new_v4()));
     let first = {
         let anvil = AnvilInstance::spawn();
-        deploy(&config(&anvil, None, Some(file.clone())))
-            .await
-            .unwrap()
+        deploy(
+            &config(&anvil, None, Some(file.clone())),
+            &DeploymentFile::new(&file),
+        )
+        .await
+        .unwrap()
     };
     // A fresh chain (same id, empty state): the record points at nothing.
     let anvil = AnvilInstance::spawn();
     let cfg = config(&anvil, None, Some(file.clone()));
-    let again = deploy(&cfg).await.unwrap();
+    let store = DeploymentFile::new(&file);
+    let again = deploy(&cfg, &store).await.unwrap();
     assert!(!again.reused);
     // Same deployer, nonce and chain: the same address, now with code again.
     assert_eq!(again.record.address, first.record.address);
@@ -86,7 +107,7 @@ async fn a_recorded_deployment_without_code_is_deployed_again() {
         6,
         "roles granted again on the new chain"
     );
-    let reused = deploy(&cfg).await.unwrap();
+    let reused = deploy(&cfg, &store).await.unwrap();
     assert!(reused.reused);
     assert_eq!(reused.record, again.record);
     let _ = std::fs::remove_file(file);

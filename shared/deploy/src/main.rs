@@ -14,8 +14,11 @@
 
 use std::process::ExitCode;
 
-use haven_chain::deploy::{DeployConfig, deploy};
+use haven_chain::deploy::{DeployConfig, DeploymentFile, DeploymentStore, deploy};
+use haven_chain::error::ChainError;
+use haven_chain::store::StorageError;
 use haven_common::telemetry::{ErrorChain, parse_config_or_exit};
+use haven_entity::chain_store::DbDeployments;
 use tracing_subscriber::EnvFilter;
 
 /// Deploy the HAVEN token contract and grant the signer pool its roles.
@@ -45,7 +48,11 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    match deploy(&cli.deploy).await {
+    let deployed = match open_store(&cli.deploy).await {
+        Ok(store) => deploy(&cli.deploy, store.as_ref()).await,
+        Err(err) => Err(err),
+    };
+    match deployed {
         Ok(deployment) => {
             if cli.json {
                 match serde_json::to_string(&deployment) {
@@ -64,5 +71,22 @@ async fn main() -> ExitCode {
             eprintln!("haven-deploy: {}", ErrorChain(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The store `DATABASE_URL` or `--deployment-file` names (clap lets
+/// exactly one through).
+async fn open_store(config: &DeployConfig) -> Result<Box<dyn DeploymentStore>, ChainError> {
+    match (&config.database_url, &config.deployment_file) {
+        (Some(url), None) => {
+            let db = sea_orm::Database::connect(url.expose())
+                .await
+                .map_err(StorageError::transient)?;
+            Ok(Box::new(DbDeployments::new(db)))
+        }
+        (None, Some(path)) => Ok(Box::new(DeploymentFile::new(path.clone()))),
+        _ => Err(ChainError::Config(
+            "set exactly one of DATABASE_URL and --deployment-file".into(),
+        )),
     }
 }
