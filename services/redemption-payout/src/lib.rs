@@ -22,7 +22,6 @@
 
 pub mod config;
 pub mod error;
-pub mod failure;
 pub mod handlers;
 pub mod jobs;
 pub mod metrics;

@@ -23,7 +23,6 @@ pub mod context;
 pub mod emission;
 pub mod error;
 pub mod exact;
-pub mod failure;
 pub mod handlers;
 pub mod jobs;
 pub mod metrics;
