@@ -5,7 +5,7 @@
 //! and mint code writing what the API would.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
-use std::future::Future;
+pub use haven_common::testing::eventually;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
@@ -235,7 +235,7 @@ impl Stack {
         assert!(matches!(stored, Stored::Accepted(_)));
         let db = self.db();
         let tx_id = &tx_id;
-        eventually("the funding mint confirmed", || async move {
+        eventually("the funding mint confirmed", SETTLE, || async move {
             let tx = token_transactions::find_by_tx_id(db, tx_id)
                 .await
                 .unwrap()?;
@@ -406,23 +406,4 @@ where
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// Polls `check` until it returns `Some`, or panics after [`SETTLE`] naming `what`.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
