@@ -13,6 +13,8 @@ pub mod error;
 pub mod handlers;
 pub mod metrics;
 pub mod minter;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@
 //! and mint code writing what the API would.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use chain_minter::testing::chain_args;
 pub use haven_common::testing::eventually;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use clap::Parser as _;
 use haven_chain::contract::HAVEN;
 use haven_chain::rpc::Rpc;
 use haven_chain::signer::CustodyWallets;
-use haven_chain::testing::{AnvilInstance, deploy_for_tests, dev_key};
+use haven_chain::testing::{AnvilInstance, deploy_for_tests};
 use haven_common::amqp::AmqpClient;
 use haven_common::config::Redacted;
 use haven_common::money::Wei as Money;
@@ -124,25 +125,11 @@ pub async fn spawn_stack() -> Stack {
     let deps = TestDeps::new().await;
     let anvil = AnvilInstance::spawn();
     let contract = deploy_for_tests(&anvil, &SIGNERS, deps.db.url()).await;
-    let keys = SIGNERS
-        .iter()
-        .map(|i| format!("0x{}", hex::encode(dev_key(*i).to_bytes())))
-        .collect::<Vec<_>>()
-        .join(",");
     let args = std::iter::once("chain-minter".to_owned())
         .chain(deps.args())
+        .chain(chain_args(&anvil.endpoint(), contract, &SIGNERS))
         .chain(
             [
-                "--rpc-url",
-                &anvil.endpoint(),
-                "--chain-id",
-                "31337",
-                "--contract-address",
-                &contract.to_string(),
-                "--signer-private-keys",
-                &keys,
-                "--poll-interval",
-                "100ms",
                 "--outbox-poll-interval",
                 "200ms",
                 "--batch-max-wait",
