@@ -6,6 +6,7 @@
 //! them as processes; read-api on demand ([`Pipeline::start_read_api`]).
 #![allow(clippy::expect_used)] // a failed expect is a broken test environment, said as such
 
+use chain_minter::testing::chain_args;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
@@ -13,7 +14,7 @@ use clap::Parser as _;
 use haven_chain::contract::HAVEN;
 
 use haven_chain::rpc::Rpc;
-use haven_chain::testing::{AnvilInstance, deploy_for_tests, dev_key};
+use haven_chain::testing::{AnvilInstance, deploy_for_tests};
 use haven_common::testing::app::{TestApp, TestDeps};
 use haven_entity::chain_store::DbDeployments;
 use redemption_payout::provider::stand_in::{self, StandIn};
@@ -71,8 +72,6 @@ impl Pipeline {
                 .chain(deps.args())
                 .collect::<Vec<String>>()
         };
-        let signer_key = format!("0x{}", hex::encode(dev_key(SIGNER).to_bytes()));
-        let contract_arg = contract.to_string();
         let rpc_url = anvil.endpoint();
 
         let mut args = base("webhook-ingress");
@@ -108,21 +107,7 @@ impl Pipeline {
         let calculator = TestApp::spawn(|l, s| reward_calculator::run(config, l, s)).await;
 
         let mut args = base("chain-minter");
-        args.extend(
-            [
-                "--rpc-url",
-                &rpc_url,
-                "--chain-id",
-                "31337",
-                "--contract-address",
-                &contract_arg,
-                "--signer-private-keys",
-                &signer_key,
-                "--poll-interval",
-                "100ms",
-            ]
-            .map(str::to_owned),
-        );
+        args.extend(chain_args(&rpc_url, contract, &[SIGNER]));
         args.extend(minter_args.iter().map(|s| (*s).to_owned()));
         let config = chain_minter::Config::try_parse_from(args).expect("minter settings");
         let minter = TestApp::spawn(|l, s| chain_minter::run(config, l, s)).await;

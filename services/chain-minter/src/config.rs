@@ -90,4 +90,10 @@ impl haven_common::service::ServiceConfig for Config {
     fn listen_addr(&self) -> SocketAddr {
         Config::listen_addr(self)
     }
+    fn http(&self) -> &haven_common::config::HttpConfig {
+        &self.http
+    }
+    fn shutdown_grace_period(&self) -> std::time::Duration {
+        self.shutdown_grace_period
+    }
 }

@@ -13,6 +13,8 @@ pub mod error;
 pub mod handlers;
 pub mod metrics;
 pub mod minter;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 use std::sync::Arc;
 
@@ -25,7 +27,7 @@ use haven_common::service::Service;
 use haven_common::shutdown::CancellationToken;
 use haven_entity::chain_store::DbLeaseStore;
 use haven_messages::ChainRequest;
-use haven_outbox::{Relay, RelayMetrics};
+use haven_outbox::Relay;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -50,14 +52,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let metrics = Metrics::new()?;
-    let mut service = Service::new(
-        metrics::SERVICE,
-        metrics.registry(),
-        &config.http,
-        config.shutdown_grace_period,
-    );
-    let db = service.database(&config.database).await?;
-    let amqp = service.broker(&config.amqp)?;
+    let mut service = Service::new(metrics::SERVICE, metrics.registry(), &config);
+    let (db, amqp) = service.connect(&config.database, &config.amqp).await?;
     // Checked in the background (`/health` says "blockchain"), never waited
     // for at start.
     let chain = ChainClient::unchecked(&config.chain, &[Role::Minter, Role::Burner])?;
@@ -72,12 +68,13 @@ pub async fn run(
         unique_holder(metrics::SERVICE),
     )?;
 
-    let relay = Relay::new(
+    let relay = Relay::from_config(
         db.clone(),
         amqp.publisher(),
-        RelayMetrics::new(metrics.registry().registry())?,
-        config.outbox.settings(),
-    );
+        metrics.registry().registry(),
+        &config.outbox,
+    )
+    .map_err(Error::Outbox)?;
     let (sender_slot, sender) = watch::channel(None);
     let minter = Arc::new(Minter::new(
         db,

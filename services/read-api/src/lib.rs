@@ -52,12 +52,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let metrics = Metrics::new()?;
-    let mut service = Service::new(
-        metrics::SERVICE,
-        metrics.registry(),
-        &config.http,
-        config.shutdown_grace_period,
-    );
+    let mut service = Service::new(metrics::SERVICE, metrics.registry(), &config);
     let db = service.database(&config.database).await?;
     let store = Store::new(
         db,

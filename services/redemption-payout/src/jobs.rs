@@ -16,8 +16,8 @@ use chrono::Utc;
 use haven_entity::redemptions::{self, RedemptionState};
 use tokio_util::sync::CancellationToken;
 
-use crate::failure::Failure;
 use crate::saga::Saga;
+use haven_common::amqp::Failure;
 
 /// Redemptions resumed per sweep at most (the rest wait for the next one).
 const SWEEP_BATCH: u64 = 100;

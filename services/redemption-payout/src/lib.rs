@@ -22,7 +22,6 @@
 
 pub mod config;
 pub mod error;
-pub mod failure;
 pub mod handlers;
 pub mod jobs;
 pub mod metrics;
@@ -37,7 +36,7 @@ use haven_common::retry::RetryPolicy;
 use haven_common::service::Service;
 use haven_common::shutdown::CancellationToken;
 use haven_messages::{ChainEvent, RedemptionCommand};
-use haven_outbox::{Relay, RelayMetrics};
+use haven_outbox::Relay;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -62,21 +61,16 @@ pub async fn run(
 ) -> Result<(), Error> {
     let metrics = Metrics::new()?;
     let provider = PayoutClient::new(&config.provider, metrics.clone()).map_err(Error::Provider)?;
-    let mut service = Service::new(
-        metrics::SERVICE,
-        metrics.registry(),
-        &config.http,
-        config.shutdown_grace_period,
-    );
-    let db = service.database(&config.database).await?;
-    let amqp = service.broker(&config.amqp)?;
+    let mut service = Service::new(metrics::SERVICE, metrics.registry(), &config);
+    let (db, amqp) = service.connect(&config.database, &config.amqp).await?;
 
-    let relay = Relay::new(
+    let relay = Relay::from_config(
         db.clone(),
         amqp.publisher(),
-        RelayMetrics::new(metrics.registry().registry()).map_err(Error::Outbox)?,
-        config.outbox.settings(),
-    );
+        metrics.registry().registry(),
+        &config.outbox,
+    )
+    .map_err(Error::Outbox)?;
     let saga = Arc::new(Saga {
         db,
         outbox: relay.notifier(),

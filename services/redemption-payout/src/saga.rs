@@ -39,10 +39,10 @@ use haven_outbox::OutboxNotifier;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use uuid::Uuid;
 
-use crate::failure::Failure;
 use crate::metrics::Metrics;
 use crate::provider::{FiatTerms, Method, Payout, PayoutClient, PayoutRequest, PayoutStatus};
 use crate::store::{self, Cause};
+use haven_common::amqp::Failure;
 
 /// Steps one [`Saga::advance`] takes at most (the longest path has seven);
 /// a bound so a bug can never spin.

@@ -37,7 +37,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::failure::Failure;
+use haven_common::amqp::Failure;
 
 /// Reason of a redemption's burn (on chain and in `token_transactions`).
 pub const BURN_REASON: &str = "redemption";

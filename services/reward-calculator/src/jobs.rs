@@ -19,11 +19,11 @@ use haven_entity::users;
 use sea_orm::{EntityTrait, TransactionTrait};
 
 use crate::context::Context;
-use crate::failure::Failure;
 use crate::handlers::partner_event::stake_period_reference;
 use crate::metrics::Outcome;
 use crate::rules::{Grant, Rule};
 use crate::store::{self, Granted, Released, RewardRequest};
+use haven_common::amqp::Failure;
 
 /// Stakes (and held rewards) taken per query.
 const BATCH: u64 = 100;

@@ -23,7 +23,6 @@ pub mod context;
 pub mod emission;
 pub mod error;
 pub mod exact;
-pub mod failure;
 pub mod handlers;
 pub mod jobs;
 pub mod metrics;
@@ -38,7 +37,7 @@ use haven_common::retry::RetryPolicy;
 use haven_common::service::Service;
 use haven_common::shutdown::CancellationToken;
 use haven_messages::PartnerEvent;
-use haven_outbox::{Relay, RelayMetrics};
+use haven_outbox::Relay;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -68,21 +67,16 @@ pub async fn run(
     let wallets =
         CustodyWallets::from_mnemonic(&config.custody_mnemonic).map_err(Error::Custody)?;
     let metrics = Metrics::new()?;
-    let mut service = Service::new(
-        metrics::SERVICE,
-        metrics.registry(),
-        &config.http,
-        config.shutdown_grace_period,
-    );
-    let db = service.database(&config.database).await?;
-    let amqp = service.broker(&config.amqp)?;
+    let mut service = Service::new(metrics::SERVICE, metrics.registry(), &config);
+    let (db, amqp) = service.connect(&config.database, &config.amqp).await?;
 
-    let relay = Relay::new(
+    let relay = Relay::from_config(
         db.clone(),
         amqp.publisher(),
-        RelayMetrics::new(metrics.registry().registry()).map_err(Error::Outbox)?,
-        config.outbox.settings(),
-    );
+        metrics.registry().registry(),
+        &config.outbox,
+    )
+    .map_err(Error::Outbox)?;
     let ctx = Arc::new(Context {
         db,
         rules,

@@ -28,8 +28,8 @@ use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, DatabaseTransaction};
 
 use crate::context::Context;
-use crate::failure::Failure;
 use crate::rules::{Grant, Rule};
+use haven_common::amqp::Failure;
 
 /// Reason of the burn that takes a cancelled booking's reward back.
 pub const REVERSAL_REASON: &str = "reversal";

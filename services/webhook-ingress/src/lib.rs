@@ -21,7 +21,7 @@ pub mod store;
 
 use haven_common::service::Service;
 use haven_common::shutdown::CancellationToken;
-use haven_outbox::{Relay, RelayMetrics};
+use haven_outbox::Relay;
 use tokio::net::TcpListener;
 
 use crate::auth::RateLimit;
@@ -44,23 +44,18 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let metrics = Metrics::new()?;
-    let mut service = Service::new(
-        metrics::SERVICE,
-        metrics.registry(),
-        &config.http,
-        config.shutdown_grace_period,
-    );
-    let db = service.database(&config.database).await?;
-    let amqp = service.broker(&config.amqp)?;
+    let mut service = Service::new(metrics::SERVICE, metrics.registry(), &config);
+    let (db, amqp) = service.connect(&config.database, &config.amqp).await?;
 
     // The relay publishes what the handlers commit; it keeps running (and
     // retrying) while the broker is away, so requests never wait on it.
-    let relay = Relay::new(
+    let relay = Relay::from_config(
         db.clone(),
         amqp.publisher(),
-        RelayMetrics::new(metrics.registry().registry()).map_err(Error::Outbox)?,
-        config.outbox.settings(),
-    );
+        metrics.registry().registry(),
+        &config.outbox,
+    )
+    .map_err(Error::Outbox)?;
     let rate_limit = RateLimit::per_minute(config.rate_limit_per_minute);
     let state = AppState::new(Inner {
         db,

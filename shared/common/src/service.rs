@@ -50,6 +50,12 @@ pub enum ServiceError {
     /// The health or HTTP metrics could not be registered.
     #[error("could not register the HTTP and health metrics")]
     Metrics(#[from] MetricsError),
+    /// The database settings are unusable (a malformed URL).
+    #[error("could not set up the database pool")]
+    Database(#[from] DbError),
+    /// The broker settings are unusable (a malformed URL).
+    #[error("could not set up the broker connection")]
+    Broker(#[from] AmqpError),
     /// The HTTP server stopped with an I/O error.
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
@@ -61,6 +67,10 @@ pub trait ServiceConfig: clap::Parser + Send + 'static {
     fn telemetry(&self) -> &TelemetryConfig;
     /// Where to listen for HTTP.
     fn listen_addr(&self) -> SocketAddr;
+    /// The HTTP server's limits.
+    fn http(&self) -> &HttpConfig;
+    /// How long each drain step of the shutdown may take.
+    fn shutdown_grace_period(&self) -> Duration;
 }
 
 /// How a task's result is reported when the skeleton joins it.
@@ -135,18 +145,33 @@ impl std::fmt::Debug for Service {
 impl Service {
     /// A service named `name` (its `service` metric label and broker
     /// connection name) whose metrics live on `registry`, serving HTTP with
-    /// the limits of `http`, and whose every drain step may take up to `grace`.
+    /// the limits of `config` and draining each step of its shutdown within
+    /// its grace period.
     pub fn new(
         name: &'static str,
         registry: &MetricsRegistry,
-        http: &HttpConfig,
+        config: &impl ServiceConfig,
+    ) -> Self {
+        Self::with_limits(
+            name,
+            registry,
+            Limits::from_config(config.http()),
+            config.shutdown_grace_period(),
+        )
+    }
+
+    /// [`Self::new`] with the HTTP limits and grace period given directly.
+    pub fn with_limits(
+        name: &'static str,
+        registry: &MetricsRegistry,
+        limits: Limits,
         grace: Duration,
     ) -> Self {
         Self {
             name,
             registry: registry.clone(),
             grace,
-            limits: Limits::from_config(http),
+            limits,
             probes: Vec::new(),
             database: None,
             broker: None,
@@ -186,6 +211,17 @@ impl Service {
         self.probe(amqp.probe());
         self.broker = Some(amqp.clone());
         Ok(amqp)
+    }
+
+    /// [`Self::database`] and [`Self::broker`], for the services that use both.
+    pub async fn connect(
+        &mut self,
+        database: &DatabaseConfig,
+        broker: &AmqpConfig,
+    ) -> Result<(DatabaseConnection, AmqpClient), ServiceError> {
+        let db = self.database(database).await?;
+        let amqp = self.broker(broker)?;
+        Ok((db, amqp))
     }
 
     /// Adds a dependency to `/health`.
@@ -398,10 +434,10 @@ mod tests {
     #[tokio::test]
     async fn teardown_drains_requests_then_workers_then_publishers() {
         let registry = MetricsRegistry::new("skeleton-test").unwrap();
-        let mut service = Service::new(
+        let mut service = Service::with_limits(
             "skeleton-test",
             &registry,
-            &test_http(),
+            Limits::from_config(&test_http()),
             Duration::from_secs(5),
         );
         let journal = Journal::default();
@@ -468,10 +504,10 @@ mod tests {
     #[tokio::test]
     async fn a_failed_task_is_reported_and_the_teardown_goes_on() {
         let registry = MetricsRegistry::new("skeleton-test").unwrap();
-        let mut service = Service::new(
+        let mut service = Service::with_limits(
             "skeleton-test",
             &registry,
-            &test_http(),
+            Limits::from_config(&test_http()),
             Duration::from_secs(5),
         );
         service.spawn_worker("fails", |_stop| async {

@@ -6,8 +6,8 @@
 //! `cargo nextest run -p haven-common --features test-util --test amqp`.
 #![cfg(feature = "test-util")]
 
+use haven_common::testing::eventually;
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,19 +63,6 @@ fn job(n: u32) -> Envelope<Work> {
 }
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Waits for `cond` with a deadline; panics with `what` if it never holds.
-async fn eventually<F, Fut>(what: &str, within: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn recv<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
     tokio::time::timeout(WAIT, rx.recv())

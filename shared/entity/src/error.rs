@@ -91,3 +91,35 @@ impl From<DbErr> for EntityError {
         }
     }
 }
+
+impl EntityError {
+    /// Whether another attempt could succeed: the database is down or busy,
+    /// or another writer won a race whose result the next attempt will see.
+    /// The rest (an unbalanced movement, an overdraft, a corrupt row) fails
+    /// the same way every time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EntityError::Db(_)
+            | EntityError::Contention(_)
+            | EntityError::UniqueViolation(_)
+            | EntityError::ForeignKeyViolation(_) => true,
+            EntityError::Unbalanced { .. }
+            | EntityError::InvalidMovement(_)
+            | EntityError::InsufficientBalance { .. }
+            | EntityError::DerivationIndexExhausted
+            | EntityError::WalletDerivation(_)
+            | EntityError::Corrupt(_) => false,
+        }
+    }
+}
+
+impl From<EntityError> for haven_common::amqp::Failure {
+    fn from(err: EntityError) -> Self {
+        let reason = haven_common::telemetry::ErrorChain(&err).to_string();
+        if err.is_transient() {
+            Self::Transient(reason)
+        } else {
+            Self::Permanent(reason)
+        }
+    }
+}

@@ -34,3 +34,15 @@ impl From<DbErr> for OutboxError {
         Self::Database(EntityError::from(err))
     }
 }
+
+/// A database failure is as transient as the entity layer says; an envelope
+/// that cannot be serialized or metrics that cannot be registered fail the
+/// same way every time.
+impl From<OutboxError> for haven_common::amqp::Failure {
+    fn from(err: OutboxError) -> Self {
+        match err {
+            OutboxError::Database(err) => err.into(),
+            other => Self::Permanent(haven_common::telemetry::ErrorChain(&other).to_string()),
+        }
+    }
+}

@@ -152,6 +152,22 @@ impl Relay {
         }
     }
 
+    /// A service's relay: its metrics registered on `registry`, its settings
+    /// from the service's [`crate::OutboxConfig`].
+    pub fn from_config(
+        db: DatabaseConnection,
+        publisher: Publisher,
+        registry: &prometheus::Registry,
+        config: &crate::OutboxConfig,
+    ) -> Result<Self, OutboxError> {
+        Ok(Self::new(
+            db,
+            publisher,
+            RelayMetrics::new(registry)?,
+            config.settings(),
+        ))
+    }
+
     /// A handle that wakes this relay; take it before [`Self::run`].
     pub fn notifier(&self) -> OutboxNotifier {
         OutboxNotifier {

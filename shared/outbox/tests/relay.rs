@@ -3,8 +3,8 @@
 //! never; broker outages, crashed relays, two replicas and shutdown.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap freely
 
+use haven_common::testing::eventually;
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
 
 use haven_common::amqp::AmqpClient;
@@ -71,19 +71,6 @@ fn init_tracing() {
         )
         .with_test_writer()
         .try_init();
-}
-
-/// Waits for `cond` with a deadline; panics with `what` if it never holds.
-async fn eventually<F, Fut>(what: &str, within: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Settings for tests: short backoff, and a poll so slow that anything

@@ -3,6 +3,7 @@
 //! requests and read the chain.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use chain_minter::testing::chain_args;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
@@ -11,7 +12,7 @@ use clap::Parser as _;
 use haven_chain::contract::HAVEN;
 
 use haven_chain::rpc::Rpc;
-use haven_chain::testing::{AnvilInstance, deploy_for_tests, dev_key};
+use haven_chain::testing::{AnvilInstance, deploy_for_tests};
 use haven_common::amqp::AmqpClient;
 use haven_common::testing::app::{TestApp, TestDeps};
 use haven_entity::chain_store::DbDeployments;
@@ -67,28 +68,9 @@ pub async fn spawn_minter(
     signers: &[u32],
     extra: &[&str],
 ) -> TestApp<Error> {
-    let keys = signers
-        .iter()
-        .map(|i| format!("0x{}", hex::encode(dev_key(*i).to_bytes())))
-        .collect::<Vec<_>>()
-        .join(",");
     let args = std::iter::once("chain-minter".to_owned())
         .chain(deps.args())
-        .chain(
-            [
-                "--rpc-url",
-                rpc_url,
-                "--chain-id",
-                "31337",
-                "--contract-address",
-                &contract.to_string(),
-                "--signer-private-keys",
-                &keys,
-                "--poll-interval",
-                "100ms",
-            ]
-            .map(str::to_owned),
-        )
+        .chain(chain_args(rpc_url, contract, signers))
         .chain(extra.iter().map(|s| (*s).to_owned()));
     let config = Config::try_parse_from(args).expect("test settings parse");
     TestApp::spawn(|listener, shutdown| chain_minter::run(config, listener, shutdown)).await
@@ -308,11 +290,6 @@ impl Stack {
     /// The real `chain-minter` binary as a child process on the stack, pool
     /// [`SIGNERS`], reaching the chain at `rpc_url`; killed when dropped.
     pub fn minter_process(&self, rpc_url: &str, extra: &[&str]) -> MinterProcess {
-        let keys = SIGNERS
-            .iter()
-            .map(|i| format!("0x{}", hex::encode(dev_key(*i).to_bytes())))
-            .collect::<Vec<_>>()
-            .join(",");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_chain-minter"))
             .args(self.deps.args())
             .args([
@@ -320,19 +297,10 @@ impl Stack {
                 "127.0.0.1",
                 "--port",
                 "0",
-                "--rpc-url",
-                rpc_url,
-                "--chain-id",
-                "31337",
-                "--contract-address",
-                &self.contract.to_string(),
-                "--signer-private-keys",
-                &keys,
-                "--poll-interval",
-                "100ms",
                 "--log-filter",
                 "warn",
             ])
+            .args(chain_args(rpc_url, self.contract, &SIGNERS))
             .args(extra)
             .stdin(std::process::Stdio::null())
             .spawn()

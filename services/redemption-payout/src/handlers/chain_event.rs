@@ -16,9 +16,9 @@ use haven_messages::{ChainEvent, Envelope, TxType};
 use sea_orm::EntityTrait;
 use uuid::Uuid;
 
-use crate::failure::Failure;
 use crate::saga::Saga;
 use crate::store::{self, Cause};
+use haven_common::amqp::Failure;
 
 /// Handles one chain event.
 #[tracing::instrument(skip_all, fields(message_id = %envelope.message_id, attempt = ctx.attempt, kind = envelope.kind()))]

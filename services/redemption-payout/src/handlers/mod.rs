@@ -6,8 +6,8 @@ pub mod redemption_request;
 
 use haven_common::amqp::Outcome;
 
-use crate::failure::Failure;
 use crate::saga::Progress;
+use haven_common::amqp::Failure;
 
 /// The consumer's decision for a saga result: ack once it is recorded
 /// (done, or waiting on the chain or the provider, which announce or are

@@ -11,9 +11,9 @@ use haven_entity::redemptions;
 use haven_messages::{Envelope, RedemptionCommand};
 use sea_orm::EntityTrait;
 
-use crate::failure::Failure;
 use crate::saga::Saga;
 use crate::store::{self, Cause};
+use haven_common::amqp::Failure;
 
 /// Handles one redemption command.
 #[tracing::instrument(skip_all, fields(message_id = %envelope.message_id, attempt = ctx.attempt, kind = envelope.kind()))]

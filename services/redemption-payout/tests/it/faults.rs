@@ -79,7 +79,7 @@ async fn kill_between_burn_and_payout(first: Reply, payouts_at_kill: usize) {
         .request_id;
 
     let (db, provider) = (s.db(), &s.provider);
-    eventually("burned, and the payout asked for", || async move {
+    eventually("burned, and the payout asked for", SETTLE, || async move {
         let row = redemption(db, id).await;
         (row.state == RedemptionState::Burned && provider.attempts(&id.to_string()) >= 1)
             .then_some(())

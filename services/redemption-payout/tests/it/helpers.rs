@@ -5,7 +5,8 @@
 //! and mint code writing what the API would.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
-use std::future::Future;
+use chain_minter::testing::chain_args;
+pub use haven_common::testing::eventually;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
@@ -13,7 +14,7 @@ use clap::Parser as _;
 use haven_chain::contract::HAVEN;
 use haven_chain::rpc::Rpc;
 use haven_chain::signer::CustodyWallets;
-use haven_chain::testing::{AnvilInstance, deploy_for_tests, dev_key};
+use haven_chain::testing::{AnvilInstance, deploy_for_tests};
 use haven_common::amqp::AmqpClient;
 use haven_common::config::Redacted;
 use haven_common::money::Wei as Money;
@@ -130,25 +131,11 @@ pub async fn spawn_stack() -> Stack {
         &DbDeployments::new(deps.db.conn().clone()),
     )
     .await;
-    let keys = SIGNERS
-        .iter()
-        .map(|i| format!("0x{}", hex::encode(dev_key(*i).to_bytes())))
-        .collect::<Vec<_>>()
-        .join(",");
     let args = std::iter::once("chain-minter".to_owned())
         .chain(deps.args())
+        .chain(chain_args(&anvil.endpoint(), contract, &SIGNERS))
         .chain(
             [
-                "--rpc-url",
-                &anvil.endpoint(),
-                "--chain-id",
-                "31337",
-                "--contract-address",
-                &contract.to_string(),
-                "--signer-private-keys",
-                &keys,
-                "--poll-interval",
-                "100ms",
                 "--outbox-poll-interval",
                 "200ms",
                 "--batch-max-wait",
@@ -241,7 +228,7 @@ impl Stack {
         assert!(matches!(stored, Stored::Accepted(_)));
         let db = self.db();
         let tx_id = &tx_id;
-        eventually("the funding mint confirmed", || async move {
+        eventually("the funding mint confirmed", SETTLE, || async move {
             let tx = token_transactions::find_by_tx_id(db, tx_id)
                 .await
                 .unwrap()?;
@@ -412,23 +399,4 @@ where
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// Polls `check` until it returns `Some`, or panics after [`SETTLE`] naming `what`.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -276,7 +276,7 @@ async fn a_burn_that_fails_releases_the_reservation_exactly_once() {
     s.publish(&vec![request; 10]).await;
     s.publish(&vec![failed; 10]).await;
     let app_ref = &app;
-    eventually("the 20 copies handled", || async move {
+    eventually("the 20 copies handled", SETTLE, || async move {
         let acked = metric(app_ref, "haven_amqp_consumed_total", &[("outcome", "ack")]).await;
         (acked >= 22.0).then_some(())
     })

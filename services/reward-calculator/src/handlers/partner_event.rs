@@ -18,10 +18,10 @@ use sea_orm::{
 };
 
 use crate::context::Context;
-use crate::failure::Failure;
 use crate::metrics::Outcome;
 use crate::rules::{Grant, Rule};
 use crate::store::{self, Cancelled, Granted, RewardRequest};
+use haven_common::amqp::Failure;
 
 /// Handles one partner event; the consumer loop settles the delivery by the result.
 pub async fn handle(

@@ -11,7 +11,7 @@ use haven_messages::{BookingRef, ChainRequest, PartnerEvent};
 use sea_orm::EntityTrait;
 
 use crate::helpers::{
-    booking, cancellation, chain_requests, count, eventually, hnv, metric, reward_in,
+    HANDLED, booking, cancellation, chain_requests, count, eventually, hnv, metric, reward_in,
     set_tx_status, spawn_app, token_tx, user,
 };
 
@@ -45,7 +45,7 @@ async fn a_cancellation_before_the_mint_is_sent_withdraws_it() {
 
     // The same cancellation again changes nothing.
     s.send(cancellation("B-c1", "guest-c1")).await;
-    eventually("the second cancellation handled", || async {
+    eventually("the second cancellation handled", HANDLED, || async {
         let dup = metric(
             &s.app,
             "haven_rewards_total",
@@ -124,7 +124,7 @@ async fn a_cancellation_waits_while_the_mint_is_in_flight() {
     set_tx_status(db, &mint_tx_id, TxStatus::Submitted).await;
 
     s.send(cancellation("B-c3", "guest-c3")).await;
-    eventually("the cancellation retried", || async {
+    eventually("the cancellation retried", HANDLED, || async {
         let retried = metric(&s.app, "haven_amqp_consumed_total", &[("outcome", "retry")]).await;
         (retried >= 1.0).then_some(())
     })
@@ -149,7 +149,7 @@ async fn a_cancellation_seen_before_its_booking_makes_it_earn_nothing() {
     let s = spawn_app().await;
     let db = s.db();
     s.send(cancellation("B-c4", "guest-c4")).await;
-    eventually("the cancellation recorded", || async {
+    eventually("the cancellation recorded", HANDLED, || async {
         bookings::Entity::find_by_id("B-c4".to_owned())
             .one(db)
             .await
@@ -159,7 +159,7 @@ async fn a_cancellation_seen_before_its_booking_makes_it_earn_nothing() {
     .await;
 
     s.send(booking("B-c4", "guest-c4", "100", 2)).await;
-    eventually("the late booking handled", || async {
+    eventually("the late booking handled", HANDLED, || async {
         let cancelled = metric(
             &s.app,
             "haven_rewards_total",
@@ -190,7 +190,7 @@ async fn a_completed_booking_is_marked_and_earns_nothing_more() {
         guest_id: "guest-c5".into(),
     }))
     .await;
-    let row = eventually("the completion recorded", || async {
+    let row = eventually("the completion recorded", HANDLED, || async {
         bookings::Entity::find_by_id("B-c5".to_owned())
             .one(db)
             .await

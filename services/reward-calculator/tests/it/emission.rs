@@ -9,7 +9,9 @@ use haven_entity::rewards::{self, RewardStatus};
 use haven_messages::ChainRequest;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use crate::helpers::{attendance, chain_requests, eventually, hnv, metric, spawn_app_with};
+use crate::helpers::{
+    HANDLED, attendance, chain_requests, eventually, hnv, metric, spawn_app_with,
+};
 
 /// Length of a test emission period.
 const PERIOD_MS: i64 = 4_000;
@@ -51,7 +53,7 @@ async fn rewards_beyond_the_budget_are_held_then_released_in_the_next_period() {
     s.send(attendance("EV-a", "member-a", "workshop")).await;
     s.send(attendance("EV-b", "member-b", "workshop")).await;
 
-    let (held, granted) = eventually("one granted, one held", || async {
+    let (held, granted) = eventually("one granted, one held", HANDLED, || async {
         let held = by_status(db, RewardStatus::Held).await;
         let pending = by_status(db, RewardStatus::Pending).await;
         (held.len() == 1 && pending.len() == 1).then_some((held, pending))
@@ -64,13 +66,13 @@ async fn rewards_beyond_the_budget_are_held_then_released_in_the_next_period() {
         metric(&s.app, "haven_rewards_total", &[("outcome", "held")]).await,
         1.0
     );
-    eventually("the held gauge", || async {
+    eventually("the held gauge", HANDLED, || async {
         (metric(&s.app, "haven_rewards_held", &[]).await == 1.0).then_some(())
     })
     .await;
 
     // The next period has room: the held reward gets its mint.
-    let released = eventually("the held reward released", || async {
+    let released = eventually("the held reward released", HANDLED, || async {
         rewards::find_by_source_reference(db, &held.source_reference)
             .await
             .unwrap()
@@ -85,7 +87,7 @@ async fn rewards_beyond_the_budget_are_held_then_released_in_the_next_period() {
         metric(&s.app, "haven_rewards_total", &[("outcome", "released")]).await,
         1.0
     );
-    eventually("the held gauge back to zero", || async {
+    eventually("the held gauge back to zero", HANDLED, || async {
         (metric(&s.app, "haven_rewards_held", &[]).await == 0.0).then_some(())
     })
     .await;
@@ -113,7 +115,7 @@ async fn without_a_budget_nothing_is_held() {
         s.send(attendance(&format!("EV-{i}"), "member", "wisdom_circle"))
             .await;
     }
-    eventually("five granted", || async {
+    eventually("five granted", HANDLED, || async {
         (by_status(db, RewardStatus::Pending).await.len() == 5).then_some(())
     })
     .await;

@@ -2,7 +2,7 @@
 //! dependencies, and what the tests publish and look at.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
+pub use haven_common::testing::eventually;
 use std::time::Duration;
 
 use clap::Parser as _;
@@ -103,25 +103,6 @@ pub async fn spawn_on(deps: &TestDeps, extra: &[&str]) -> TestApp<Error> {
     app
 }
 
-/// Polls `check` until it returns `Some`, or panics after [`HANDLED`] naming `what`.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + HANDLED;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Takes every message that arrives on `queue` within `wait` of the last one.
 pub async fn drain_queue<P: QueueMessage>(
     deps: &TestDeps,
@@ -161,11 +142,15 @@ pub async fn reward_in(
     source_reference: &str,
     status: RewardStatus,
 ) -> rewards::Model {
-    eventually(&format!("reward {source_reference} {status:?}"), || async {
-        reward(db, source_reference)
-            .await
-            .filter(|r| r.status == status)
-    })
+    eventually(
+        &format!("reward {source_reference} {status:?}"),
+        HANDLED,
+        || async {
+            reward(db, source_reference)
+                .await
+                .filter(|r| r.status == status)
+        },
+    )
     .await
 }
 

@@ -110,7 +110,7 @@ async fn a_redelivered_or_resent_event_grants_one_reward_and_one_mint() {
     s.send(booking("B-dup", "guest-dup", "50", 1)).await;
 
     reward_in(db, "aurora:booking:B-dup", RewardStatus::Pending).await;
-    eventually("every copy handled", || async {
+    eventually("every copy handled", HANDLED, || async {
         let handled = metric(&s.app, "haven_rewards_total", &[("rule", "booking")]).await;
         (handled >= 4.0).then_some(())
     })
@@ -145,7 +145,7 @@ async fn events_racing_for_one_new_user_create_one_user() {
         }))
         .await;
     }
-    eventually("20 rewards", || async {
+    eventually("20 rewards", HANDLED, || async {
         (count::<rewards::Entity>(db).await == 20).then_some(())
     })
     .await;
@@ -220,7 +220,7 @@ async fn events_that_earn_nothing_write_no_reward() {
 
     let high = reward_in(db, "aurora:review:R-high", RewardStatus::Pending).await;
     assert_eq!(high.amount.get(), hnv(50) as i128);
-    eventually("the three events handled", || async {
+    eventually("the three events handled", HANDLED, || async {
         let none = metric(&s.app, "haven_rewards_total", &[("outcome", "none")]).await;
         (none >= 2.0).then_some(())
     })

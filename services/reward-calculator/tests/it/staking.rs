@@ -10,7 +10,7 @@ use haven_messages::{ChainRequest, PartnerEvent, StakingStarted};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::helpers::{
-    chain_requests, count, eventually, hnv, metric, spawn_app_with, spawn_on, user,
+    HANDLED, chain_requests, count, eventually, hnv, metric, spawn_app_with, spawn_on, user,
 };
 
 #[tokio::test]
@@ -32,7 +32,7 @@ async fn two_replicas_pay_each_stake_period_exactly_once() {
             amount_wei: hnv(5_200),
         }))
         .await;
-    let stake = eventually("the stake recorded", || async {
+    let stake = eventually("the stake recorded", HANDLED, || async {
         stakes::Entity::find()
             .filter(stakes::Column::StakeId.eq("S-1"))
             .one(db)
@@ -47,7 +47,7 @@ async fn two_replicas_pay_each_stake_period_exactly_once() {
     assert_eq!(stake.user_id, user(db, "staker").await.id);
 
     // Let both replicas race through a few periods.
-    eventually("three periods paid", || async {
+    eventually("three periods paid", HANDLED, || async {
         let paid = rewards::Entity::find()
             .filter(rewards::Column::Rule.eq("staking_interest"))
             .all(db)
@@ -105,7 +105,7 @@ async fn every_paid_period_gets_one_mint_request() {
         amount_wei: hnv(520),
     }))
     .await;
-    eventually("two periods paid", || async {
+    eventually("two periods paid", HANDLED, || async {
         (count::<rewards::Entity>(db).await >= 2).then_some(())
     })
     .await;

@@ -31,6 +31,7 @@
 mod client;
 mod consumer;
 mod error;
+mod failure;
 pub mod headers;
 mod link;
 pub mod metrics;
@@ -42,6 +43,7 @@ pub use consumer::{
     ConsumerOptions, DeliveryContext, FnHandler, Handler, Outcome, consume, handler_fn,
 };
 pub use error::AmqpError;
+pub use failure::Failure;
 pub use lapin::types::{AMQPValue, FieldTable};
 pub use metrics::AmqpMetrics;
 pub use publisher::Publisher;

@@ -88,3 +88,34 @@ pub fn assert_binary_exits_with_one_line(bin_path: &str) {
     assert!(stderr.contains("DATABASE_URL"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The settings checks every service binary passes, as tests: a missing
+/// `DATABASE_URL` and a malformed `PORT` are named, every setting has an
+/// environment twin, help and a documented row, and the real binary exits
+/// with one line when a setting is missing. Expand it in a service's
+/// integration tests: `settings_checks!(Config, "read-api", env!("CARGO_BIN_EXE_read-api"));`
+#[macro_export]
+macro_rules! settings_checks {
+    ($config:ty, $name:literal, $binary:expr) => {
+        #[test]
+        fn a_missing_database_url_is_named() {
+            $crate::testing::config::assert_missing_database_url_is_named::<$config>($name);
+        }
+
+        #[test]
+        fn a_malformed_setting_is_named() {
+            $crate::testing::config::assert_malformed_port_is_named::<$config>($name);
+        }
+
+        #[test]
+        fn every_setting_has_an_environment_variable_help_and_a_documented_row() {
+            $crate::testing::config::assert_every_setting_is_documented::<$config>();
+        }
+
+        /// The real binary, with an empty environment.
+        #[test]
+        fn the_binary_exits_with_one_line_when_a_setting_is_missing() {
+            $crate::testing::config::assert_binary_exits_with_one_line($binary);
+        }
+    };
+}
