@@ -34,7 +34,7 @@ use haven_common::money::Wei as Money;
 use haven_common::telemetry::ErrorChain;
 use haven_entity::redemptions::{self, RedemptionState, WithdrawalMethod};
 use haven_entity::token_transactions::{self, TxStatus};
-use haven_entity::{EntityError, Wei, users};
+use haven_entity::{EntityError, SignedWei, users};
 use haven_outbox::OutboxNotifier;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use uuid::Uuid;
@@ -485,7 +485,7 @@ impl Saga {
 }
 
 /// A stored (signed) amount as money.
-fn amount(wei: Wei) -> Result<Money, Failure> {
+fn amount(wei: SignedWei) -> Result<Money, Failure> {
     store::chain_wei(wei).map(Money::from_wei)
 }
 

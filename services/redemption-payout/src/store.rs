@@ -29,7 +29,7 @@ use haven_entity::ledger_entries;
 use haven_entity::ledger_movements::{self, MovementKind};
 use haven_entity::redemptions::{self, Changes, RedemptionState};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxType};
-use haven_entity::{EntityError, Wei, users};
+use haven_entity::{EntityError, SignedWei, users};
 use haven_messages::{BurnRequest, ChainRequest, Envelope, MintRequest, QueueMessage};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -101,7 +101,7 @@ pub async fn reserved_amount(
     db: &DatabaseConnection,
     id: Uuid,
     user_id: Uuid,
-) -> Result<Option<Wei>, Failure> {
+) -> Result<Option<SignedWei>, Failure> {
     let Some(movement) = ledger_movements::Entity::find()
         .filter(ledger_movements::Column::Reference.eq(reserve_reference(id)))
         .one(db)
@@ -123,7 +123,7 @@ pub async fn reserved_amount(
         .all(db)
         .await
         .map_err(EntityError::from)?;
-    let mut total = Wei::ZERO;
+    let mut total = SignedWei::ZERO;
     for entry in entries {
         total = total
             .checked_add(entry.amount)
@@ -133,7 +133,7 @@ pub async fn reserved_amount(
 }
 
 /// A stored amount as the messages' unsigned wei.
-pub fn chain_wei(wei: Wei) -> Result<u128, Failure> {
+pub fn chain_wei(wei: SignedWei) -> Result<u128, Failure> {
     u128::try_from(wei.get())
         .map_err(|_| Failure::permanent(format!("stored amount {wei} wei is negative")))
 }

@@ -99,12 +99,14 @@ impl Emission {
     }
 
     /// The budget per period, in wei; `None` when there is no limit.
-    pub fn budget(&self) -> Option<haven_entity::Wei> {
+    pub fn budget(&self) -> Option<haven_entity::SignedWei> {
         let contract = *self.contract.read().unwrap_or_else(|e| e.into_inner());
         contract
             .or(self.setting)
             // Never above the supply cap, so it always fits the entity's i128.
-            .map(|wei| haven_entity::Wei::new(wei.as_wei().min(Wei::SUPPLY_CAP.as_wei()) as i128))
+            .map(|wei| {
+                haven_entity::SignedWei::new(wei.as_wei().min(Wei::SUPPLY_CAP.as_wei()) as i128)
+            })
     }
 
     /// Records the contract's target: zero means none is set.
@@ -187,17 +189,17 @@ mod tests {
         let emission = Emission::new(EmissionPeriod::Month, Some(hnv(100)));
         assert_eq!(
             emission.budget(),
-            Some(haven_entity::Wei::from_hnv(100).unwrap())
+            Some(haven_entity::SignedWei::from_hnv(100).unwrap())
         );
         emission.set_contract_target(U256::from(hnv(7).as_wei()));
         assert_eq!(
             emission.budget(),
-            Some(haven_entity::Wei::from_hnv(7).unwrap())
+            Some(haven_entity::SignedWei::from_hnv(7).unwrap())
         );
         emission.set_contract_target(U256::ZERO);
         assert_eq!(
             emission.budget(),
-            Some(haven_entity::Wei::from_hnv(100).unwrap())
+            Some(haven_entity::SignedWei::from_hnv(100).unwrap())
         );
         assert_eq!(Emission::new(EmissionPeriod::Month, None).budget(), None);
     }

@@ -22,7 +22,7 @@ use chrono::Utc;
 use haven_entity::emission_periods::{self, Reservation};
 use haven_entity::rewards::{self, NewReward, RewardStatus};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
-use haven_entity::{EntityError, Wei, users};
+use haven_entity::{EntityError, SignedWei, users};
 use haven_messages::{BurnRequest, ChainRequest, Envelope, MintRequest, PartnerEvent};
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, DatabaseTransaction};
@@ -146,8 +146,8 @@ pub async fn grant(
 async fn reserve(
     ctx: &Context,
     txn: &DatabaseTransaction,
-    amount: Wei,
-) -> Result<Option<(String, Wei, Reservation)>, Failure> {
+    amount: SignedWei,
+) -> Result<Option<(String, SignedWei, Reservation)>, Failure> {
     let Some(budget) = ctx.emission.budget() else {
         return Ok(None);
     };
@@ -162,7 +162,7 @@ async fn mint(
     txn: &DatabaseTransaction,
     reward_id: Uuid,
     user: &users::Model,
-    amount: Wei,
+    amount: SignedWei,
     rule: Rule,
     cause: Option<&Envelope<PartnerEvent>>,
 ) -> Result<token_transactions::Model, Failure> {
@@ -431,14 +431,14 @@ async fn reverse(
 }
 
 /// A rule amount as the entity's signed wei.
-pub fn entity_wei(wei: u128) -> Result<Wei, Failure> {
+pub fn entity_wei(wei: u128) -> Result<SignedWei, Failure> {
     i128::try_from(wei)
-        .map(Wei::new)
+        .map(SignedWei::new)
         .map_err(|_| Failure::permanent(format!("{wei} wei does not fit the database")))
 }
 
 /// A stored amount as the messages' unsigned wei.
-pub fn chain_wei(wei: Wei) -> Result<u128, Failure> {
+pub fn chain_wei(wei: SignedWei) -> Result<u128, Failure> {
     u128::try_from(wei.get())
         .map_err(|_| Failure::permanent(format!("stored amount {wei} wei is negative")))
 }

@@ -320,13 +320,13 @@ fn message_method(method: WithdrawalMethod) -> haven_messages::WithdrawalMethod 
 }
 
 /// API amounts (at most the supply cap) always fit the ledger's i128.
-fn entity_wei(amount: Wei) -> Result<haven_entity::Wei, Error> {
+fn entity_wei(amount: Wei) -> Result<haven_entity::SignedWei, Error> {
     i128::try_from(amount.as_wei())
-        .map(haven_entity::Wei::new)
+        .map(haven_entity::SignedWei::new)
         .map_err(|_| Error::Validation("amount is too large".to_owned()))
 }
 
-fn money_wei(amount: haven_entity::Wei) -> Result<Wei, Error> {
+fn money_wei(amount: haven_entity::SignedWei) -> Result<Wei, Error> {
     u128::try_from(amount.get())
         .map(Wei::from_wei)
         .map_err(|_| Error::Store(EntityError::Corrupt(format!("negative amount {amount}"))))

@@ -15,7 +15,7 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
 
 use crate::error::EntityError;
-use crate::wei::Wei;
+use crate::wei::SignedWei;
 
 /// Retries of the optimistic update before giving up with
 /// [`EntityError::Contention`]; each retry follows someone else's commit.
@@ -30,7 +30,7 @@ pub struct Model {
     pub period: String,
     /// Granted in this period so far.
     #[sea_orm(select_as = "text", save_as = "wei_text")]
-    pub emitted: Wei,
+    pub emitted: SignedWei,
     /// Optimistic concurrency version, bumped by every update.
     pub version: i64,
     /// Last change.
@@ -49,12 +49,12 @@ pub enum Reservation {
     /// Added: the period's total is now `emitted`.
     Reserved {
         /// The period's total including this amount.
-        emitted: Wei,
+        emitted: SignedWei,
     },
     /// Not added: it would take the period beyond `budget`.
     OverBudget {
         /// The period's total before (and after) the call.
-        emitted: Wei,
+        emitted: SignedWei,
     },
 }
 
@@ -64,8 +64,8 @@ pub enum Reservation {
 pub async fn reserve<C: ConnectionTrait>(
     db: &C,
     period: &str,
-    amount: Wei,
-    budget: Option<Wei>,
+    amount: SignedWei,
+    budget: Option<SignedWei>,
 ) -> Result<Reservation, EntityError> {
     if amount.is_negative() {
         return Err(EntityError::Corrupt(format!(
@@ -75,7 +75,7 @@ pub async fn reserve<C: ConnectionTrait>(
     let now = Utc::now();
     Entity::insert(ActiveModel {
         period: Set(period.to_owned()),
-        emitted: Set(Wei::ZERO),
+        emitted: Set(SignedWei::ZERO),
         version: Set(0),
         updated_at: Set(now),
     })
@@ -116,9 +116,9 @@ pub async fn reserve<C: ConnectionTrait>(
 }
 
 /// The amount granted in `period` so far (zero when nothing was).
-pub async fn emitted<C: ConnectionTrait>(db: &C, period: &str) -> Result<Wei, EntityError> {
+pub async fn emitted<C: ConnectionTrait>(db: &C, period: &str) -> Result<SignedWei, EntityError> {
     Ok(Entity::find_by_id(period.to_owned())
         .one(db)
         .await?
-        .map_or(Wei::ZERO, |row| row.emitted))
+        .map_or(SignedWei::ZERO, |row| row.emitted))
 }

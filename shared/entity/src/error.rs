@@ -3,7 +3,7 @@
 use sea_orm::{DbErr, SqlErr};
 use uuid::Uuid;
 
-use crate::wei::Wei;
+use crate::wei::SignedWei;
 
 /// Why a query failed. Variants a caller can act on are separate from
 /// [`EntityError::Db`], which means the database itself failed (down, timed
@@ -27,7 +27,7 @@ pub enum EntityError {
         /// The movement's reference.
         reference: String,
         /// What the entries sum to instead of zero.
-        sum: Wei,
+        sum: SignedWei,
     },
 
     /// A ledger movement that is malformed in another way (no entries, a
@@ -46,9 +46,9 @@ pub enum EntityError {
         /// Its owner, `None` for a system account.
         user_id: Option<Uuid>,
         /// Its balance before the movement.
-        balance: Wei,
+        balance: SignedWei,
         /// The change the movement asked for.
-        change: Wei,
+        change: SignedWei,
     },
 
     /// A balance row kept changing under us and the optimistic retries ran

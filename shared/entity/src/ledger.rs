@@ -29,7 +29,7 @@ use crate::ledger_accounts;
 use crate::ledger_entries::{self, AccountKind};
 use crate::ledger_movements::{self, MovementKind};
 use crate::user_balances;
-use crate::wei::Wei;
+use crate::wei::SignedWei;
 
 /// How many times a balance row update is retried when another
 /// transaction keeps winning. Each retry follows a commit by someone else,
@@ -88,7 +88,7 @@ pub struct Entry {
     /// The account changed.
     pub account: Account,
     /// The change: positive credits the account, negative debits it.
-    pub amount: Wei,
+    pub amount: SignedWei,
 }
 
 /// A set of entries that sums to zero, posted atomically and at most once
@@ -115,7 +115,7 @@ impl Movement {
     }
 
     /// Adds one entry.
-    pub fn entry(mut self, account: Account, amount: Wei) -> Self {
+    pub fn entry(mut self, account: Account, amount: SignedWei) -> Self {
         self.entries.push(Entry { account, amount });
         self
     }
@@ -126,7 +126,7 @@ impl Movement {
         kind: MovementKind,
         from: Account,
         to: Account,
-        amount: Wei,
+        amount: SignedWei,
     ) -> Result<Self, EntityError> {
         let debit = amount
             .checked_neg()
@@ -148,7 +148,7 @@ impl Movement {
                 self.reference
             )));
         }
-        let mut sum = Wei::ZERO;
+        let mut sum = SignedWei::ZERO;
         for entry in &self.entries {
             if entry.amount.is_zero() {
                 return Err(EntityError::InvalidMovement(format!(
@@ -183,15 +183,15 @@ pub enum Posted {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Balance {
     /// Spendable.
-    pub available: Wei,
+    pub available: SignedWei,
     /// Held for redemptions.
-    pub reserved: Wei,
+    pub reserved: SignedWei,
     /// Row version (0 when the row does not exist yet).
     pub version: i64,
 }
 
 /// Net change per user: (available, reserved).
-type UserDeltas = BTreeMap<Uuid, (Wei, Wei)>;
+type UserDeltas = BTreeMap<Uuid, (SignedWei, SignedWei)>;
 
 /// Posts a movement inside `txn`: validates it, records it once per
 /// reference, writes its entries and moves the balances.
@@ -318,7 +318,7 @@ pub async fn post_many(
             .await?;
     }
 
-    let mut system: BTreeMap<Account, Wei> = BTreeMap::new();
+    let mut system: BTreeMap<Account, SignedWei> = BTreeMap::new();
     let mut users: UserDeltas = BTreeMap::new();
     for &(i, _) in &candidates {
         let (movement_system, movement_users) = net_changes(&movements[i])?;
@@ -348,7 +348,9 @@ pub async fn post_many(
 }
 
 /// Sums the entries per account, in lock order.
-fn net_changes(movement: &Movement) -> Result<(BTreeMap<Account, Wei>, UserDeltas), EntityError> {
+fn net_changes(
+    movement: &Movement,
+) -> Result<(BTreeMap<Account, SignedWei>, UserDeltas), EntityError> {
     let overflow = || EntityError::InvalidMovement(format!("`{}` overflows", movement.reference));
     let mut system = BTreeMap::new();
     let mut users: UserDeltas = BTreeMap::new();
@@ -363,7 +365,7 @@ fn net_changes(movement: &Movement) -> Result<(BTreeMap<Account, Wei>, UserDelta
                 slot.1 = slot.1.checked_add(entry.amount).ok_or_else(overflow)?;
             }
             account => {
-                let slot: &mut Wei = system.entry(account).or_default();
+                let slot: &mut SignedWei = system.entry(account).or_default();
                 *slot = slot.checked_add(entry.amount).ok_or_else(overflow)?;
             }
         }
@@ -375,7 +377,7 @@ fn net_changes(movement: &Movement) -> Result<(BTreeMap<Account, Wei>, UserDelta
 async fn apply_system(
     txn: &DatabaseTransaction,
     account: Account,
-    change: Wei,
+    change: SignedWei,
     now: DateTimeUtc,
 ) -> Result<(), EntityError> {
     let id = account
@@ -424,8 +426,8 @@ async fn apply_system(
 async fn apply_user(
     txn: &DatabaseTransaction,
     user_id: Uuid,
-    available_change: Wei,
-    reserved_change: Wei,
+    available_change: SignedWei,
+    reserved_change: SignedWei,
     now: DateTimeUtc,
 ) -> Result<(), EntityError> {
     for _ in 0..MAX_OPTIMISTIC_ATTEMPTS {
@@ -435,8 +437,8 @@ async fn apply_user(
             // makes this a no-op, and the next read sees its row.
             user_balances::Entity::insert(user_balances::ActiveModel {
                 user_id: Set(user_id),
-                available: Set(Wei::ZERO),
-                reserved: Set(Wei::ZERO),
+                available: Set(SignedWei::ZERO),
+                reserved: Set(SignedWei::ZERO),
                 version: Set(0),
                 updated_at: Set(now),
             })
@@ -520,7 +522,7 @@ pub async fn user_balance<C: ConnectionTrait>(
 pub async fn system_balance<C: ConnectionTrait>(
     db: &C,
     account: Account,
-) -> Result<Wei, EntityError> {
+) -> Result<SignedWei, EntityError> {
     let id = account
         .system_id()
         .ok_or_else(|| EntityError::InvalidMovement("not a system account".into()))?;

@@ -3,7 +3,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::wei::Wei;
+use crate::wei::SignedWei;
 
 /// A system account.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -15,7 +15,7 @@ pub struct Model {
     /// Running balance. `supply` is the source of every mint, so it is the
     /// negated amount ever minted.
     #[sea_orm(select_as = "text", save_as = "wei_text")]
-    pub balance: Wei,
+    pub balance: SignedWei,
     /// Optimistic concurrency version, bumped by every update.
     pub version: i64,
     /// Last change.

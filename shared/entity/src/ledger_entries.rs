@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::wei::Wei;
+use crate::wei::SignedWei;
 
 /// Which kind of account an entry changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
@@ -40,7 +40,7 @@ pub struct Model {
     pub user_id: Option<Uuid>,
     /// Signed change to the account.
     #[sea_orm(select_as = "text", save_as = "wei_text")]
-    pub amount: Wei,
+    pub amount: SignedWei,
     /// When it was posted.
     pub created_at: DateTimeUtc,
 }

@@ -4,7 +4,7 @@
 //! `haven-migrations`), plus [`ledger`] for posting double-entry movements
 //! and [`chain_store`], the database behind `haven-chain`'s lease, nonce and
 //! deployment storage traits.
-//! Amounts are [`Wei`], bound as exact decimal strings (see [`wei`]). Every
+//! Amounts are [`SignedWei`], bound as exact decimal strings (see [`wei`]). Every
 //! query returns [`EntityError`], whose constraint variants let the HTTP
 //! layer answer 409/422 without looking at driver errors.
 
@@ -33,4 +33,4 @@ pub mod users;
 pub mod wei;
 
 pub use error::EntityError;
-pub use wei::Wei;
+pub use wei::SignedWei;

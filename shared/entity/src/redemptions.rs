@@ -7,7 +7,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{QueryOrder, QuerySelect};
 
 use crate::error::EntityError;
-use crate::wei::Wei;
+use crate::wei::SignedWei;
 
 /// How the money is paid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
@@ -108,13 +108,13 @@ pub struct Model {
     pub idempotency_key: String,
     /// Amount requested.
     #[sea_orm(select_as = "text", save_as = "wei_text")]
-    pub amount: Wei,
+    pub amount: SignedWei,
     /// Amount burned on chain.
     #[sea_orm(select_as = "text", save_as = "wei_text")]
-    pub burn_amount: Wei,
+    pub burn_amount: SignedWei,
     /// Value paid out (98% of the amount).
     #[sea_orm(select_as = "text", save_as = "wei_text")]
-    pub payout_amount: Wei,
+    pub payout_amount: SignedWei,
     /// How it is paid.
     pub method: WithdrawalMethod,
     /// Where it is paid (crypto address, account reference).
@@ -149,9 +149,9 @@ pub struct NewRedemption {
     /// The client's idempotency key.
     pub idempotency_key: String,
     /// Amount requested (and burned).
-    pub amount: Wei,
+    pub amount: SignedWei,
     /// Value paid out.
-    pub payout_amount: Wei,
+    pub payout_amount: SignedWei,
     /// How it is paid.
     pub method: WithdrawalMethod,
     /// Where it is paid.
@@ -337,12 +337,12 @@ pub async fn count_by_state<C: ConnectionTrait>(
 pub async fn total_in<C: ConnectionTrait>(
     db: &C,
     states: &[RedemptionState],
-) -> Result<(u64, Wei), EntityError> {
+) -> Result<(u64, SignedWei), EntityError> {
     let rows = Entity::find()
         .filter(Column::State.is_in(states.iter().copied()))
         .all(db)
         .await?;
-    let mut total = Wei::ZERO;
+    let mut total = SignedWei::ZERO;
     for row in &rows {
         total = total
             .checked_add(row.amount)

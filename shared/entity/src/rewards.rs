@@ -6,7 +6,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, IntoActiveModel, QueryOrder, QuerySelect};
 
 use crate::error::EntityError;
-use crate::wei::Wei;
+use crate::wei::SignedWei;
 
 /// Where a reward is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
@@ -47,7 +47,7 @@ pub struct Model {
     pub rule_version: i32,
     /// Amount.
     #[sea_orm(select_as = "text", save_as = "wei_text")]
-    pub amount: Wei,
+    pub amount: SignedWei,
     /// Where it is.
     pub status: RewardStatus,
     /// The mint (`token_transactions.tx_id`) paying it.
@@ -79,7 +79,7 @@ pub struct NewReward {
     /// Version of the rules file.
     pub rule_version: i32,
     /// Amount, positive.
-    pub amount: Wei,
+    pub amount: SignedWei,
     /// `pending` (a mint follows in the same transaction) or `held`.
     pub status: RewardStatus,
     /// The mint paying it, when it is already recorded.
@@ -174,12 +174,12 @@ pub async fn oldest_held<C: ConnectionTrait>(
 
 /// How many rewards are held and their total amount (summed here, exactly;
 /// never in SQL).
-pub async fn held_totals<C: ConnectionTrait>(db: &C) -> Result<(u64, Wei), EntityError> {
+pub async fn held_totals<C: ConnectionTrait>(db: &C) -> Result<(u64, SignedWei), EntityError> {
     let held = Entity::find()
         .filter(Column::Status.eq(RewardStatus::Held))
         .all(db)
         .await?;
-    let mut total = Wei::ZERO;
+    let mut total = SignedWei::ZERO;
     for reward in &held {
         total = total
             .checked_add(reward.amount)

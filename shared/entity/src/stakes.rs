@@ -12,7 +12,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, IntoActiveModel, QueryOrder, QuerySelect};
 
 use crate::error::EntityError;
-use crate::wei::Wei;
+use crate::wei::SignedWei;
 
 /// A stake.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -27,7 +27,7 @@ pub struct Model {
     pub user_id: Uuid,
     /// Staked amount.
     #[sea_orm(select_as = "text", save_as = "wei_text")]
-    pub amount: Wei,
+    pub amount: SignedWei,
     /// When the stake started (when Tribe's event happened).
     pub started_at: DateTimeUtc,
     /// Interest periods paid so far (period `n` ends at `started_at + n * period`).
@@ -54,7 +54,7 @@ pub struct NewStake {
     /// The staker.
     pub user_id: Uuid,
     /// Staked amount, positive.
-    pub amount: Wei,
+    pub amount: SignedWei,
     /// When it started.
     pub started_at: DateTimeUtc,
     /// When its first period ends.

@@ -10,7 +10,7 @@ use sea_orm::{IntoActiveModel, QueryOrder, QuerySelect};
 use sha2::{Digest, Sha256};
 
 use crate::error::EntityError;
-use crate::wei::Wei;
+use crate::wei::SignedWei;
 
 /// Mint or burn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
@@ -62,7 +62,7 @@ pub struct Model {
     pub tx_type: TxType,
     /// Amount, always positive.
     #[sea_orm(select_as = "text", save_as = "wei_text")]
-    pub amount: Wei,
+    pub amount: SignedWei,
     /// Why: booking, review, redemption, reversal...
     pub reason: String,
     /// Life-cycle state.
@@ -141,7 +141,7 @@ pub struct NewTokenTransaction {
     /// Mint or burn.
     pub tx_type: TxType,
     /// Amount, positive.
-    pub amount: Wei,
+    pub amount: SignedWei,
     /// Why.
     pub reason: String,
 }

@@ -4,7 +4,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::wei::Wei;
+use crate::wei::SignedWei;
 
 /// A user's balances.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -15,10 +15,10 @@ pub struct Model {
     pub user_id: Uuid,
     /// Spendable balance (what `GET /token/balance` shows).
     #[sea_orm(select_as = "text", save_as = "wei_text")]
-    pub available: Wei,
+    pub available: SignedWei,
     /// Held for redemptions in flight.
     #[sea_orm(select_as = "text", save_as = "wei_text")]
-    pub reserved: Wei,
+    pub reserved: SignedWei,
     /// Optimistic concurrency version, bumped by every update.
     pub version: i64,
     /// Last change.

@@ -11,7 +11,7 @@ use sea_orm::{ActiveValue::Set, DbBackend, Statement, TransactionSession, Transa
 
 use crate::error::EntityError;
 use crate::user_balances;
-use crate::wei::Wei;
+use crate::wei::SignedWei;
 
 /// A HAVEN user.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -161,8 +161,8 @@ where
         // ever updates it.
         user_balances::Entity::insert(user_balances::ActiveModel {
             user_id: Set(user.id),
-            available: Set(Wei::ZERO),
-            reserved: Set(Wei::ZERO),
+            available: Set(SignedWei::ZERO),
+            reserved: Set(SignedWei::ZERO),
             version: Set(0),
             updated_at: Set(now),
         })

@@ -1,4 +1,4 @@
-//! [`Wei`]: an exact amount of HNV base units, as stored in the database.
+//! [`SignedWei`]: an exact amount of HNV base units, as stored in the database.
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,12 +19,12 @@ use sea_orm::DeriveValueType;
 /// `haven-migrations` crate docs for why that cast name works on both.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, DeriveValueType)]
 #[sea_orm(value_type = "String")]
-pub struct Wei(i128);
+pub struct SignedWei(i128);
 
-impl Wei {
+impl SignedWei {
     /// Zero wei.
-    pub const ZERO: Wei = Wei(0);
-    /// Wei in one HNV.
+    pub const ZERO: SignedWei = SignedWei(0);
+    /// SignedWei in one HNV.
     pub const PER_HNV: i128 = 1_000_000_000_000_000_000;
 
     /// An amount of `wei` base units.
@@ -53,22 +53,22 @@ impl Wei {
     }
 
     /// `self + other`, `None` on overflow.
-    pub fn checked_add(self, other: Wei) -> Option<Wei> {
+    pub fn checked_add(self, other: SignedWei) -> Option<SignedWei> {
         self.0.checked_add(other.0).map(Self)
     }
 
     /// `self - other`, `None` on overflow.
-    pub fn checked_sub(self, other: Wei) -> Option<Wei> {
+    pub fn checked_sub(self, other: SignedWei) -> Option<SignedWei> {
         self.0.checked_sub(other.0).map(Self)
     }
 
     /// `-self`, `None` on overflow.
-    pub fn checked_neg(self) -> Option<Wei> {
+    pub fn checked_neg(self) -> Option<SignedWei> {
         self.0.checked_neg().map(Self)
     }
 }
 
-impl fmt::Display for Wei {
+impl fmt::Display for SignedWei {
     /// The plain decimal integer, e.g. `-1500000000000000000`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)
@@ -80,12 +80,12 @@ impl fmt::Display for Wei {
 #[error("`{0}` is not an integer amount of wei")]
 pub struct ParseWeiError(String);
 
-impl FromStr for Wei {
+impl FromStr for SignedWei {
     type Err = ParseWeiError;
 
     /// Parses an optionally negative run of ASCII digits, nothing else: no
     /// `+`, no spaces, no decimal point, no exponent. That is exactly what
-    /// PostgreSQL prints for `NUMERIC(78,0)` and what [`Wei`]'s `Display`
+    /// PostgreSQL prints for `NUMERIC(78,0)` and what [`SignedWei`]'s `Display`
     /// writes, so anything else in the column is corruption, not input.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let digits = s.strip_prefix('-').unwrap_or(s);
@@ -98,14 +98,14 @@ impl FromStr for Wei {
     }
 }
 
-impl From<i128> for Wei {
+impl From<i128> for SignedWei {
     fn from(wei: i128) -> Self {
         Self(wei)
     }
 }
 
-impl From<Wei> for i128 {
-    fn from(wei: Wei) -> Self {
+impl From<SignedWei> for i128 {
+    fn from(wei: SignedWei) -> Self {
         wei.0
     }
 }
@@ -117,11 +117,11 @@ mod tests {
 
     #[test]
     fn parses_what_postgres_prints() {
-        assert_eq!("0".parse::<Wei>(), Ok(Wei::ZERO));
-        assert_eq!("-42".parse::<Wei>(), Ok(Wei::new(-42)));
+        assert_eq!("0".parse::<SignedWei>(), Ok(SignedWei::ZERO));
+        assert_eq!("-42".parse::<SignedWei>(), Ok(SignedWei::new(-42)));
         assert_eq!(
-            "1000000000000000000000000001".parse::<Wei>(),
-            Ok(Wei::new(10i128.pow(27) + 1))
+            "1000000000000000000000000001".parse::<SignedWei>(),
+            Ok(SignedWei::new(10i128.pow(27) + 1))
         );
     }
 
@@ -130,23 +130,29 @@ mod tests {
         for bad in [
             "", "-", "+1", " 1", "1 ", "1.0", "1e3", "0x10", "--1", "1_000",
         ] {
-            assert!(bad.parse::<Wei>().is_err(), "{bad:?} parsed");
+            assert!(bad.parse::<SignedWei>().is_err(), "{bad:?} parsed");
         }
         // Beyond i128: an error, not a wrap.
-        assert!("1".repeat(40).parse::<Wei>().is_err());
+        assert!("1".repeat(40).parse::<SignedWei>().is_err());
     }
 
     #[test]
     fn checked_arithmetic_never_wraps() {
-        assert_eq!(Wei::new(i128::MAX).checked_add(Wei::new(1)), None);
-        assert_eq!(Wei::new(i128::MIN).checked_neg(), None);
-        assert_eq!(Wei::from_hnv(2), Some(Wei::new(2 * Wei::PER_HNV)));
+        assert_eq!(
+            SignedWei::new(i128::MAX).checked_add(SignedWei::new(1)),
+            None
+        );
+        assert_eq!(SignedWei::new(i128::MIN).checked_neg(), None);
+        assert_eq!(
+            SignedWei::from_hnv(2),
+            Some(SignedWei::new(2 * SignedWei::PER_HNV))
+        );
     }
 
     proptest! {
         #[test]
         fn display_then_parse_is_identity(n in any::<i128>()) {
-            prop_assert_eq!(Wei::new(n).to_string().parse::<Wei>(), Ok(Wei::new(n)));
+            prop_assert_eq!(SignedWei::new(n).to_string().parse::<SignedWei>(), Ok(SignedWei::new(n)));
         }
     }
 }

@@ -16,7 +16,7 @@ use haven_entity::ledger::{self, Account, Movement};
 use haven_entity::ledger_movements::MovementKind;
 use haven_entity::rewards::{self, RewardStatus};
 use haven_entity::token_transactions::{self, TxStatus};
-use haven_entity::{EntityError, Wei};
+use haven_entity::{EntityError, SignedWei};
 use haven_messages::{ChainEvent, Envelope, TxConfirmed, TxFailed};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -235,7 +235,7 @@ pub async fn unfinished<C: ConnectionTrait>(
 /// The ledger movement of a confirmed request: a mint moves supply to the
 /// user; a redemption burn takes the reserved tokens; any other burn (a
 /// reversal) takes available ones.
-fn movement(request: &Request, user_id: Uuid, amount: Wei) -> Result<Movement, EntityError> {
+fn movement(request: &Request, user_id: Uuid, amount: SignedWei) -> Result<Movement, EntityError> {
     let id = request.tx_id();
     match request {
         Request::Mint { .. } => Movement::transfer(

@@ -111,7 +111,7 @@ pub async fn pending_mints(
                 tx_id: format!("{external_id}-mint"),
                 user_id: user.id,
                 tx_type: TxType::Mint,
-                amount: haven_entity::Wei::new(i128::try_from(amount).unwrap()),
+                amount: haven_entity::SignedWei::new(i128::try_from(amount).unwrap()),
                 reason: "booking".into(),
             },
         )
@@ -151,7 +151,7 @@ pub async fn pending_burn(
             tx_id: format!("{external_id}-burn-{reason}"),
             user_id: user.id,
             tx_type: TxType::Burn,
-            amount: haven_entity::Wei::new(i128::try_from(amount).unwrap()),
+            amount: haven_entity::SignedWei::new(i128::try_from(amount).unwrap()),
             reason: reason.into(),
         },
     )

@@ -209,9 +209,9 @@ pub(super) fn count(row: &QueryResult, column: &str) -> Result<u64, EntityError>
 }
 
 /// A stored amount (decimal text of wei); a missing one (no balance row) is zero.
-fn ledger_wei(text: Option<&str>) -> Result<haven_entity::Wei, EntityError> {
+fn ledger_wei(text: Option<&str>) -> Result<haven_entity::SignedWei, EntityError> {
     match text {
-        None => Ok(haven_entity::Wei::ZERO),
+        None => Ok(haven_entity::SignedWei::ZERO),
         Some(text) => text
             .parse()
             .map_err(|err: haven_entity::wei::ParseWeiError| EntityError::Corrupt(err.to_string())),
@@ -219,7 +219,7 @@ fn ledger_wei(text: Option<&str>) -> Result<haven_entity::Wei, EntityError> {
 }
 
 /// The ledger's signed wei as a non-negative amount.
-fn to_money(wei: haven_entity::Wei) -> Result<Wei, EntityError> {
+fn to_money(wei: haven_entity::SignedWei) -> Result<Wei, EntityError> {
     u128::try_from(wei.get())
         .map(Wei::from_wei)
         .map_err(|_| EntityError::Corrupt(format!("negative amount {wei}")))

@@ -12,7 +12,7 @@ use haven_entity::ledger_movements::MovementKind;
 use haven_entity::redemptions::{self, NewRedemption, RedemptionState, WithdrawalMethod};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
 use haven_entity::users::{self, NewUser};
-use haven_entity::{Wei, user_balances};
+use haven_entity::{SignedWei, user_balances};
 use read_api::{Config, Error};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
@@ -76,13 +76,13 @@ pub async fn spawn_app_with(extra: &[&str]) -> Spawned {
 }
 
 /// `n` HNV in wei.
-pub fn hnv(n: i128) -> Wei {
-    Wei::from_hnv(n).unwrap()
+pub fn hnv(n: i128) -> SignedWei {
+    SignedWei::from_hnv(n).unwrap()
 }
 
 /// An amount written as a decimal of HNV (`"1234.56"`), in wei.
-pub fn hnv_str(text: &str) -> Wei {
-    Wei::new(i128::try_from(haven_common::money::Wei::parse(text).unwrap().as_wei()).unwrap())
+pub fn hnv_str(text: &str) -> SignedWei {
+    SignedWei::new(i128::try_from(haven_common::money::Wei::parse(text).unwrap().as_wei()).unwrap())
 }
 
 /// The `i`-th test wallet: a checksummed address.
@@ -136,7 +136,7 @@ pub async fn token_tx(
     user: Uuid,
     tx_id: &str,
     tx_type: TxType,
-    amount: Wei,
+    amount: SignedWei,
     reason: &str,
     status: TxStatus,
 ) -> Uuid {
@@ -224,14 +224,14 @@ pub async fn set_created_at(db: &DatabaseConnection, id: Uuid, at: DateTime<Utc>
 
 /// A redemption reserved at ingress (balance moved to reserved), as
 /// webhook-ingress records it. Returns its id.
-pub async fn reserve(db: &DatabaseConnection, user: Uuid, key: &str, amount: Wei) -> Uuid {
+pub async fn reserve(db: &DatabaseConnection, user: Uuid, key: &str, amount: SignedWei) -> Uuid {
     let redemption = redemptions::insert_reserved(
         db,
         NewRedemption {
             user_id: user,
             idempotency_key: key.into(),
             amount,
-            payout_amount: Wei::new(amount.get() / 100 * 98),
+            payout_amount: SignedWei::new(amount.get() / 100 * 98),
             method: WithdrawalMethod::BankTransfer,
             address: None,
         },
@@ -274,7 +274,7 @@ pub async fn set_redemption(
 }
 
 /// The user's stored balance row (to plant a mismatch).
-pub async fn set_available(db: &DatabaseConnection, user: Uuid, available: Wei) {
+pub async fn set_available(db: &DatabaseConnection, user: Uuid, available: SignedWei) {
     user_balances::Entity::update_many()
         .col_expr(
             user_balances::Column::Available,

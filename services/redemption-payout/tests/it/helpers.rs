@@ -48,8 +48,8 @@ pub const fn hnv(n: u128) -> u128 {
 }
 
 /// An entity amount of `n` HNV.
-pub fn entity_hnv(n: u128) -> haven_entity::Wei {
-    haven_entity::Wei::new(i128::try_from(hnv(n)).unwrap())
+pub fn entity_hnv(n: u128) -> haven_entity::SignedWei {
+    haven_entity::SignedWei::new(i128::try_from(hnv(n)).unwrap())
 }
 
 // ------------------------------------------------------------------ no chain

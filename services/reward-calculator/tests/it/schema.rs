@@ -3,7 +3,7 @@
 
 use chrono::{Duration, Utc};
 use haven_common::testing::db::TestDb;
-use haven_entity::Wei;
+use haven_entity::SignedWei;
 use haven_entity::bookings::{self, BookingEvent, BookingStatus};
 use haven_entity::emission_periods::{self, Reservation};
 use haven_entity::rewards::{self, NewReward, RewardStatus};
@@ -27,8 +27,8 @@ async fn a_user(db: &DatabaseConnection) -> users::Model {
     .user
 }
 
-fn hnv(n: i128) -> Wei {
-    Wei::from_hnv(n).unwrap()
+fn hnv(n: i128) -> SignedWei {
+    SignedWei::from_hnv(n).unwrap()
 }
 
 async fn held_rewards_and_the_status_check(db: &DatabaseConnection) {
@@ -111,7 +111,7 @@ async fn the_budget_is_never_overshot(db: &DatabaseConnection) {
     );
     assert_eq!(
         emission_periods::emitted(db, "2025-12").await.unwrap(),
-        Wei::ZERO
+        SignedWei::ZERO
     );
     // No budget: always reserved, still counted.
     assert_eq!(

@@ -235,7 +235,7 @@ pub async fn user_with_balance(
                 MovementKind::Mint,
                 Account::Supply,
                 Account::UserAvailable(id),
-                haven_entity::Wei::from_hnv(hnv).unwrap(),
+                haven_entity::SignedWei::from_hnv(hnv).unwrap(),
             )
             .unwrap(),
         )

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn hnv(n: i128) -> haven_entity::Wei {
-    haven_entity::Wei::from_hnv(n).unwrap()
+fn hnv(n: i128) -> haven_entity::SignedWei {
+    haven_entity::SignedWei::from_hnv(n).unwrap()
 }
 
 #[tokio::test]
@@ -212,7 +212,7 @@ async fn amounts_follow_the_money_rules() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(tx.amount, haven_entity::Wei::new(1));
+    assert_eq!(tx.amount, haven_entity::SignedWei::new(1));
     s.finish().await;
 }
 

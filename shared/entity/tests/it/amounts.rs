@@ -3,7 +3,7 @@
 use chrono::Utc;
 use haven_common::testing::db::TestDb;
 use haven_entity::token_transactions::{self, TxStatus, TxType};
-use haven_entity::{Wei, ledger_accounts, user_balances};
+use haven_entity::{SignedWei, ledger_accounts, user_balances};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
@@ -23,7 +23,7 @@ async fn round_trip(db: TestDb) {
         chain_reference: Set(vec![7; 32]),
         user_id: Set(user.id),
         tx_type: Set(TxType::Mint),
-        amount: Set(Wei::new(BIG)),
+        amount: Set(SignedWei::new(BIG)),
         reason: Set("test".into()),
         status: Set(TxStatus::Pending),
         tx_hash: Set(None),
@@ -43,12 +43,12 @@ async fn round_trip(db: TestDb) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(read.amount, Wei::new(BIG));
+    assert_eq!(read.amount, SignedWei::new(BIG));
     assert_eq!(read.amount.to_string(), "1000000000000000000000000001");
 
     // Filtering by an exact amount goes through the same cast.
     let found = token_transactions::Entity::find()
-        .filter(token_transactions::Column::Amount.eq(Wei::new(BIG)))
+        .filter(token_transactions::Column::Amount.eq(SignedWei::new(BIG)))
         .all(conn)
         .await
         .unwrap();
@@ -57,7 +57,7 @@ async fn round_trip(db: TestDb) {
     // Negative and update paths too.
     ledger_accounts::Entity::update_many()
         .set(ledger_accounts::ActiveModel {
-            balance: Set(Wei::new(-BIG)),
+            balance: Set(SignedWei::new(-BIG)),
             ..Default::default()
         })
         .filter(ledger_accounts::Column::Id.eq("supply"))
@@ -69,14 +69,14 @@ async fn round_trip(db: TestDb) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(supply.balance, Wei::new(-BIG));
+    assert_eq!(supply.balance, SignedWei::new(-BIG));
 
     let balance = user_balances::Entity::find_by_id(user.id)
         .one(conn)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(balance.available, Wei::ZERO);
+    assert_eq!(balance.available, SignedWei::ZERO);
     db.cleanup().await;
 }
 

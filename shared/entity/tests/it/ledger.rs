@@ -6,13 +6,13 @@ use std::sync::Arc;
 use haven_common::testing::db::TestDb;
 use haven_entity::ledger::{self, Account, Movement, Posted};
 use haven_entity::ledger_movements::MovementKind;
-use haven_entity::{EntityError, Wei, ledger_entries, ledger_movements};
+use haven_entity::{EntityError, SignedWei, ledger_entries, ledger_movements};
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, TransactionTrait};
 
 use crate::helpers::user;
 
-fn hnv(n: i128) -> Wei {
-    Wei::from_hnv(n).unwrap()
+fn hnv(n: i128) -> SignedWei {
+    SignedWei::from_hnv(n).unwrap()
 }
 
 /// Posts one movement in its own transaction, committing on success.
@@ -42,7 +42,7 @@ async fn unbalanced_is_refused(db: TestDb) {
         other => panic!("expected Unbalanced, got {other:?}"),
     }
     // Nor is a one-sided or zero movement.
-    let one_sided = Movement::new("x", MovementKind::Mint).entry(Account::Supply, Wei::ZERO);
+    let one_sided = Movement::new("x", MovementKind::Mint).entry(Account::Supply, SignedWei::ZERO);
     assert!(matches!(
         post(conn, &one_sided).await,
         Err(EntityError::InvalidMovement(_))
@@ -53,7 +53,7 @@ async fn unbalanced_is_refused(db: TestDb) {
             .await
             .unwrap()
             .available,
-        Wei::ZERO
+        SignedWei::ZERO
     );
     db.cleanup().await;
 }
@@ -149,7 +149,7 @@ async fn balances_move_atomically(db: TestDb) {
     );
     assert_eq!(
         ledger::user_balance(conn, alice.id).await.unwrap().reserved,
-        Wei::ZERO
+        SignedWei::ZERO
     );
 
     // Several movements in one transaction roll back together.

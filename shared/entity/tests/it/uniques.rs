@@ -7,8 +7,8 @@ use haven_entity::redemptions::{self, RedemptionState, WithdrawalMethod};
 use haven_entity::rewards::{self, RewardStatus};
 use haven_entity::token_transactions::{self, TxStatus, TxType};
 use haven_entity::{
-    EntityError, Wei, idempotency_keys, inbound_events, ledger_movements, outbox, signer_leases,
-    signer_nonces, user_balances, users,
+    EntityError, SignedWei, idempotency_keys, inbound_events, ledger_movements, outbox,
+    signer_leases, signer_nonces, user_balances, users,
 };
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait};
 use uuid::Uuid;
@@ -42,7 +42,7 @@ fn tx(user_id: Uuid, tx_id: &str, reference: u8) -> token_transactions::ActiveMo
         chain_reference: Set(vec![reference; 32]),
         user_id: Set(user_id),
         tx_type: Set(TxType::Mint),
-        amount: Set(Wei::new(5)),
+        amount: Set(SignedWei::new(5)),
         reason: Set("test".into()),
         status: Set(TxStatus::Pending),
         tx_hash: Set(None),
@@ -109,8 +109,8 @@ async fn every_unique_key(db: TestDb) {
     // user_balances: one row per user (find_or_create made it already).
     let err = user_balances::Entity::insert(user_balances::ActiveModel {
         user_id: Set(alice.id),
-        available: Set(Wei::ZERO),
-        reserved: Set(Wei::ZERO),
+        available: Set(SignedWei::ZERO),
+        reserved: Set(SignedWei::ZERO),
         version: Set(0),
         updated_at: Set(now),
     })
@@ -137,7 +137,7 @@ async fn every_unique_key(db: TestDb) {
         user_id: Set(alice.id),
         rule: Set("booking".into()),
         rule_version: Set(1),
-        amount: Set(Wei::new(240)),
+        amount: Set(SignedWei::new(240)),
         status: Set(RewardStatus::Pending),
         token_tx_id: Set(Some("t1".into())),
         created_at: Set(now),
@@ -156,9 +156,9 @@ async fn every_unique_key(db: TestDb) {
         request_id: Set(id),
         user_id: Set(alice.id),
         idempotency_key: Set("redeem-1".into()),
-        amount: Set(Wei::new(500)),
-        burn_amount: Set(Wei::new(500)),
-        payout_amount: Set(Wei::new(490)),
+        amount: Set(SignedWei::new(500)),
+        burn_amount: Set(SignedWei::new(500)),
+        payout_amount: Set(SignedWei::new(490)),
         method: Set(WithdrawalMethod::Paypal),
         address: Set(None),
         state: Set(RedemptionState::Reserved),
