@@ -27,7 +27,6 @@ pub enum Wake {
     Signal,
     /// A process exited on its own.
     Exited {
-        /// Its name.
         name: String,
         /// How it ended.
         status: ExitStatus,

@@ -41,7 +41,6 @@ pub const RECONCILIATION_KINDS: [&str; 4] = [
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: MetricsRegistry,
-    /// [`STATS_CHAIN_UP`].
     pub stats_chain_up: IntGauge,
     /// [`RECONCILIATION_MISMATCHES`].
     pub mismatches: IntGaugeVec,

@@ -38,12 +38,10 @@ pub enum DecimalError {
 }
 
 impl Ratio {
-    /// Zero.
     pub const ZERO: Ratio = Ratio {
         num: U256::ZERO,
         den: U256::ONE,
     };
-    /// One.
     pub const ONE: Ratio = Ratio {
         num: U256::ONE,
         den: U256::ONE,

@@ -118,7 +118,6 @@ async fn accept_event_pg(
 pub struct MintCommand {
     /// The partners' id of the user.
     pub user_id: String,
-    /// Amount.
     pub amount: Wei,
     /// Why.
     pub reason: String,

@@ -72,7 +72,6 @@ pub enum ChainError {
         signer: Address,
         /// Role name, e.g. `MINTER_ROLE`.
         role: &'static str,
-        /// The contract.
         contract: Address,
     },
 
@@ -104,19 +103,11 @@ pub enum ChainError {
 
     /// Another transaction (not one of ours) was mined with our nonce.
     #[error("nonce {nonce} of {signer} was used by a transaction this sender did not send")]
-    NonceTaken {
-        /// The signer.
-        signer: Address,
-        /// The nonce.
-        nonce: u64,
-    },
+    NonceTaken { signer: Address, nonce: u64 },
 
     /// This process no longer holds the signer's lease: it must stop sending.
     #[error("the lease on signer {signer} was lost")]
-    LeaseLost {
-        /// The signer.
-        signer: Address,
-    },
+    LeaseLost { signer: Address },
 
     /// Every signer of the pool is leased by another replica.
     #[error("every signer of the pool is leased by another replica")]

@@ -93,9 +93,7 @@ impl TxRequest {
 /// One broadcast of a transaction (the first, or a fee-bumped replacement).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxAttempt {
-    /// Its hash.
     pub hash: TxHash,
-    /// Its fees.
     pub fees: Fees,
     /// Head block when it was broadcast (the stuck clock).
     pub sent_at_block: u64,
@@ -108,7 +106,6 @@ pub struct SentTx {
     pub request: TxRequest,
     /// The signer.
     pub from: Address,
-    /// The nonce.
     pub nonce: u64,
     /// The gas limit used.
     pub gas_limit: u64,

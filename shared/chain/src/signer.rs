@@ -96,7 +96,6 @@ impl SignerPool {
         self.signers.iter().map(PrivateKeySigner::address).collect()
     }
 
-    /// The signers.
     pub fn signers(&self) -> &[PrivateKeySigner] {
         &self.signers
     }

@@ -157,7 +157,6 @@ mod tests {
     #[derive(clap::Parser, Debug)]
     #[command(name = "demo")]
     struct Demo {
-        /// Needed.
         #[arg(long)]
         needed: String,
         /// A number.

@@ -45,7 +45,6 @@ pub struct NewInboundEvent {
     pub event_key: String,
     /// Id of the message that will carry it.
     pub message_id: Uuid,
-    /// The payload.
     pub payload: Json,
 }
 

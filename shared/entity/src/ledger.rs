@@ -100,7 +100,6 @@ pub struct Movement {
     pub reference: String,
     /// What happened.
     pub kind: MovementKind,
-    /// The entries.
     pub entries: Vec<Entry>,
 }
 

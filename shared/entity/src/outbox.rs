@@ -19,7 +19,6 @@ pub struct Model {
     pub message_id: Uuid,
     /// Exchange to publish to.
     pub exchange: String,
-    /// Routing key.
     pub routing_key: String,
     /// The serialized envelope.
     pub payload: Vec<u8>,
@@ -44,9 +43,7 @@ impl ActiveModelBehavior for ActiveModel {}
 pub struct NewOutboxMessage {
     /// The envelope's message id.
     pub message_id: Uuid,
-    /// Exchange.
     pub exchange: String,
-    /// Routing key.
     pub routing_key: String,
     /// The serialized envelope.
     pub payload: Vec<u8>,

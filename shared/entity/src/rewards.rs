@@ -45,7 +45,6 @@ pub struct Model {
     pub rule: String,
     /// Version of the rules file it was computed with.
     pub rule_version: i32,
-    /// Amount.
     #[sea_orm(select_as = "text", save_as = "wei_text")]
     pub amount: SignedWei,
     /// Where it is.

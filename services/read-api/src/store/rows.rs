@@ -51,7 +51,6 @@ pub struct HistoryRow {
     pub tx_id: Option<String>,
     /// `mint` or `burn`.
     pub tx_type: String,
-    /// Amount.
     pub amount: Wei,
     /// Why.
     pub reason: String,
@@ -86,7 +85,6 @@ pub struct Totals {
     /// Ever burned: the `burned` account (burns not paid out, and the fees
     /// of paid ones) plus the `payout` account (what paid redemptions paid).
     pub burned: Wei,
-    /// Users.
     pub users: u64,
     /// Token transactions (mints and burns, every status).
     pub transactions: u64,

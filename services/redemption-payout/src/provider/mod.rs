@@ -84,7 +84,6 @@ pub enum PayoutStatus {
 pub struct Payout {
     /// The provider's id of the payout.
     pub id: String,
-    /// Its status.
     pub status: PayoutStatus,
     /// Why it failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
