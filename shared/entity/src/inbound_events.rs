@@ -45,6 +45,7 @@ pub struct NewInboundEvent {
     pub event_key: String,
     /// Id of the message that will carry it.
     pub message_id: Uuid,
+    /// The event as it was accepted, kept so a lost message can be rebuilt.
     pub payload: Json,
 }
 

@@ -100,6 +100,7 @@ pub struct Movement {
     pub reference: String,
     /// What happened.
     pub kind: MovementKind,
+    /// One signed change per account; they must sum to zero.
     pub entries: Vec<Entry>,
 }
 

@@ -19,6 +19,7 @@ pub struct Model {
     pub message_id: Uuid,
     /// Exchange to publish to.
     pub exchange: String,
+    /// Binds it to the consuming queue (see `haven_messages::names`).
     pub routing_key: String,
     /// The serialized envelope.
     pub payload: Vec<u8>,
@@ -43,7 +44,9 @@ impl ActiveModelBehavior for ActiveModel {}
 pub struct NewOutboxMessage {
     /// The envelope's message id.
     pub message_id: Uuid,
+    /// Exchange to publish to.
     pub exchange: String,
+    /// Binds it to the consuming queue (see `haven_messages::names`).
     pub routing_key: String,
     /// The serialized envelope.
     pub payload: Vec<u8>,

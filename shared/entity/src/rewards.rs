@@ -45,6 +45,7 @@ pub struct Model {
     pub rule: String,
     /// Version of the rules file it was computed with.
     pub rule_version: i32,
+    /// What the rule granted, in wei (never negative).
     #[sea_orm(select_as = "text", save_as = "wei_text")]
     pub amount: SignedWei,
     /// Where it is.
