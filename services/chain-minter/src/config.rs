@@ -83,17 +83,4 @@ pub struct MintingConfig {
     pub request_prefetch: u16,
 }
 
-impl haven_common::service::ServiceConfig for Config {
-    fn telemetry(&self) -> &TelemetryConfig {
-        &self.telemetry
-    }
-    fn listen_addr(&self) -> SocketAddr {
-        Config::listen_addr(self)
-    }
-    fn http(&self) -> &haven_common::config::HttpConfig {
-        &self.http
-    }
-    fn shutdown_grace_period(&self) -> std::time::Duration {
-        self.shutdown_grace_period
-    }
-}
+haven_common::service_config!(Config);

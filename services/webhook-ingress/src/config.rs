@@ -120,20 +120,7 @@ fn parse_hnv(s: &str) -> Result<Wei, String> {
     Wei::parse(s.trim()).map_err(|err| format!("`{s}` is not an amount of HNV: {err}"))
 }
 
-impl haven_common::service::ServiceConfig for Config {
-    fn telemetry(&self) -> &TelemetryConfig {
-        &self.telemetry
-    }
-    fn listen_addr(&self) -> SocketAddr {
-        Config::listen_addr(self)
-    }
-    fn http(&self) -> &haven_common::config::HttpConfig {
-        &self.http
-    }
-    fn shutdown_grace_period(&self) -> std::time::Duration {
-        self.shutdown_grace_period
-    }
-}
+haven_common::service_config!(Config);
 
 #[cfg(test)]
 mod tests {

@@ -73,6 +73,29 @@ pub trait ServiceConfig: clap::Parser + Send + 'static {
     fn shutdown_grace_period(&self) -> Duration;
 }
 
+/// Implements [`ServiceConfig`] for a service's clap struct that has the
+/// usual fields: `telemetry: TelemetryConfig`, `http: HttpConfig`,
+/// `shutdown_grace_period: Duration` and a `listen_addr()` method.
+#[macro_export]
+macro_rules! service_config {
+    ($config:ty) => {
+        impl $crate::service::ServiceConfig for $config {
+            fn telemetry(&self) -> &$crate::config::TelemetryConfig {
+                &self.telemetry
+            }
+            fn listen_addr(&self) -> ::std::net::SocketAddr {
+                <$config>::listen_addr(self)
+            }
+            fn http(&self) -> &$crate::config::HttpConfig {
+                &self.http
+            }
+            fn shutdown_grace_period(&self) -> ::std::time::Duration {
+                self.shutdown_grace_period
+            }
+        }
+    };
+}
+
 /// How a task's result is reported when the skeleton joins it.
 pub trait TaskOutcome: Send + 'static {
     /// Logs the result of the task `name`, if there is anything to say.
