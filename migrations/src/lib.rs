@@ -34,6 +34,7 @@ mod m20250601_000004_signers;
 mod m20251125_000005_chain_deployments;
 mod m20251126_000006_rewards;
 mod m20261126_000007_lookup_indexes;
+mod m20261203_000008_delivery_ids;
 mod schema;
 
 pub use schema::{WALLET_DERIVATION_COUNTER_TABLE, WALLET_DERIVATION_SEQUENCE, WEI_TYPE};
@@ -56,6 +57,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20251125_000005_chain_deployments::Migration),
             Box::new(m20251126_000006_rewards::Migration),
             Box::new(m20261126_000007_lookup_indexes::Migration),
+            Box::new(m20261203_000008_delivery_ids::Migration),
         ]
     }
 }

@@ -397,5 +397,12 @@ mod tests {
         assert_eq!(refunded_redemption("reward_abc"), None);
         assert_eq!(refunded_redemption("refund_not-a-uuid"), None);
         assert_ne!(burn_tx_id(id), refund_tx_id(id));
+        // webhook-ingress refuses operator keys in this space.
+        assert!(haven_entity::token_transactions::is_internal_tx_id(
+            &burn_tx_id(id)
+        ));
+        assert!(haven_entity::token_transactions::is_internal_tx_id(
+            &refund_tx_id(id)
+        ));
     }
 }

@@ -442,3 +442,15 @@ pub fn chain_wei(wei: SignedWei) -> Result<u128, Failure> {
     u128::try_from(wei.get())
         .map_err(|_| Failure::permanent(format!("stored amount {wei} wei is negative")))
 }
+
+#[cfg(test)]
+mod tests {
+    use haven_entity::token_transactions::is_internal_tx_id;
+
+    #[test]
+    fn the_tx_ids_made_here_are_in_the_space_operators_cannot_use() {
+        let id = uuid::Uuid::now_v7();
+        assert!(is_internal_tx_id(&super::mint_tx_id(id)));
+        assert!(is_internal_tx_id(&super::reversal_tx_id(id)));
+    }
+}

@@ -37,6 +37,9 @@ pub enum WebhookKind {
     ReferralSuccess,
 }
 
+/// Longest id accepted, string or integer, in characters.
+pub const MAX_ID_LEN: usize = 255;
+
 /// Why a body was refused; `Display` is the `detail` of the 422.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
@@ -46,6 +49,16 @@ pub enum ValidationError {
     /// A required field is absent or null.
     #[error("field `{0}` is required")]
     Missing(&'static str),
+    /// A field that only other kinds of event carry.
+    #[error(
+        "field `{field}` does not belong in a {route} webhook; was this body written for another route?"
+    )]
+    Foreign {
+        /// The field, as the body spells it.
+        field: &'static str,
+        /// The route's kind, e.g. `booking-cancelled`.
+        route: &'static str,
+    },
     /// A field has the wrong type or value.
     #[error("field `{field}` {problem}")]
     Invalid {
@@ -58,86 +71,208 @@ pub enum ValidationError {
 
 type Fields<'a> = BTreeMap<String, &'a RawValue>;
 
+/// One field: its spellings, the first naming it in errors.
+type Field = &'static [&'static str];
+
+const BOOKING_ID: Field = &["id", "booking_id"];
+const GUEST_ID: Field = &["guest_id", "guestId"];
+const GUEST_EMAIL: Field = &["guest_email", "email"];
+const TOTAL_PRICE: Field = &["total_price", "totalPrice"];
+const NIGHTS: Field = &["nights", "numberOfNights"];
+const CHECK_IN: Field = &["check_in", "checkIn"];
+const CHECK_OUT: Field = &["check_out", "checkOut"];
+const CANCELLATION_REASON: Field = &["cancellation_reason", "cancellationReason"];
+const REVIEW_ID: Field = &["id", "review_id"];
+const REVIEWED_BOOKING: Field = &["booking_id", "bookingId"];
+const RATING: Field = &["rating"];
+const EVENT_ID: Field = &["id", "event_id"];
+const ATTENDEE_ID: Field = &["attendee_id", "user_id"];
+const EVENT_NAME: Field = &["name", "event_name"];
+const EVENT_TYPE: Field = &["type", "event_type"];
+const ATTENDED: Field = &["attended"];
+const TIMESTAMP: Field = &["timestamp"];
+const CONTRIBUTION_ID: Field = &["id", "contribution_id"];
+const USER_ID: Field = &["user_id", "userId"];
+const CONTRIBUTION_TYPE: Field = &["type", "contribution_type"];
+const QUALITY_SCORE: Field = &["quality_score", "qualityScore"];
+const STAKE_ID: Field = &["id", "stake_id"];
+const STAKE_AMOUNT: Field = &["amount"];
+const MILESTONE_NAME: Field = &["milestone_name", "milestoneName"];
+const TIER: Field = &["tier"];
+const REFERRER_ID: Field = &["referrer_id", "referrerId"];
+const REFERRED_ID: Field = &["referred_id", "referredId"];
+
+impl WebhookKind {
+    /// Every kind, in route order.
+    pub const ALL: [Self; 9] = [
+        Self::BookingCreated,
+        Self::BookingCompleted,
+        Self::BookingCancelled,
+        Self::ReviewSubmitted,
+        Self::EventAttendance,
+        Self::Contribution,
+        Self::StakingStarted,
+        Self::CoachingMilestone,
+        Self::ReferralSuccess,
+    ];
+
+    /// The last segment of the kind's route, e.g. `booking-cancelled`.
+    pub fn route_name(self) -> &'static str {
+        match self {
+            Self::BookingCreated => "booking-created",
+            Self::BookingCompleted => "booking-completed",
+            Self::BookingCancelled => "booking-cancelled",
+            Self::ReviewSubmitted => "review-submitted",
+            Self::EventAttendance => "event-attendance",
+            Self::Contribution => "contribution",
+            Self::StakingStarted => "staking-started",
+            Self::CoachingMilestone => "coaching-milestone",
+            Self::ReferralSuccess => "referral-success",
+        }
+    }
+
+    /// The fields a body of this kind may carry. A field that only other
+    /// kinds have is refused: a signature over the body alone does not bind
+    /// the route, so a body must not be accepted by a route it was not
+    /// written for.
+    fn fields(self) -> &'static [Field] {
+        match self {
+            Self::BookingCreated => &[
+                BOOKING_ID,
+                GUEST_ID,
+                GUEST_EMAIL,
+                TOTAL_PRICE,
+                NIGHTS,
+                CHECK_IN,
+                CHECK_OUT,
+            ],
+            Self::BookingCompleted => &[BOOKING_ID, GUEST_ID],
+            Self::BookingCancelled => &[BOOKING_ID, GUEST_ID, CANCELLATION_REASON],
+            Self::ReviewSubmitted => &[REVIEW_ID, REVIEWED_BOOKING, GUEST_ID, RATING],
+            Self::EventAttendance => &[
+                EVENT_ID,
+                ATTENDEE_ID,
+                EVENT_NAME,
+                EVENT_TYPE,
+                ATTENDED,
+                TIMESTAMP,
+            ],
+            Self::Contribution => &[CONTRIBUTION_ID, USER_ID, CONTRIBUTION_TYPE, QUALITY_SCORE],
+            Self::StakingStarted => &[STAKE_ID, USER_ID, STAKE_AMOUNT],
+            Self::CoachingMilestone => &[USER_ID, MILESTONE_NAME, TIER],
+            Self::ReferralSuccess => &[REFERRER_ID, REFERRED_ID, TIER],
+        }
+    }
+
+    fn has_field(self, name: &str) -> bool {
+        self.fields().iter().any(|field| field.contains(&name))
+    }
+
+    /// The first field of `body` that another kind has and this one does
+    /// not, as that kind spells it. Fields no kind knows are let through:
+    /// partners may add to their payloads.
+    fn foreign_field(self, body: &Fields<'_>) -> Option<&'static str> {
+        Self::ALL
+            .iter()
+            .flat_map(|other| other.fields().iter().copied())
+            .flatten()
+            .copied()
+            .find(|name| body.contains_key(*name) && !self.has_field(name))
+    }
+}
+
 /// Parses and validates a webhook body of `kind`.
 pub fn parse(kind: WebhookKind, body: &[u8]) -> Result<PartnerEvent, ValidationError> {
     let fields: Fields<'_> =
         serde_json::from_slice(body).map_err(|_| ValidationError::NotAnObject)?;
-    let f = Reader(&fields);
+    if let Some(field) = kind.foreign_field(&fields) {
+        return Err(ValidationError::Foreign {
+            field,
+            route: kind.route_name(),
+        });
+    }
+    let f = Reader {
+        fields: &fields,
+        kind,
+    };
     Ok(match kind {
         WebhookKind::BookingCreated => PartnerEvent::AuroraBookingCreated(Booking {
-            booking_id: f.id(&["id", "booking_id"])?,
-            guest_id: f.id(&["guest_id", "guestId"])?,
-            guest_email: f.opt_string(&["guest_email", "email"])?,
-            total_price: f
-                .amount(&["total_price", "totalPrice"])?
-                .to_decimal_string(),
-            nights: f.nights(&["nights", "numberOfNights"])?,
-            check_in: f.opt_string(&["check_in", "checkIn"])?,
-            check_out: f.opt_string(&["check_out", "checkOut"])?,
+            booking_id: f.id(BOOKING_ID)?,
+            guest_id: f.id(GUEST_ID)?,
+            guest_email: f.opt_string(GUEST_EMAIL)?,
+            total_price: f.amount(TOTAL_PRICE)?.to_decimal_string(),
+            nights: f.nights(NIGHTS)?,
+            check_in: f.opt_string(CHECK_IN)?,
+            check_out: f.opt_string(CHECK_OUT)?,
         }),
         WebhookKind::BookingCompleted => PartnerEvent::AuroraBookingCompleted(BookingRef {
-            booking_id: f.id(&["id", "booking_id"])?,
-            guest_id: f.id(&["guest_id", "guestId"])?,
+            booking_id: f.id(BOOKING_ID)?,
+            guest_id: f.id(GUEST_ID)?,
         }),
         WebhookKind::BookingCancelled => {
             PartnerEvent::AuroraBookingCancelled(BookingCancellation {
-                booking_id: f.id(&["id", "booking_id"])?,
-                guest_id: f.id(&["guest_id", "guestId"])?,
-                cancellation_reason: f
-                    .opt_string(&["cancellation_reason", "cancellationReason"])?,
+                booking_id: f.id(BOOKING_ID)?,
+                guest_id: f.id(GUEST_ID)?,
+                cancellation_reason: Some(f.string(CANCELLATION_REASON)?),
             })
         }
         WebhookKind::ReviewSubmitted => PartnerEvent::AuroraReviewSubmitted(Review {
-            review_id: f.id(&["id", "review_id"])?,
-            booking_id: f.opt_id(&["booking_id", "bookingId"])?,
-            guest_id: f.id(&["guest_id", "guestId"])?,
-            rating: f.rating(&["rating"])?,
+            review_id: f.id(REVIEW_ID)?,
+            booking_id: f.opt_id(REVIEWED_BOOKING)?,
+            guest_id: f.id(GUEST_ID)?,
+            rating: f.rating(RATING)?,
         }),
         WebhookKind::EventAttendance => PartnerEvent::TribeEventAttendance(EventAttendance {
-            event_id: f.id(&["id", "event_id"])?,
-            attendee_id: f.id(&["attendee_id", "user_id"])?,
-            event_name: f.opt_string(&["name", "event_name"])?,
+            event_id: f.id(EVENT_ID)?,
+            attendee_id: f.id(ATTENDEE_ID)?,
+            event_name: f.opt_string(EVENT_NAME)?,
             event_type: f
-                .opt_string(&["type", "event_type"])?
+                .opt_string(EVENT_TYPE)?
                 .map_or_else(|| "general".to_owned(), |t| t.to_lowercase()),
-            attended: f.opt_bool(&["attended"])?.unwrap_or(true),
-            timestamp: f.opt_string(&["timestamp"])?,
+            attended: f.opt_bool(ATTENDED)?.unwrap_or(true),
+            timestamp: f.opt_string(TIMESTAMP)?,
         }),
         WebhookKind::Contribution => PartnerEvent::TribeContribution(Contribution {
-            contribution_id: f.id(&["id", "contribution_id"])?,
-            user_id: f.id(&["user_id", "userId"])?,
+            contribution_id: f.id(CONTRIBUTION_ID)?,
+            user_id: f.id(USER_ID)?,
             contribution_type: f
-                .opt_string(&["type", "contribution_type"])?
+                .opt_string(CONTRIBUTION_TYPE)?
                 .map_or_else(|| "unknown".to_owned(), |t| t.to_lowercase()),
-            quality_score: f.opt_non_negative_decimal(&["quality_score", "qualityScore"])?,
+            quality_score: f.opt_non_negative_decimal(QUALITY_SCORE)?,
         }),
         WebhookKind::StakingStarted => PartnerEvent::TribeStakingStarted(StakingStarted {
-            stake_id: f.id(&["id", "stake_id"])?,
-            user_id: f.id(&["user_id", "userId"])?,
-            amount_wei: f.amount(&["amount"])?.as_wei(),
+            stake_id: f.id(STAKE_ID)?,
+            user_id: f.id(USER_ID)?,
+            amount_wei: f.amount(STAKE_AMOUNT)?.as_wei(),
         }),
         WebhookKind::CoachingMilestone => PartnerEvent::TribeCoachingMilestone(CoachingMilestone {
-            user_id: f.id(&["user_id", "userId"])?,
-            milestone_name: f.string(&["milestone_name", "milestoneName"])?,
-            tier: f.string(&["tier"])?.to_lowercase(),
+            user_id: f.id(USER_ID)?,
+            milestone_name: f.string(MILESTONE_NAME)?,
+            tier: f.string(TIER)?.to_lowercase(),
         }),
         WebhookKind::ReferralSuccess => PartnerEvent::TribeReferralSuccess(ReferralSuccess {
-            referrer_id: f.id(&["referrer_id", "referrerId"])?,
-            referred_id: f.id(&["referred_id", "referredId"])?,
-            tier: f.string(&["tier"])?.to_lowercase(),
+            referrer_id: f.id(REFERRER_ID)?,
+            referred_id: f.id(REFERRED_ID)?,
+            tier: f.string(TIER)?.to_lowercase(),
         }),
     })
 }
 
 /// Field access by any of a field's spellings; the first spelling names it in errors.
-struct Reader<'a, 'b>(&'b Fields<'a>);
+struct Reader<'a, 'b> {
+    fields: &'b Fields<'a>,
+    kind: WebhookKind,
+}
 
 impl Reader<'_, '_> {
     /// The raw value under the first present, non-null spelling.
     fn raw(&self, names: &[&'static str]) -> Option<&RawValue> {
+        // Reading a field the kind does not list would let the foreign-field
+        // check and the parser disagree.
+        debug_assert!(self.kind.fields().contains(&names), "{names:?}");
         names
             .iter()
-            .filter_map(|name| self.0.get(*name))
+            .filter_map(|name| self.fields.get(*name))
             .map(|raw| &**raw)
             .find(|raw| raw.get() != "null")
     }
@@ -180,11 +315,14 @@ impl Reader<'_, '_> {
         };
         let text = raw.get();
         if text.bytes().all(|b| b.is_ascii_digit()) {
+            if text.len() > MAX_ID_LEN {
+                return Err(Self::invalid(names, "must be 1 to 255 characters"));
+            }
             return Ok(Some(text.to_owned()));
         }
         let s: String = serde_json::from_str(text)
             .map_err(|_| Self::invalid(names, "must be a string or an integer"))?;
-        if s.trim().is_empty() || s.len() > 255 {
+        if s.trim().is_empty() || s.chars().count() > MAX_ID_LEN {
             return Err(Self::invalid(names, "must be 1 to 255 characters"));
         }
         if s.chars().any(char::is_control) {
@@ -215,7 +353,10 @@ impl Reader<'_, '_> {
             return Ok(None);
         };
         let text = raw.get();
-        if text == "0" || (text.starts_with("0.") && text[2..].bytes().all(|b| b == b'0')) {
+        let zero_fraction = text
+            .strip_prefix("0.")
+            .is_some_and(|f| f.len() <= 18 && f.bytes().all(|b| b == b'0'));
+        if text == "0" || zero_fraction {
             return Ok(Some("0".to_owned()));
         }
         Wei::parse(text)

@@ -31,18 +31,22 @@ pub enum Stored<T> {
     Duplicate(T),
 }
 
-/// Records a partner event once per (partner, kind, `event_key`) and queues
-/// it for reward-calculator.
+/// Records a partner event once per (partner, kind, "once per" key) and
+/// once per (partner, `delivery_id`), and queues it for reward-calculator.
+/// The same event under a new delivery id, or under the other signing
+/// scheme, is a duplicate; so is a delivery id already spent, whatever the
+/// route it is replayed to.
 pub async fn accept_event(
     db: &DatabaseConnection,
     event: PartnerEvent,
-    event_key: String,
+    delivery_id: Option<String>,
 ) -> Result<Stored<()>, Error> {
+    let event_key = event.once_per_key();
     let envelope = Envelope::new(event);
     let payload = serde_json::to_value(&envelope.payload)
         .map_err(|err| Error::Store(EntityError::Corrupt(err.to_string())))?;
     if db.get_database_backend() == DbBackend::Postgres {
-        return accept_event_pg(db, &envelope, payload, event_key).await;
+        return accept_event_pg(db, &envelope, payload, event_key, delivery_id).await;
     }
     let txn = db.begin().await?;
     let recorded = inbound_events::record(
@@ -51,6 +55,7 @@ pub async fn accept_event(
             partner: envelope.payload.partner().to_owned(),
             kind: envelope.kind().to_owned(),
             event_key,
+            delivery_id,
             message_id: envelope.message_id,
             payload,
         },
@@ -78,6 +83,7 @@ async fn accept_event_pg(
     envelope: &Envelope<PartnerEvent>,
     payload: serde_json::Value,
     event_key: String,
+    delivery_id: Option<String>,
 ) -> Result<Stored<()>, Error> {
     let body = envelope
         .to_json()
@@ -86,9 +92,9 @@ async fn accept_event_pg(
     let statement = Statement::from_sql_and_values(
         DbBackend::Postgres,
         r#"WITH event AS (
-               INSERT INTO inbound_events (id, partner, kind, event_key, message_id, payload, received_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
-               ON CONFLICT (partner, kind, event_key) DO NOTHING
+               INSERT INTO inbound_events (id, partner, kind, event_key, message_id, payload, received_at, delivery_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $11)
+               ON CONFLICT DO NOTHING
                RETURNING message_id, received_at)
            INSERT INTO outbox (message_id, exchange, routing_key, payload, created_at, attempts)
            SELECT message_id, $8, $9, $10, received_at, 0 FROM event"#,
@@ -103,6 +109,7 @@ async fn accept_event_pg(
             haven_messages::names::EVENTS_EXCHANGE.into(),
             envelope.routing_key().into(),
             body.into(),
+            delivery_id.into(),
         ],
     );
     let inserted = db.execute_raw(statement).await.map_err(EntityError::from)?;

@@ -77,7 +77,7 @@ pub enum MoneyError {
     /// Exactly zero.
     #[error("amount must be greater than zero")]
     Zero,
-    /// Finer than 1 wei: a nonzero digit after the 18th decimal.
+    /// Written with more than 18 decimals (zeros included): finer than 1 wei.
     #[error("amount has more than {DECIMALS} decimals")]
     TooManyDecimals,
     /// More than the 1,000,000,000 HNV that can ever exist.
@@ -274,22 +274,17 @@ impl<'a> Decimal<'a> {
             .saturating_add(self.exponent)
             .saturating_sub(frac_len);
 
-        let (digits, shift) = if shift < 0 {
-            // Finer than the digits allow: the dropped digits must all be zero.
-            let drop = usize::try_from(shift.unsigned_abs()).unwrap_or(usize::MAX);
-            let trailing_zeros = digits.iter().rev().take_while(|&&b| b == b'0').count();
-            if drop > trailing_zeros {
-                return Err(MoneyError::TooManyDecimals);
-            }
-            (&digits[..digits.len() - drop], 0u32)
-        } else {
-            // Any shift beyond 38 overflows u128 for a nonzero value.
-            let shift = u32::try_from(shift).unwrap_or(u32::MAX);
-            (&digits[..], shift)
-        };
+        // SPEC: more than 18 decimals is refused, even when they are zeros
+        // (`1.0000000000000000000`): a partner whose number is finer than
+        // the token is told so rather than silently rounded.
+        if shift < 0 {
+            return Err(MoneyError::TooManyDecimals);
+        }
+        // Any shift beyond 38 overflows u128 for a nonzero value.
+        let shift = u32::try_from(shift).unwrap_or(u32::MAX);
 
         let mut wei: u128 = 0;
-        for &b in digits {
+        for &b in &digits {
             wei = wei
                 .checked_mul(10)
                 .and_then(|w| w.checked_add(u128::from(b - b'0')))
@@ -333,7 +328,8 @@ mod tests {
         assert_eq!(hnv("15e-1"), Ok(1_500_000_000_000_000_000));
         assert_eq!(hnv("1e+9"), Ok(Wei::SUPPLY_CAP.as_wei()));
         assert_eq!(hnv("1e-18"), Ok(1));
-        assert_eq!(hnv("10e-19"), Ok(1));
+        assert_eq!(hnv("10e-19"), Err(MoneyError::TooManyDecimals));
+        assert_eq!(hnv("0.1e-17"), Ok(1));
         assert_eq!(hnv("1e-19"), Err(MoneyError::TooManyDecimals));
         assert_eq!(hnv("1e10"), Err(MoneyError::AboveSupplyCap));
         assert_eq!(
@@ -354,7 +350,16 @@ mod tests {
             hnv("1.0000000000000000001"),
             Err(MoneyError::TooManyDecimals)
         );
-        assert_eq!(hnv("1.50000000000000000000"), Ok(1_500_000_000_000_000_000));
+        // 19 decimals, even zeros, are more than 18.
+        assert_eq!(
+            hnv("1.0000000000000000000"),
+            Err(MoneyError::TooManyDecimals)
+        );
+        assert_eq!(
+            hnv("1.50000000000000000000"),
+            Err(MoneyError::TooManyDecimals)
+        );
+        assert_eq!(hnv("1.500000000000000000"), Ok(1_500_000_000_000_000_000));
     }
 
     #[test]

@@ -18,8 +18,12 @@ pub struct Model {
     pub partner: String,
     /// Event kind, e.g. `booking-created`.
     pub kind: String,
-    /// The partner's id for the event (booking id, (event id, attendee)...).
+    /// The event's "once per" key (booking id, (event id, attendee)...),
+    /// whatever the scheme it was signed with.
     pub event_key: String,
+    /// The Standard Webhooks `webhook-id` it came with, unique per partner
+    /// (`None` for the hex scheme).
+    pub delivery_id: Option<String>,
     /// Id of the message published for it.
     pub message_id: Uuid,
     /// The payload as received.
@@ -41,8 +45,10 @@ pub struct NewInboundEvent {
     pub partner: String,
     /// Event kind.
     pub kind: String,
-    /// The partner's id for the event.
+    /// The event's "once per" key.
     pub event_key: String,
+    /// The sender's delivery id (Standard Webhooks), spent by this event.
+    pub delivery_id: Option<String>,
     /// Id of the message that will carry it.
     pub message_id: Uuid,
     /// The event as it was accepted, kept so a lost message can be rebuilt.
@@ -52,15 +58,18 @@ pub struct NewInboundEvent {
 /// What [`record`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recorded {
-    /// First time this (partner, kind, event key) is seen: go on and queue it.
+    /// First time this (partner, kind, event key) and this delivery id are
+    /// seen: go on and queue it.
     Accepted,
-    /// Seen before: answer `duplicate` and do nothing else.
+    /// The event, or the delivery id, was seen before: answer `duplicate`
+    /// and do nothing else.
     Duplicate,
 }
 
-/// Records an inbound event once per (partner, kind, event key). Does not
-/// abort the surrounding transaction on a duplicate (`ON CONFLICT DO
-/// NOTHING`), so it can share one with the outbox insert.
+/// Records an inbound event once per (partner, kind, event key) and once per
+/// (partner, delivery id). Does not abort the surrounding transaction on a
+/// duplicate of either (`ON CONFLICT DO NOTHING` without a target covers
+/// both unique keys), so it can share one with the outbox insert.
 pub async fn record<C: ConnectionTrait>(
     db: &C,
     event: NewInboundEvent,
@@ -70,15 +79,12 @@ pub async fn record<C: ConnectionTrait>(
         partner: Set(event.partner),
         kind: Set(event.kind),
         event_key: Set(event.event_key),
+        delivery_id: Set(event.delivery_id),
         message_id: Set(event.message_id),
         payload: Set(event.payload),
         received_at: Set(Utc::now()),
     })
-    .on_conflict(
-        OnConflict::columns([Column::Partner, Column::Kind, Column::EventKey])
-            .do_nothing()
-            .to_owned(),
-    )
+    .on_conflict(OnConflict::new().do_nothing().to_owned())
     .exec_without_returning(db)
     .await?;
     Ok(if inserted == 1 {

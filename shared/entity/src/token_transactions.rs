@@ -105,6 +105,26 @@ static REFERENCE_BLOCKS: LazyLock<ReferenceBlocks> = LazyLock::new(|| ReferenceB
     next: AtomicU64::new(0),
 });
 
+/// The starts of the `tx_id`s the services derive from their own ids: a
+/// reward's mint (`reward_`), a reversal's burn (`reversal_`), a
+/// redemption's burn (`redemption_`) and refund (`refund_`). An operator's
+/// idempotency key becomes a `tx_id` too, so one that starts like these is
+/// refused at the door: `refund_<id>` would otherwise be read as the refund
+/// of redemption `<id>`, and `reward_<id>` would take the reward's place.
+/// (`mint_`, the start of a keyless operator mint's generated id, is not
+/// here: the seed guide's own keys are `mint_key_1`, and the generated
+/// suffix is a fresh UUIDv7 nobody can name in advance.)
+pub const INTERNAL_TX_ID_PREFIXES: [&str; 4] = ["reward_", "reversal_", "redemption_", "refund_"];
+
+/// Whether `key` starts like a `tx_id` the services make (case ignored, so
+/// `Refund_...` does not slip past a reader that lower-cases).
+pub fn is_internal_tx_id(key: &str) -> bool {
+    INTERNAL_TX_ID_PREFIXES.iter().any(|prefix| {
+        key.get(..prefix.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+    })
+}
+
 /// A new 32-byte on-chain reference for a token transaction about to be
 /// recorded. It is stored with the row and every send and resend reads it
 /// from there, so the contract refuses (single mint, burn) or skips (batch

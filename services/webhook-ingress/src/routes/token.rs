@@ -11,9 +11,11 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use haven_chain::contract::{MAX_REASON_LEN, ReasonError, encode_reason};
 use haven_common::money::Wei;
 use haven_common::openapi::{Detail, HnvAmount};
 use haven_entity::redemptions::WithdrawalMethod;
+use haven_entity::token_transactions::{INTERNAL_TX_ID_PREFIXES, is_internal_tx_id};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -72,7 +74,8 @@ struct MintBody {
     /// HNV to mint, an exact decimal.
     #[schema(value_type = HnvAmount)]
     amount: Wei,
-    /// Why (booking, review, adjustment, ...).
+    /// Why (booking, review, adjustment, ...): at most 32 bytes, the chain's reason code.
+    #[schema(max_length = 32)]
     reason: String,
     /// Makes a retry harmless (or the `Idempotency-Key` header); becomes the `tx_id`.
     #[serde(default)]
@@ -223,7 +226,7 @@ async fn mint(
         let command = MintCommand {
             user_id: identifier("user_id", body.user_id)?,
             amount: body.amount,
-            reason: text("reason", body.reason)?,
+            reason: reason(body.reason)?,
             tx_id,
         };
         store::queue_mint(&state.db, command).await
@@ -391,7 +394,29 @@ fn idempotency_key(headers: &HeaderMap, body: Option<&str>) -> Result<Option<Str
         (Some(key), _) | (None, Some(key)) => key,
         (None, None) => return Ok(None),
     };
-    identifier("idempotency_key", key.to_owned()).map(Some)
+    let key = identifier("idempotency_key", key.to_owned())?;
+    if is_internal_tx_id(&key) {
+        return Err(Error::Validation(format!(
+            "field `idempotency_key` must not start with {}: those keys are the services' own",
+            INTERNAL_TX_ID_PREFIXES.join(", ")
+        )));
+    }
+    Ok(Some(key))
+}
+
+/// A mint's reason: it goes on chain as a `bytes32` code, so one that would
+/// not fit is refused here rather than after the mint was queued.
+fn reason(value: String) -> Result<String, Error> {
+    let value = text("reason", value)?;
+    encode_reason(&value).map_err(|err| {
+        Error::Validation(match err {
+            ReasonError::TooLong { len } => format!(
+                "field `reason` is {len} bytes long; at most {MAX_REASON_LEN} bytes fit on chain"
+            ),
+            other => format!("field `reason`: {other}"),
+        })
+    })?;
+    Ok(value)
 }
 
 /// A non-empty id of at most 255 characters without control characters.

@@ -194,18 +194,19 @@ async fn accept(
     require_json(headers)?;
     let event =
         payloads::parse(kind, verified.body()).map_err(|e| Error::Validation(e.to_string()))?;
-    // The sender's delivery id when it gave one (Standard Webhooks), else the
-    // "once per" key of SPEC.md's rules table.
-    let event_key = match verified.delivery_id() {
-        Some(id) if id.is_empty() || id.len() > 255 => {
+    // Deduplicated by the event's "once per" key whatever the scheme; the
+    // Standard Webhooks delivery id is spent too, so a delivery replayed to
+    // another route within its window is a duplicate there.
+    let delivery_id = match verified.delivery_id() {
+        Some(id) if id.is_empty() || id.chars().count() > payloads::MAX_ID_LEN => {
             return Err(Error::Validation(
                 "header `webhook-id` must be 1 to 255 characters".to_owned(),
             ));
         }
-        Some(id) => id.to_owned(),
-        None => event.once_per_key(),
+        Some(id) => Some(id.to_owned()),
+        None => None,
     };
-    store::accept_event(&state.db, event, event_key).await
+    store::accept_event(&state.db, event, delivery_id).await
 }
 
 /// The OpenAPI operation of one webhook route.
@@ -246,7 +247,7 @@ fn operation(partner: Partner, kind: WebhookKind) -> Operation {
             partner.signature_header(),
             "Hex HMAC-SHA256 of the raw body (or of the canonical JSON) with the partner's secret",
         ))
-        .parameter(header(WEBHOOK_ID, "Standard Webhooks: the delivery id (the dedupe key when given)"))
+        .parameter(header(WEBHOOK_ID, "Standard Webhooks: the delivery id, spent once per partner (1 to 255 characters)"))
         .parameter(header(WEBHOOK_TIMESTAMP, "Standard Webhooks: Unix seconds, within 300 s of now"))
         .parameter(header(
             WEBHOOK_SIGNATURE,

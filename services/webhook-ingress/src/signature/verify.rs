@@ -8,6 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use subtle::{Choice, ConstantTimeEq};
 
 use super::canonical::python_canonical_json;
 
@@ -16,6 +17,15 @@ pub(super) type HmacSha256 = Hmac<Sha256>;
 
 /// How far a Standard Webhooks timestamp may be from now, either way.
 pub const STANDARD_TOLERANCE_SECS: i64 = 300;
+
+/// Most entries a `webhook-signature` header may list. A Standard Webhooks
+/// sender signs once per active key, a handful during a rotation; a longer
+/// list is refused before any hashing.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// Longest `webhook-signature` header accepted, in bytes: room for
+/// [`MAX_SIGNATURES`] `v1,<base64 of 32 bytes>` entries and their spaces.
+pub const MAX_SIGNATURE_HEADER_LEN: usize = 512;
 
 /// Prefix of a Standard Webhooks secret whose key is base64.
 const WHSEC_PREFIX: &str = "whsec_";
@@ -58,10 +68,27 @@ impl PartnerSecrets {
         Ok(Self(secrets))
     }
 
-    fn macs(&self) -> impl Iterator<Item = HmacSha256> + '_ {
-        self.0
-            .iter()
-            .filter_map(|key| HmacSha256::new_from_slice(key).ok())
+    /// Each active secret's HMAC of `message`: one per secret, whatever the
+    /// number of candidate signatures a request lists.
+    fn tags<'a>(&'a self, message: &'a [u8]) -> impl Iterator<Item = [u8; 32]> + 'a {
+        self.0.iter().filter_map(move |key| {
+            let mut mac = HmacSha256::new_from_slice(key).ok()?;
+            mac.update(message);
+            Some(mac.finalize().into_bytes().into())
+        })
+    }
+
+    /// Whether any candidate equals any secret's tag of `message`. Every pair
+    /// is compared in constant time and none short-circuits, so the time
+    /// taken tells neither which secret nor which candidate matched.
+    fn any_matches(&self, message: &[u8], candidates: &[[u8; 32]]) -> bool {
+        let mut ok = Choice::from(0);
+        for tag in self.tags(message) {
+            for candidate in candidates {
+                ok |= tag.ct_eq(candidate);
+            }
+        }
+        ok.into()
     }
 
     /// Whether `header` (hex, optionally `sha256=`-prefixed) is the HMAC of
@@ -69,32 +96,31 @@ impl PartnerSecrets {
     pub fn verify_hex(&self, header: &str, raw_body: &[u8]) -> bool {
         let header = header.trim();
         let header = header.strip_prefix("sha256=").unwrap_or(header);
-        let Ok(expected) = hex::decode(header) else {
+        // A SHA-256 tag is 64 hex digits: anything else is refused before
+        // any hashing, whatever its length.
+        let mut expected = [0u8; 32];
+        if header.len() != 64 || hex::decode_to_slice(header, &mut expected).is_err() {
             return false;
-        };
-        // Every secret is tried (non-short-circuiting `|`), so the time taken
-        // does not tell which secret matched. The canonical form is only
-        // computed when the raw body matched none: the sender already knows
-        // which form it signed, so that branch reveals nothing, and the
-        // common raw-body case skips a JSON parse.
-        let mut ok = false;
-        for mac in self.macs() {
-            ok |= verify(mac, raw_body, &expected);
         }
-        if ok {
+        // The canonical form is only computed when the raw body matched
+        // none: the sender already knows which form it signed, so that
+        // branch reveals nothing, and the common raw-body case skips a JSON
+        // parse.
+        if self.any_matches(raw_body, &[expected]) {
             return true;
         }
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(raw_body) else {
             return false;
         };
         let canonical = python_canonical_json(&value);
-        for mac in self.macs() {
-            ok |= verify(mac, canonical.as_bytes(), &expected);
-        }
-        ok
+        self.any_matches(canonical.as_bytes(), &[expected])
     }
 
     /// Verifies a Standard Webhooks delivery at unix time `now`.
+    ///
+    /// Everything that can be refused without a key is refused first (the
+    /// header's size, the number of candidates, the timestamp); then each
+    /// secret's HMAC is computed once and compared with every candidate.
     pub fn verify_standard(
         &self,
         id: &str,
@@ -103,12 +129,32 @@ impl PartnerSecrets {
         raw_body: &[u8],
         now: i64,
     ) -> Result<(), StandardError> {
+        if signatures.len() > MAX_SIGNATURE_HEADER_LEN {
+            return Err(StandardError::TooLong);
+        }
+        let entries: Vec<&str> = signatures.split_whitespace().collect();
+        if entries.len() > MAX_SIGNATURES {
+            return Err(StandardError::TooMany);
+        }
         let ts: i64 = timestamp
             .trim()
             .parse()
             .map_err(|_| StandardError::BadTimestamp)?;
-        if (now - ts).abs() > STANDARD_TOLERANCE_SECS {
+        // `checked_sub`: `now - i64::MIN` overflows.
+        let within = now
+            .checked_sub(ts)
+            .is_some_and(|age| age.unsigned_abs() <= STANDARD_TOLERANCE_SECS.unsigned_abs());
+        if !within {
             return Err(StandardError::OutsideTolerance);
+        }
+        let candidates: Vec<[u8; 32]> = entries
+            .iter()
+            .filter_map(|entry| entry.strip_prefix("v1,"))
+            .filter_map(|b64| BASE64.decode(b64).ok())
+            .filter_map(|tag| <[u8; 32]>::try_from(tag).ok())
+            .collect();
+        if candidates.is_empty() {
+            return Err(StandardError::NoMatch);
         }
         let mut signed = Vec::with_capacity(id.len() + timestamp.len() + raw_body.len() + 2);
         signed.extend_from_slice(id.as_bytes());
@@ -116,18 +162,7 @@ impl PartnerSecrets {
         signed.extend_from_slice(timestamp.trim().as_bytes());
         signed.push(b'.');
         signed.extend_from_slice(raw_body);
-        let candidates: Vec<Vec<u8>> = signatures
-            .split_whitespace()
-            .filter_map(|entry| entry.strip_prefix("v1,"))
-            .filter_map(|b64| BASE64.decode(b64).ok())
-            .collect();
-        let mut ok = false;
-        for mac in self.macs() {
-            for candidate in &candidates {
-                ok |= verify(mac.clone(), &signed, candidate);
-            }
-        }
-        if ok {
+        if self.any_matches(&signed, &candidates) {
             Ok(())
         } else {
             Err(StandardError::NoMatch)
@@ -156,6 +191,12 @@ pub enum StandardError {
     /// No `v1` signature matches any active secret.
     #[error("no signature matches")]
     NoMatch,
+    /// The header lists more than [`MAX_SIGNATURES`] signatures.
+    #[error("webhook-signature lists more than 8 signatures")]
+    TooMany,
+    /// The header is longer than [`MAX_SIGNATURE_HEADER_LEN`].
+    #[error("webhook-signature is longer than 512 bytes")]
+    TooLong,
 }
 
 /// A partner and the header its hex signatures come in.
@@ -252,6 +293,12 @@ pub fn verify_request(
             Err(StandardError::OutsideTolerance) => Err(Refusal::Invalid(Some(
                 "webhook-timestamp is more than 300 s from now",
             ))),
+            Err(StandardError::TooMany) => Err(Refusal::Invalid(Some(
+                "webhook-signature lists more than 8 signatures",
+            ))),
+            Err(StandardError::TooLong) => Err(Refusal::Invalid(Some(
+                "webhook-signature is longer than 512 bytes",
+            ))),
         };
     }
     match headers.get(partner.signature_header()) {
@@ -264,12 +311,6 @@ pub fn verify_request(
             _ => Err(Refusal::Invalid(None)),
         },
     }
-}
-
-/// Constant-time HMAC check (`verify_slice` compares without early exit).
-fn verify(mut mac: HmacSha256, message: &[u8], expected: &[u8]) -> bool {
-    mac.update(message);
-    mac.verify_slice(expected).is_ok()
 }
 
 #[cfg(test)]
@@ -406,5 +447,60 @@ mod tests {
             verify_request(Partner::Aurora, &hex, &headers, body, 0).unwrap_err(),
             Refusal::Missing
         );
+    }
+
+    #[test]
+    fn a_long_candidate_list_is_refused_before_any_hashing() {
+        let s = secrets(SW_SECRET);
+        let ts = SW_TS.to_string();
+        // Eight entries, the matching one last: accepted.
+        let eight = format!("{} {SW_SIG}", ["v1,Zm9v"; 7].join(" "));
+        assert_eq!(
+            s.verify_standard(SW_ID, &ts, &eight, SW_BODY, SW_TS),
+            Ok(())
+        );
+        let nine = format!("v1,Zm9v {eight}");
+        assert_eq!(
+            s.verify_standard(SW_ID, &ts, &nine, SW_BODY, SW_TS),
+            Err(StandardError::TooMany)
+        );
+        let thousands = vec![SW_SIG; 5_000].join(" ");
+        assert_eq!(
+            s.verify_standard(SW_ID, &ts, &thousands, SW_BODY, SW_TS),
+            Err(StandardError::TooLong)
+        );
+        // Few entries but one of them huge: the header's length decides.
+        let padded = format!("v1,{} {SW_SIG}", "A".repeat(600));
+        assert_eq!(
+            s.verify_standard(SW_ID, &ts, &padded, SW_BODY, SW_TS),
+            Err(StandardError::TooLong)
+        );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_outside_the_window_not_an_overflow() {
+        let s = secrets(SW_SECRET);
+        for (ts, now) in [
+            (i64::MIN, SW_TS),
+            (i64::MAX, SW_TS),
+            (i64::MIN, i64::MAX),
+            (i64::MAX, i64::MIN),
+        ] {
+            assert_eq!(
+                s.verify_standard(SW_ID, &ts.to_string(), SW_SIG, SW_BODY, now),
+                Err(StandardError::OutsideTolerance),
+                "ts {ts}, now {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hex_signature_of_the_wrong_length_is_refused_without_hashing() {
+        let s = secrets("k1");
+        let body = b"{}";
+        let sig = hex_hmac(b"k1", body);
+        assert!(s.verify_hex(&sig, body));
+        assert!(!s.verify_hex(&format!("{sig}00"), body));
+        assert!(!s.verify_hex(&sig.repeat(1_000), body));
     }
 }

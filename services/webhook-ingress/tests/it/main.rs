@@ -4,6 +4,7 @@
 mod config;
 mod health;
 mod helpers;
+mod hostile;
 mod server;
 mod shutdown;
 mod token;

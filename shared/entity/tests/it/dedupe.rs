@@ -15,6 +15,7 @@ async fn dedupe(db: TestDb) {
         partner: "aurora".into(),
         kind: "booking-created".into(),
         event_key: "b-1".into(),
+        delivery_id: Some("msg_1".into()),
         message_id: Uuid::now_v7(),
         payload: json!({"id": "b-1", "total_price": 100.0}),
     };
@@ -46,12 +47,41 @@ async fn dedupe(db: TestDb) {
         inbound_events::record(conn, event.clone()).await.unwrap(),
         Recorded::Duplicate
     );
+    // A delivery id is spent once per partner, whatever the kind: the same
+    // signed delivery replayed to another route is a duplicate there.
+    let replayed = NewInboundEvent {
+        kind: "booking-cancelled".into(),
+        ..event.clone()
+    };
+    assert_eq!(
+        inbound_events::record(conn, replayed).await.unwrap(),
+        Recorded::Duplicate
+    );
     let other_kind = NewInboundEvent {
         kind: "booking-cancelled".into(),
-        ..event
+        delivery_id: Some("msg_2".into()),
+        ..event.clone()
     };
     assert_eq!(
         inbound_events::record(conn, other_kind).await.unwrap(),
+        Recorded::Accepted
+    );
+    // The hex scheme has no delivery id: NULLs never collide.
+    let hex = |kind: &str| NewInboundEvent {
+        kind: kind.into(),
+        delivery_id: None,
+        ..event.clone()
+    };
+    assert_eq!(
+        inbound_events::record(conn, hex("booking-completed"))
+            .await
+            .unwrap(),
+        Recorded::Accepted
+    );
+    assert_eq!(
+        inbound_events::record(conn, hex("review-submitted"))
+            .await
+            .unwrap(),
         Recorded::Accepted
     );
 

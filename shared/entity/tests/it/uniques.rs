@@ -183,6 +183,7 @@ async fn every_unique_key(db: TestDb) {
         partner: Set("aurora".into()),
         kind: Set("booking-created".into()),
         event_key: Set("b-1".into()),
+        delivery_id: Set(None),
         message_id: Set(Uuid::now_v7()),
         payload: Set(serde_json::json!({"id": "b-1"})),
         received_at: Set(now),
@@ -192,6 +193,24 @@ async fn every_unique_key(db: TestDb) {
         "inbound event",
         event(Uuid::now_v7()),
         event(Uuid::now_v7()),
+    )
+    .await;
+    // ... and (partner, delivery_id), whatever the kind and key.
+    let delivery = |id, kind: &str, key: &str| inbound_events::ActiveModel {
+        id: Set(id),
+        partner: Set("tribe".into()),
+        kind: Set(kind.into()),
+        event_key: Set(key.into()),
+        delivery_id: Set(Some("msg_1".into())),
+        message_id: Set(Uuid::now_v7()),
+        payload: Set(serde_json::json!({})),
+        received_at: Set(now),
+    };
+    refuses(
+        conn,
+        "inbound delivery id",
+        delivery(Uuid::now_v7(), "contribution", "c-1"),
+        delivery(Uuid::now_v7(), "event-attendance", "e-1"),
     )
     .await;
 
