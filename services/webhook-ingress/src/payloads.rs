@@ -164,6 +164,12 @@ impl WebhookKind {
         }
     }
 
+    /// The spellings of each field this kind's body may carry, for the
+    /// OpenAPI description.
+    pub fn field_spellings(self) -> impl Iterator<Item = &'static [&'static str]> {
+        self.fields().iter().copied()
+    }
+
     fn has_field(self, name: &str) -> bool {
         self.fields().iter().any(|field| field.contains(&name))
     }
@@ -553,5 +559,48 @@ mod tests {
         ] {
             parse(kind, body.as_bytes()).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
         }
+    }
+
+    #[test]
+    fn every_field_of_another_kind_is_refused_by_name() {
+        for kind in WebhookKind::ALL {
+            for other in WebhookKind::ALL {
+                for name in other.field_spellings().flatten() {
+                    if kind.has_field(name) {
+                        continue;
+                    }
+                    let body = format!(r#"{{"{name}":"x"}}"#);
+                    assert_eq!(
+                        parse(kind, body.as_bytes()),
+                        Err(ValidationError::Foreign {
+                            field: name,
+                            route: kind.route_name()
+                        }),
+                        "{name} in {kind:?}"
+                    );
+                }
+            }
+        }
+        // Fields no kind knows pass: partners may add to their payloads.
+        ok(
+            WebhookKind::BookingCompleted,
+            r#"{"id":"b","guest_id":"g","hotel":"h1"}"#,
+        );
+    }
+
+    #[test]
+    fn ids_of_more_than_255_characters_are_refused_in_either_form() {
+        let k = WebhookKind::BookingCompleted;
+        let at_limit = format!(r#"{{"id":{},"guest_id":"g"}}"#, "9".repeat(255));
+        ok(k, &at_limit);
+        let integer = format!(r#"{{"id":{},"guest_id":"g"}}"#, "9".repeat(256));
+        assert_eq!(err(k, &integer), "field `id` must be 1 to 255 characters");
+        let string = format!(r#"{{"id":"{}","guest_id":"g"}}"#, "é".repeat(256));
+        assert_eq!(err(k, &string), "field `id` must be 1 to 255 characters");
+        // 255 characters of two bytes each are 255 characters.
+        ok(
+            k,
+            &format!(r#"{{"id":"{}","guest_id":"g"}}"#, "é".repeat(255)),
+        );
     }
 }

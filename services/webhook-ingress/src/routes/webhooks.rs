@@ -231,7 +231,12 @@ fn operation(partner: Partner, kind: WebhookKind) -> Operation {
             )
             .build()
     };
-    let (summary, fields) = describe(kind);
+    let summary = summary(kind);
+    let fields = kind
+        .field_spellings()
+        .map(|spellings| format!("`{}`", spellings.join("`|`")))
+        .collect::<Vec<_>>()
+        .join(", ");
     OperationBuilder::new()
         .tag(partner.as_str())
         .operation_id(Some(format!("{}_{kind:?}", partner.as_str())))
@@ -240,7 +245,9 @@ fn operation(partner: Partner, kind: WebhookKind) -> Operation {
             "Accepted once durably queued (`accepted`), or `duplicate` for an event accepted before. \
              The signature is checked over the raw body before anything is parsed: \
              `{}` (hex HMAC-SHA256 of the raw body or of its canonical JSON), or the three \
-             Standard Webhooks headers. Fields (either spelling): {fields}.",
+             Standard Webhooks headers (recommended: they bind the delivery to one route). \
+             Fields (either spelling): {fields}. A field that only other routes' bodies carry \
+             is refused with 422.",
             partner.signature_header()
         )))
         .parameter(header(
@@ -284,42 +291,20 @@ fn operation(partner: Partner, kind: WebhookKind) -> Operation {
         .build()
 }
 
-/// Summary and fields of each webhook (SPEC.md "Payload field names").
-fn describe(kind: WebhookKind) -> (&'static str, &'static str) {
+/// The one-line summary of each webhook; its fields come from the parser's table.
+fn summary(kind: WebhookKind) -> &'static str {
     match kind {
-        WebhookKind::BookingCreated => (
-            "Aurora booking created: 2 HNV per CAD, x1.2 above one night",
-            "`id`|`booking_id`, `guest_id`|`guestId`, `guest_email`|`email`, `total_price`|`totalPrice`, `nights`|`numberOfNights`, `check_in`|`checkIn`, `check_out`|`checkOut`",
-        ),
-        WebhookKind::BookingCompleted => (
-            "Aurora booking completed",
-            "`id`|`booking_id`, `guest_id`|`guestId`",
-        ),
-        WebhookKind::BookingCancelled => (
-            "Aurora booking cancelled: reverses the booking reward",
-            "`id`|`booking_id`, `guest_id`|`guestId`, `cancellation_reason`",
-        ),
-        WebhookKind::ReviewSubmitted => (
-            "Aurora review submitted: 50 HNV for a rating of 4 or 5",
-            "`id`, `booking_id`, `guest_id`, `rating` (1..5)",
-        ),
-        WebhookKind::EventAttendance => (
-            "Tribe event attendance",
-            "`id`|`event_id`, `attendee_id`|`user_id`, `name`|`event_name`, `type`|`event_type`, `attended` (default true), `timestamp`",
-        ),
-        WebhookKind::Contribution => (
-            "Tribe contribution",
-            "`id`, `user_id`, `type`, `quality_score`",
-        ),
-        WebhookKind::StakingStarted => ("Tribe staking started", "`id`, `user_id`, `amount`"),
-        WebhookKind::CoachingMilestone => (
-            "Tribe coaching milestone",
-            "`user_id`, `milestone_name`, `tier`",
-        ),
-        WebhookKind::ReferralSuccess => (
-            "Tribe referral success: rewards the referrer",
-            "`referrer_id`, `referred_id`, `tier`",
-        ),
+        WebhookKind::BookingCreated => {
+            "Aurora booking created: 2 HNV per CAD, x1.2 above one night"
+        }
+        WebhookKind::BookingCompleted => "Aurora booking completed",
+        WebhookKind::BookingCancelled => "Aurora booking cancelled: reverses the booking reward",
+        WebhookKind::ReviewSubmitted => "Aurora review submitted: 50 HNV for a rating of 4 or 5",
+        WebhookKind::EventAttendance => "Tribe event attendance",
+        WebhookKind::Contribution => "Tribe contribution",
+        WebhookKind::StakingStarted => "Tribe staking started",
+        WebhookKind::CoachingMilestone => "Tribe coaching milestone",
+        WebhookKind::ReferralSuccess => "Tribe referral success: rewards the referrer",
     }
 }
 
