@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use haven_common::config::{
-    AmqpConfig, DatabaseConfig, HttpConfig, Redacted, TelemetryConfig, parse_duration,
+    AmqpConfig, DatabaseConfig, HttpConfig, Redacted, TelemetryConfig, parse_duration, secret,
 };
 use haven_common::money::Wei;
 use haven_outbox::OutboxConfig;
@@ -81,11 +81,11 @@ impl Config {
 pub struct ProviderConfig {
     /// Base URL of the payout provider (`POST {base}/payouts`,
     /// `GET {base}/payouts/{id}`). Never logged: it may carry credentials.
-    #[arg(long, env = "PAYOUT_PROVIDER_URL", value_parser = parse_base_url)]
+    #[arg(long, env = "PAYOUT_PROVIDER_URL", value_parser = secret(parse_base_url), hide_env_values = true)]
     pub payout_provider_url: Redacted<reqwest::Url>,
 
     /// API token sent as `Authorization: Bearer <token>`; none when unset.
-    #[arg(long, env = "PAYOUT_PROVIDER_TOKEN")]
+    #[arg(long, env = "PAYOUT_PROVIDER_TOKEN", hide_env_values = true)]
     pub payout_provider_token: Option<Redacted<String>>,
 
     /// Timeout of one request to the provider, connection included.

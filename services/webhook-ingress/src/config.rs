@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use haven_common::config::{
-    AmqpConfig, DatabaseConfig, HttpConfig, TelemetryConfig, parse_duration,
+    AmqpConfig, DatabaseConfig, HttpConfig, TelemetryConfig, parse_duration, secret,
 };
 use haven_common::money::Wei;
 
@@ -43,12 +43,12 @@ pub struct Config {
 
     /// Aurora's webhook secrets, comma-separated (several are active during a
     /// rotation); `whsec_<base64>` entries are Standard Webhooks keys.
-    #[arg(long, env = "AURORA_WEBHOOK_SECRET", value_parser = PartnerSecrets::parse,
+    #[arg(long, env = "AURORA_WEBHOOK_SECRET", value_parser = secret(PartnerSecrets::parse), hide_env_values = true,
           help_heading = "Partners")]
     pub aurora_webhook_secret: PartnerSecrets,
 
     /// Tribe's webhook secrets, comma-separated, as for Aurora.
-    #[arg(long, env = "TRIBE_WEBHOOK_SECRET", value_parser = PartnerSecrets::parse,
+    #[arg(long, env = "TRIBE_WEBHOOK_SECRET", value_parser = secret(PartnerSecrets::parse), hide_env_values = true,
           help_heading = "Partners")]
     pub tribe_webhook_secret: PartnerSecrets,
 
@@ -59,7 +59,7 @@ pub struct Config {
     pub max_body_size: usize,
 
     /// API keys of the token commands, comma-separated (several for rotation).
-    #[arg(long, env = "API_KEYS", value_parser = ApiKeys::parse,
+    #[arg(long, env = "API_KEYS", value_parser = secret(ApiKeys::parse), hide_env_values = true,
           help_heading = "Token commands")]
     pub api_keys: ApiKeys,
 

@@ -169,6 +169,47 @@ pub enum ErrorClass {
     Permanent,
 }
 
+/// `err` with every URL in its transport error's text replaced. reqwest's
+/// errors read "error sending request for url (https://host/<api key>)", and
+/// an RPC URL often carries its provider's key in the path or as user info;
+/// once scrubbed the error can be logged, become a retry reason or be
+/// stored. Only a transport failure's own text is rebuilt; the node's
+/// answers (reverts, error payloads) are kept as they are, and the class
+/// [`classify`] gives is unchanged.
+pub fn without_urls(err: TransportError) -> TransportError {
+    match err {
+        RpcError::Transport(TransportErrorKind::Custom(inner)) => {
+            let text = inner.to_string();
+            if text.contains("://") {
+                TransportErrorKind::custom_str(&scrub_urls(&text))
+            } else {
+                RpcError::Transport(TransportErrorKind::Custom(inner))
+            }
+        }
+        other => other,
+    }
+}
+
+/// `text` with each `scheme://...` replaced by `[url redacted]` (up to the
+/// next space, quote or closing bracket).
+pub fn scrub_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let scheme_start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + 1);
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | ']' | '"' | '\'' | '>' | ','))
+            .map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..scheme_start]);
+        out.push_str("[url redacted]");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Classifies an RPC failure. The only place retry decisions are made.
 pub fn classify(err: &TransportError) -> ErrorClass {
     match err {
@@ -508,6 +549,49 @@ mod tests {
                 signer: Address::ZERO
             }
             .is_retryable()
+        );
+    }
+
+    #[test]
+    fn urls_are_scrubbed_from_transport_errors_and_their_class_kept() {
+        let text = "error sending request for url (https://user:pa55@rpc.example.com/v3/0123456789abcdef): connection refused";
+        assert_eq!(
+            scrub_urls(text),
+            "error sending request for url ([url redacted]): connection refused"
+        );
+        assert_eq!(scrub_urls("no url here"), "no url here");
+        assert_eq!(
+            scrub_urls("a http://x/1 and \"wss://y/2\"."),
+            "a [url redacted] and \"[url redacted]\"."
+        );
+        let err = without_urls(TransportErrorKind::custom_str(text));
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("pa55") && !shown.contains("0123456789abcdef"),
+            "{shown}"
+        );
+        assert!(shown.contains("connection refused"), "{shown}");
+        assert_eq!(classify(&err), ErrorClass::Transient);
+        // The node's own answers are not touched.
+        let revert = resp(3, "execution reverted", None);
+        assert_eq!(classify(&without_urls(revert)), ErrorClass::Revert);
+    }
+
+    /// A real reqwest error from a refused connection names the URL; the
+    /// scrubbed one does not.
+    #[tokio::test]
+    async fn a_refused_connection_error_is_scrubbed() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let url = format!("http://user:s3cret@127.0.0.1:{port}/key-abc123");
+        let err = reqwest::Client::new().post(&url).send().await.unwrap_err();
+        assert!(format!("{err}").contains("key-abc123"), "{err}");
+        let transport = without_urls(TransportErrorKind::custom(err));
+        let shown = format!("{transport} {transport:?}");
+        assert!(
+            !shown.contains("key-abc123") && !shown.contains("s3cret"),
+            "{shown}"
         );
     }
 }

@@ -15,7 +15,7 @@ use alloy::transports::TransportError;
 use backon::{ExponentialBuilder, Retryable};
 
 use crate::config::RpcConfig;
-use crate::error::{ChainError, ErrorClass, RevertReason, classify};
+use crate::error::{ChainError, ErrorClass, RevertReason, classify, without_urls};
 
 /// Blocks of history the fee estimate looks at.
 pub const FEE_HISTORY_BLOCKS: u64 = 10;
@@ -133,7 +133,9 @@ impl Rpc {
             async move {
                 match tokio::time::timeout(timeout, fut).await {
                     Ok(Ok(value)) => Ok(value),
-                    Ok(Err(err)) => Err(Attempt::Rpc(err)),
+                    // Scrubbed here, the one place every RPC error passes,
+                    // before it is logged, classified or kept as a reason.
+                    Ok(Err(err)) => Err(Attempt::Rpc(without_urls(err))),
                     Err(_) => Err(Attempt::Timeout),
                 }
             }

@@ -43,6 +43,78 @@ impl<T: FromStr> FromStr for Redacted<T> {
     }
 }
 
+/// A clap value parser for a setting that holds a secret (API keys, webhook
+/// secrets, URLs with credentials): its error names the setting and says
+/// why, never the value. clap's own error for a failed `value_parser` quotes
+/// the value (`invalid value '<the whole list>' for '--api-keys'`), which
+/// would print a good key beside the bad one. `parse`'s error text must not
+/// quote the value either: say which entry, by position, and why.
+///
+/// ```ignore
+/// #[arg(long, env = "API_KEYS", value_parser = secret(ApiKeys::parse))]
+/// ```
+pub fn secret<T, E>(parse: fn(&str) -> Result<T, E>) -> SecretParser<T, E>
+where
+    T: Clone + Send + Sync + 'static,
+    E: fmt::Display + 'static,
+{
+    SecretParser { parse }
+}
+
+/// See [`secret`].
+pub struct SecretParser<T, E> {
+    parse: fn(&str) -> Result<T, E>,
+}
+
+impl<T, E> fmt::Debug for SecretParser<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretParser")
+    }
+}
+
+impl<T, E> Clone for SecretParser<T, E> {
+    fn clone(&self) -> Self {
+        Self { parse: self.parse }
+    }
+}
+
+impl<T, E> clap::builder::TypedValueParser for SecretParser<T, E>
+where
+    T: Clone + Send + Sync + 'static,
+    E: fmt::Display + 'static,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let setting = arg.map_or_else(
+            || "a secret setting".to_owned(),
+            |arg| {
+                let flag = arg.get_long().unwrap_or_else(|| arg.get_id().as_str());
+                match arg.get_env() {
+                    Some(env) => format!("--{flag} ({})", env.to_string_lossy()),
+                    None => format!("--{flag}"),
+                }
+            },
+        );
+        let refuse = |why: &dyn fmt::Display| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid {setting}: {why} (the value is not shown: it holds a secret)\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse(&"it is not valid UTF-8"))?;
+        (self.parse)(text).map_err(|err| refuse(&err))
+    }
+}
+
 /// Parses durations written as `250ms`, `5s`, `2m` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -74,7 +146,7 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 #[derive(clap::Args, Debug, Clone)]
 pub struct DatabaseConfig {
     /// Database URL: `postgres://user:pass@host/db` or `sqlite://path/to/file.db?mode=rwc`.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Redacted<String>,
 
     /// Largest number of pooled database connections.
@@ -94,6 +166,7 @@ pub struct AmqpConfig {
     #[arg(
         long,
         env = "AMQP_URL",
+        hide_env_values = true,
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: Redacted<String>,

@@ -30,3 +30,38 @@ fn the_default_port_is_used_without_port() {
         webhook_ingress::config::DEFAULT_PORT
     );
 }
+
+/// The report: a good key beside a short one was printed whole.
+#[test]
+fn a_bad_api_key_list_is_refused_without_printing_any_key() {
+    let good = "a-good-and-long-operator-key";
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_webhook-ingress"))
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            "postgres://haven:db-password@127.0.0.1/haven",
+        )
+        .env("AURORA_WEBHOOK_SECRET", "aurora-partner-secret")
+        .env("TRIBE_WEBHOOK_SECRET", "whsec_not*base64")
+        .env("API_KEYS", format!("{good},short"))
+        .output()
+        .expect("the service binary runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).expect("stderr is UTF-8");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    for secret in [
+        good,
+        "short",
+        "db-password",
+        "aurora-partner-secret",
+        "not*base64",
+    ] {
+        assert!(!stderr.contains(secret), "{secret} printed: {stderr}");
+    }
+    // Named, with the reason: whichever secret setting clap checked first.
+    assert!(
+        stderr.contains("TRIBE_WEBHOOK_SECRET") || stderr.contains("API_KEYS"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not shown"), "{stderr}");
+}

@@ -89,6 +89,58 @@ pub fn assert_binary_exits_with_one_line(bin_path: &str) {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// Whether a setting holds a secret, by its environment variable's name:
+/// keys, secrets, tokens, mnemonics, passwords, and URLs (which may carry
+/// credentials).
+pub fn holds_secret(env: &str) -> bool {
+    ["KEY", "SECRET", "TOKEN", "MNEMONIC", "PASSWORD", "_URL"]
+        .iter()
+        .any(|word| env.contains(word))
+}
+
+/// Values that make every secret parser of the services fail (a list with a
+/// short entry, bad base64 after `whsec_`, not a URL), each carrying a marker
+/// that must never appear in the error.
+const SECRET_PROBES: [&str; 4] = [
+    "MARKER-good-key-123456,x",
+    "whsec_MARKER%%%",
+    "::MARKER::not a url",
+    "MARKER",
+];
+
+/// Every secret-bearing setting of `C` hides its environment value in
+/// `--help`, and a malformed value is refused by name without the value.
+pub fn assert_secret_settings_are_never_printed<C: CommandFactory + FromArgMatches>() {
+    let command = C::command();
+    let name = command.get_name().to_owned();
+    for arg in command.get_arguments() {
+        let Some(env) = arg.get_env().map(|env| env.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        if !holds_secret(&env) {
+            continue;
+        }
+        assert!(
+            arg.is_hide_env_values_set(),
+            "{env} holds a secret: its argument needs hide_env_values = true"
+        );
+        let flag = format!(
+            "--{}",
+            arg.get_long().unwrap_or_else(|| arg.get_id().as_str())
+        );
+        for probe in SECRET_PROBES {
+            let Err(err) = parse_ignoring_env::<C>(&[&name, &flag, probe]) else {
+                continue;
+            };
+            let line = crate::telemetry::config_error_line(&err);
+            assert!(
+                !line.contains("MARKER"),
+                "{env}: the configuration error prints the value: {line}"
+            );
+        }
+    }
+}
+
 /// The settings checks every service binary passes, as tests: a missing
 /// `DATABASE_URL` and a malformed `PORT` are named, every setting has an
 /// environment twin, help and a documented row, and the real binary exits
@@ -110,6 +162,11 @@ macro_rules! settings_checks {
         #[test]
         fn every_setting_has_an_environment_variable_help_and_a_documented_row() {
             $crate::testing::config::assert_every_setting_is_documented::<$config>();
+        }
+
+        #[test]
+        fn secret_settings_are_never_printed() {
+            $crate::testing::config::assert_secret_settings_are_never_printed::<$config>();
         }
 
         /// The real binary, with an empty environment.
