@@ -65,7 +65,7 @@ SERVICES = {
 # A tuple means "one of these".
 MUST_SET = {
     "webhook-ingress": ["DATABASE_URL", "AMQP_URL", "AURORA_WEBHOOK_SECRET", "TRIBE_WEBHOOK_SECRET", "API_KEYS"],
-    "read-api": ["DATABASE_URL"],
+    "read-api": ["DATABASE_URL", "READ_API_KEYS"],
     "reward-calculator": ["DATABASE_URL", "AMQP_URL", "CUSTODY_MNEMONIC"],
     "chain-minter": ["DATABASE_URL", "AMQP_URL", "RPC_URL", "CONTRACT_ADDRESS", ("SIGNER_PRIVATE_KEYS", "SIGNER_MNEMONIC")],
     "redemption-payout": ["DATABASE_URL", "AMQP_URL", "PAYOUT_PROVIDER_URL"],

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use haven_chain::config::RpcConfig;
-use haven_common::config::{DatabaseConfig, HttpConfig, Redacted, TelemetryConfig, parse_duration};
+use haven_common::auth::{ApiKeys, ThrottleConfig};
+use haven_common::config::{
+    DatabaseConfig, HttpConfig, Redacted, TelemetryConfig, parse_duration, secret,
+};
 
 /// Port when neither `--port` nor `PORT` is set.
 pub const DEFAULT_PORT: u16 = 8081;
@@ -35,6 +38,18 @@ pub struct Config {
     /// Log format and filter.
     #[command(flatten, next_help_heading = "Logging")]
     pub telemetry: TelemetryConfig,
+
+    /// API keys of the read routes, comma-separated (several for rotation).
+    /// When set, every data route needs `X-API-Key`; unset, reads are open
+    /// (the development default). Set it in production: answers carry
+    /// emails and KYC status.
+    #[arg(long, env = "READ_API_KEYS", value_parser = secret(ApiKeys::parse),
+          hide_env_values = true, help_heading = "Access")]
+    pub read_api_keys: Option<ApiKeys>,
+
+    /// Wrong API keys per client address before it is throttled.
+    #[command(flatten, next_help_heading = "Access")]
+    pub throttle: ThrottleConfig,
 
     /// JSON-RPC endpoint of the chain. With CONTRACT_ADDRESS, token-stats
     /// reports the contract's figures and reconciliation runs; without, the

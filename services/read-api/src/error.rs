@@ -39,6 +39,18 @@ pub enum Error {
     Report(#[source] std::io::Error),
 
     // ----------------------------------------------------------- requests
+    /// 403: `READ_API_KEYS` is set and the request has no `X-API-Key`.
+    #[error("Missing API key")]
+    MissingApiKey,
+    /// 401: a key that is none of `READ_API_KEYS`.
+    #[error("Invalid API key")]
+    InvalidApiKey,
+    /// 429: too many wrong keys from this address; `Retry-After` says when.
+    #[error("Too many wrong API keys from this address; retry in {retry_after_secs} s")]
+    TooManyWrongKeys {
+        /// Seconds until the address may try again.
+        retry_after_secs: u64,
+    },
     /// 404: no user with this id (or wallet address, or email).
     #[error("User not found")]
     UserNotFound,
@@ -63,6 +75,9 @@ impl Error {
     /// The HTTP status of a request error (500 for start-up errors).
     pub fn status(&self) -> StatusCode {
         match self {
+            Self::MissingApiKey => StatusCode::FORBIDDEN,
+            Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Self::TooManyWrongKeys { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UserNotFound | Self::NoReport(_) => StatusCode::NOT_FOUND,
             Self::AmbiguousEmail => StatusCode::CONFLICT,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -106,10 +121,15 @@ impl IntoResponse for Error {
             self.to_string()
         };
         let mut response = (status, Json(Detail { detail })).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after = match &self {
+            Self::TooManyWrongKeys { retry_after_secs } => Some(*retry_after_secs),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(1));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

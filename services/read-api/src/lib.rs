@@ -23,6 +23,7 @@ pub mod store;
 use std::path::Path;
 use std::sync::Arc;
 
+use haven_common::auth::KeyGuard;
 use haven_common::db;
 use haven_common::service::Service;
 use haven_common::shutdown::CancellationToken;
@@ -91,7 +92,23 @@ pub async fn run(
         reconciliation,
         metrics,
     });
-    let (api, api_doc) = routes::router(state);
+    let access = match &config.read_api_keys {
+        Some(keys) => Some(routes::access::Access {
+            guard: KeyGuard::new(
+                keys.clone(),
+                config.throttle.throttle(),
+                config.throttle.trusted_proxies.clone(),
+            ),
+            metrics: state.metrics.clone(),
+        }),
+        None => {
+            tracing::warn!(
+                "READ_API_KEYS is not set: every read, emails and KYC status included, is open to anyone who reaches this port (the development default; set it in production)"
+            );
+            None
+        }
+    };
+    let (api, api_doc) = routes::router(state, access);
     Ok(service.serve(listener, api, api_doc, shutdown).await?)
 }
 

@@ -24,6 +24,10 @@ pub const RECONCILIATION_RUNS: &str = "haven_reconciliation_runs_total";
 /// Gauge: Unix time the last reconciliation finished (0 before the first).
 pub const RECONCILIATION_LAST_RUN: &str = "haven_reconciliation_last_run_timestamp_seconds";
 /// Label: what was compared (`user_balance`, `total_minted`, `total_burned`, `total_supply`).
+/// Reads refused for a missing or wrong API key, or a throttled address.
+pub const AUTH_FAILURES_TOTAL: &str = "haven_auth_failures_total";
+/// `missing_api_key`, `invalid_api_key` or `throttled`.
+pub const LABEL_REASON: &str = "reason";
 pub const LABEL_KIND: &str = "kind";
 /// Label: how a run ended.
 pub const LABEL_OUTCOME: &str = "outcome";
@@ -50,6 +54,8 @@ pub struct Metrics {
     pub runs: IntCounterVec,
     /// [`RECONCILIATION_LAST_RUN`].
     pub last_run: IntGauge,
+    /// [`AUTH_FAILURES_TOTAL`].
+    pub auth_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -80,6 +86,11 @@ impl Metrics {
             last_run: registry.int_gauge(
                 RECONCILIATION_LAST_RUN,
                 "Unix time the last reconciliation finished.",
+            )?,
+            auth_failures: registry.int_counter_vec(
+                AUTH_FAILURES_TOTAL,
+                "Reads refused for a missing or wrong API key, or from a throttled address, by reason.",
+                &[LABEL_REASON],
             )?,
             registry,
         })

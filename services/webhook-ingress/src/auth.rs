@@ -1,81 +1,22 @@
 //! API-key authentication and the per-key rate limit of the token commands.
 //!
 //! [`Operator`] is an extractor: a handler that takes one only runs for a
-//! caller with a valid `X-API-Key` that is within its rate limit. Keys are
-//! compared in constant time through their SHA-256 digests, every active key
-//! is tried, and a key is only ever named by its position in `API_KEYS`
-//! (`key #2`), never by its value.
+//! caller with a valid `X-API-Key` that is within its rate limit, from an
+//! address that has not used up its wrong keys. The keys and the guess
+//! throttle are `haven_common::auth`'s, shared with read-api.
 
-use std::fmt;
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use haven_common::auth::{KeyGuard, KeyRefusal};
 
 use crate::error::Error;
 use crate::metrics::Metrics;
-
-/// Header carrying the API key.
-pub const API_KEY_HEADER: &str = "x-api-key";
-
-/// The active API keys, kept as SHA-256 digests. `Debug` never prints them.
-#[derive(Clone)]
-pub struct ApiKeys(Arc<Vec<[u8; 32]>>);
-
-impl fmt::Debug for ApiKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApiKeys({} active, [redacted])", self.0.len())
-    }
-}
-
-/// Why the `API_KEYS` setting is unusable (the message never holds a key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ApiKeysError {
-    /// No key in the list.
-    #[error("at least one API key is required")]
-    Empty,
-    /// A key shorter than 8 characters.
-    #[error("API key #{0} is shorter than 8 characters")]
-    TooShort(usize),
-}
-
-impl ApiKeys {
-    /// Parses a comma-separated list of keys.
-    pub fn parse(list: &str) -> Result<Self, ApiKeysError> {
-        let mut digests = Vec::new();
-        for (i, key) in list.split(',').map(str::trim).enumerate() {
-            if key.is_empty() {
-                continue;
-            }
-            if key.len() < 8 {
-                return Err(ApiKeysError::TooShort(i + 1));
-            }
-            digests.push(Sha256::digest(key.as_bytes()).into());
-        }
-        if digests.is_empty() {
-            return Err(ApiKeysError::Empty);
-        }
-        Ok(Self(Arc::new(digests)))
-    }
-
-    /// The position of `presented` among the active keys, compared in
-    /// constant time against every one of them.
-    pub fn identify(&self, presented: &[u8]) -> Option<usize> {
-        let digest: [u8; 32] = Sha256::digest(presented).into();
-        let mut found = None;
-        for (i, key) in self.0.iter().enumerate() {
-            if bool::from(key.ct_eq(&digest)) {
-                found = Some(i);
-            }
-        }
-        found
-    }
-}
 
 /// Token commands allowed per API key, per minute.
 #[derive(Debug, Clone)]
@@ -123,7 +64,7 @@ pub struct Operator {
 impl<S> FromRequestParts<S> for Operator
 where
     S: Send + Sync,
-    ApiKeys: FromRef<S>,
+    KeyGuard: FromRef<S>,
     RateLimit: FromRef<S>,
     Metrics: FromRef<S>,
 {
@@ -131,14 +72,22 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let metrics = Metrics::from_ref(state);
-        let Some(presented) = parts.headers.get(API_KEY_HEADER) else {
-            metrics.auth_failure("missing_api_key");
-            return Err(Error::MissingApiKey);
-        };
-        let Some(key_index) = ApiKeys::from_ref(state).identify(presented.as_bytes()) else {
-            metrics.auth_failure("invalid_api_key");
-            return Err(Error::InvalidApiKey);
-        };
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| *peer);
+        let key_index = KeyGuard::from_ref(state)
+            .check(&parts.headers, peer)
+            .map_err(|refusal| {
+                metrics.auth_failure(refusal.reason());
+                match refusal {
+                    KeyRefusal::Missing => Error::MissingApiKey,
+                    KeyRefusal::Invalid => Error::InvalidApiKey,
+                    KeyRefusal::Throttled { retry_after_secs } => {
+                        Error::TooManyWrongKeys { retry_after_secs }
+                    }
+                }
+            })?;
         RateLimit::from_ref(state)
             .check(key_index)
             .map_err(|retry_after_secs| {
@@ -152,25 +101,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_are_found_by_position_and_never_printed() {
-        let keys = ApiKeys::parse("first-key-123, second-key-456").unwrap();
-        assert_eq!(keys.identify(b"first-key-123"), Some(0));
-        assert_eq!(keys.identify(b"second-key-456"), Some(1));
-        assert_eq!(keys.identify(b"second-key-45"), None);
-        assert_eq!(keys.identify(b""), None);
-        assert!(!format!("{keys:?}").contains("key-123"));
-    }
-
-    #[test]
-    fn bad_key_lists_are_refused() {
-        assert_eq!(ApiKeys::parse(" , ").unwrap_err(), ApiKeysError::Empty);
-        assert_eq!(
-            ApiKeys::parse("long-enough,short").unwrap_err(),
-            ApiKeysError::TooShort(2)
-        );
-    }
 
     #[test]
     fn the_limit_refuses_past_the_burst_and_says_when_to_retry() {

@@ -10,8 +10,8 @@ use haven_common::money::Wei;
 
 use haven_outbox::OutboxConfig;
 
-use crate::auth::ApiKeys;
 use crate::signature::PartnerSecrets;
+use haven_common::auth::{ApiKeys, ThrottleConfig};
 
 /// Port when neither `--port` nor `PORT` is set.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -62,6 +62,10 @@ pub struct Config {
     #[arg(long, env = "API_KEYS", value_parser = secret(ApiKeys::parse), hide_env_values = true,
           help_heading = "Token commands")]
     pub api_keys: ApiKeys,
+
+    /// Wrong API keys per client address before it is throttled.
+    #[command(flatten, next_help_heading = "Token commands")]
+    pub throttle: ThrottleConfig,
 
     /// Token commands allowed per API key per minute; 0 turns the limit off.
     #[arg(

@@ -72,6 +72,13 @@ pub enum Error {
         /// Seconds until the next request passes.
         retry_after_secs: u64,
     },
+    /// 429: too many wrong API keys from this address; `Retry-After` says
+    /// when it may try again.
+    #[error("Too many wrong API keys from this address; retry in {retry_after_secs} s")]
+    TooManyWrongKeys {
+        /// Seconds until the address may try again.
+        retry_after_secs: u64,
+    },
     /// 404: no user with this id.
     #[error("User not found")]
     UserNotFound,
@@ -106,7 +113,9 @@ impl Error {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) | Self::IdempotencyMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MissingApiKey | Self::KycRequired { .. } => StatusCode::FORBIDDEN,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::TooManyWrongKeys { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::UserNotFound => StatusCode::NOT_FOUND,
             Self::Store(EntityError::Db(_) | EntityError::Contention(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -132,6 +141,7 @@ impl Error {
             Self::MissingApiKey => "missing_api_key",
             Self::InvalidApiKey => "invalid_api_key",
             Self::RateLimited { .. } => "rate_limited",
+            Self::TooManyWrongKeys { .. } => "throttled",
             Self::UserNotFound => "user_not_found",
             Self::InsufficientBalance => "insufficient_balance",
             Self::KycRequired { .. } => "kyc_required",
@@ -173,7 +183,8 @@ impl IntoResponse for Error {
         };
         let mut response = (status, Json(json!({ "detail": detail }))).into_response();
         let retry_after = match &self {
-            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Self::RateLimited { retry_after_secs }
+            | Self::TooManyWrongKeys { retry_after_secs } => Some(*retry_after_secs),
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
             _ => None,
         };

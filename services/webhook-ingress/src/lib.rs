@@ -19,6 +19,7 @@ pub mod signature;
 pub mod state;
 pub mod store;
 
+use haven_common::auth::KeyGuard;
 use haven_common::service::Service;
 use haven_common::shutdown::CancellationToken;
 use haven_outbox::Relay;
@@ -62,7 +63,11 @@ pub async fn run(
         outbox: relay.notifier(),
         aurora_secrets: config.aurora_webhook_secret.clone(),
         tribe_secrets: config.tribe_webhook_secret.clone(),
-        api_keys: config.api_keys.clone(),
+        keys: KeyGuard::new(
+            config.api_keys.clone(),
+            config.throttle.throttle(),
+            config.throttle.trusted_proxies.clone(),
+        ),
         rate_limit: rate_limit.clone(),
         max_body_size: config.max_body_size,
         kyc_threshold: config.kyc_threshold,

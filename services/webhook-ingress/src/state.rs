@@ -11,7 +11,9 @@ use haven_common::money::Wei;
 use haven_outbox::OutboxNotifier;
 use sea_orm::DatabaseConnection;
 
-use crate::auth::{ApiKeys, RateLimit};
+use haven_common::auth::KeyGuard;
+
+use crate::auth::RateLimit;
 use crate::metrics::Metrics;
 use crate::signature::{Partner, PartnerSecrets};
 
@@ -30,8 +32,8 @@ pub struct Inner {
     pub aurora_secrets: PartnerSecrets,
     /// Tribe's active secrets.
     pub tribe_secrets: PartnerSecrets,
-    /// Active API keys.
-    pub api_keys: ApiKeys,
+    /// Active API keys, behind the guess throttle.
+    pub keys: KeyGuard,
     /// Per-key limit of the token commands.
     pub rate_limit: RateLimit,
     /// Largest body read.
@@ -67,9 +69,9 @@ impl std::ops::Deref for AppState {
 // The parts the API-key extractor needs; all are reference-counted handles,
 // so the clones per token command are cheap.
 
-impl FromRef<AppState> for ApiKeys {
+impl FromRef<AppState> for KeyGuard {
     fn from_ref(state: &AppState) -> Self {
-        state.api_keys.clone()
+        state.keys.clone()
     }
 }
 

@@ -4,6 +4,7 @@
 //! the one service skeleton every binary runs in.
 
 pub mod amqp;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod health;

@@ -9,6 +9,7 @@
 //! `/health`, `/metrics`, `/openapi.json` and `/docs` come from haven-common
 //! (see `run`).
 
+pub mod access;
 pub mod analytics;
 pub mod balance;
 pub mod extract;
@@ -22,8 +23,9 @@ use utoipa_axum::routes;
 
 pub use self::state::{AppState, Inner};
 
-/// Every API route of read-api, and their OpenAPI operations.
-pub fn router(state: AppState) -> (Router, OpenApi) {
+/// Every API route of read-api, and their OpenAPI operations; behind
+/// `access` (an API key on every route) when `READ_API_KEYS` is set.
+pub fn router(state: AppState, access: Option<access::Access>) -> (Router, OpenApi) {
     let (router, mut api) = OpenApiRouter::new()
         .routes(routes!(balance::balance))
         .routes(routes!(balance::lookup))
@@ -44,5 +46,14 @@ pub fn router(state: AppState) -> (Router, OpenApi) {
             ))
             .build(),
     ]);
-    (router.with_state(state), api)
+    let router = router.with_state(state);
+    let Some(access) = access else {
+        return (router, api);
+    };
+    access::document(&mut api);
+    let router = router.route_layer(axum::middleware::from_fn_with_state(
+        access,
+        access::require_key,
+    ));
+    (router, api)
 }

@@ -2,6 +2,7 @@
 //! against its own PostgreSQL database (and, for the chain, a throw-away
 //! anvil with the HAVEN contract deployed).
 
+mod access;
 mod analytics;
 mod balance;
 mod chain;

@@ -206,7 +206,7 @@ pub struct RedeemAnswer {
         (status = 413, description = "The body is larger than MAX_BODY_SIZE", body = Detail),
         (status = 415, description = "Content-Type is not JSON", body = Detail),
         (status = 422, description = "An invalid field, or a key reused with another request", body = Detail),
-        (status = 429, description = "The key's rate limit is used up (`Retry-After`)", body = Detail),
+        (status = 429, description = "The key's rate limit is used up, or this address sent too many wrong keys (`Retry-After`)", body = Detail),
         (status = 503, description = "Nothing was recorded; retry", body = Detail),
     )
 )]
@@ -271,7 +271,7 @@ async fn mint(
         (status = 413, description = "The body is larger than MAX_BODY_SIZE", body = Detail),
         (status = 415, description = "Content-Type is not JSON", body = Detail),
         (status = 422, description = "An invalid field, or a key reused with another request", body = Detail),
-        (status = 429, description = "The key's rate limit is used up (`Retry-After`)", body = Detail),
+        (status = 429, description = "The key's rate limit is used up, or this address sent too many wrong keys (`Retry-After`)", body = Detail),
         (status = 503, description = "Nothing was recorded; retry", body = Detail),
     )
 )]

@@ -248,3 +248,34 @@ async fn what_could_never_succeed_later_is_refused_at_the_door() {
     assert_eq!(count::<inbound_events::Entity>(s.db()).await, 0);
     s.finish().await;
 }
+
+#[tokio::test]
+async fn guessing_api_keys_is_throttled_per_address() {
+    let s = spawn_app_with(&["--api-key-failures-per-minute", "2"]).await;
+    user_with_balance(s.db(), "user_guess", 0, false).await;
+    let mint = json!({"user_id": "user_guess", "amount": 1.0, "reason": "r", "idempotency_key": "k_guess"});
+    for guess in ["guess-one-1", "guess-two-2"] {
+        let (status, _) = post_command(&s.app, "/token/mint", &mint, Some(guess)).await;
+        assert_eq!(status, 401);
+    }
+    let response = s
+        .app
+        .client
+        .post(format!("{}/token/mint", s.app.address))
+        .header("X-API-Key", API_KEY)
+        .json(&mint)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: Value = response.json().await.unwrap();
+    assert!(detail(&body).contains("Too many wrong API keys"), "{body}");
+    assert_eq!(count::<token_transactions::Entity>(s.db()).await, 0);
+    s.finish().await;
+}

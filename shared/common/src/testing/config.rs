@@ -93,9 +93,11 @@ pub fn assert_binary_exits_with_one_line(bin_path: &str) {
 /// keys, secrets, tokens, mnemonics, passwords, and URLs (which may carry
 /// credentials).
 pub fn holds_secret(env: &str) -> bool {
-    ["KEY", "SECRET", "TOKEN", "MNEMONIC", "PASSWORD", "_URL"]
-        .iter()
-        .any(|word| env.contains(word))
+    [
+        "_KEY", "_KEYS", "SECRET", "TOKEN", "MNEMONIC", "PASSWORD", "_URL",
+    ]
+    .iter()
+    .any(|end| env.ends_with(end))
 }
 
 /// Values that make every secret parser of the services fail (a list with a
