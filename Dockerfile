@@ -39,7 +39,8 @@ RUN cargo build --release --locked --bins ${PACKAGES} \
  && cp target/release/webhook-ingress target/release/reward-calculator \
        target/release/chain-minter target/release/redemption-payout \
        target/release/haven-payout-stand-in target/release/read-api \
-       target/release/migrate target/release/haven-deploy /out/
+       target/release/migrate target/release/haven-deploy \
+       target/release/haven-custody-xpub /out/
 
 # Local development chain for docker-compose: anvil from the npm package the
 # workspace pins in package-lock.json (the same one `cargo xtask up` runs).

@@ -29,6 +29,15 @@ pub const TRIBE_SECRET: &str = "e2e_tribe_secret";
 pub const API_KEY: &str = "e2e_api_key";
 /// Custody mnemonic of the users' wallets (anvil's well-known one: tests only).
 pub const CUSTODY_MNEMONIC: &str = "test test test test test test test test test test test junk";
+
+/// reward-calculator's `CUSTODY_XPUB`: the extended public key of [`CUSTODY_MNEMONIC`].
+pub fn custody_xpub() -> String {
+    haven_chain::signer::CustodyAddresses::from_mnemonic(&haven_common::config::Redacted::new(
+        CUSTODY_MNEMONIC.to_owned(),
+    ))
+    .and_then(|addresses| addresses.to_xpub())
+    .expect("the test mnemonic has an xpub")
+}
 /// Dev account of the minting signer.
 pub const SIGNER: u32 = 1;
 /// The bearer token of the stand-in payout provider.
@@ -96,8 +105,8 @@ impl Pipeline {
         let mut args = base("reward-calculator");
         args.extend(
             [
-                "--custody-mnemonic",
-                CUSTODY_MNEMONIC,
+                "--custody-xpub",
+                &custody_xpub(),
                 "--outbox-poll-interval",
                 "200ms",
             ]

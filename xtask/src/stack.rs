@@ -100,8 +100,9 @@ pub struct DevSecrets {
     pub aurora_webhook_secret: String,
     /// HMAC secret of Tribe's webhooks.
     pub tribe_webhook_secret: String,
-    /// BIP-39 mnemonic reward-calculator derives the custodial user wallets
-    /// from (`CUSTODY_MNEMONIC`). Random, never anvil's well-known phrase, so
+    /// BIP-39 mnemonic of the custodial user wallets. No service gets it:
+    /// reward-calculator gets its extended public key (`CUSTODY_XPUB`,
+    /// [`DevSecrets::custody_xpub`]). Random, never anvil's well-known phrase, so
     /// no user wallet is a funded dev account or a signer. Empty in files
     /// written before it existed; filled in on the next load.
     #[serde(default)]
@@ -163,6 +164,31 @@ impl DevSecrets {
         }
         write_private(path, &serde_json::to_vec_pretty(&secrets)?)?;
         Ok(secrets)
+    }
+
+    /// The extended public key (`xpub...`) of `m/44'/60'/0'/0` of the
+    /// custody mnemonic: reward-calculator's `CUSTODY_XPUB`.
+    pub fn custody_xpub(&self) -> anyhow::Result<String> {
+        use coins_bip32::ecdsa::VerifyingKey;
+        use coins_bip32::enc::{MainnetEncoder, XKeyEncoder as _};
+        use coins_bip32::primitives::{Hint, XKeyInfo};
+        use coins_bip32::xkeys::XPub;
+        let key =
+            coins_bip39::Mnemonic::<coins_bip39::English>::new_from_phrase(&self.custody_mnemonic)
+                .and_then(|mnemonic| mnemonic.derive_key("m/44'/60'/0'/0", None))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "dev secret custody_mnemonic does not derive (delete the secrets file)"
+                    )
+                })?;
+        // coins-bip39 hints SegWit (zpub) for a phrase's keys; the services
+        // read the plain BIP-32 form (xpub).
+        let public = key.verify_key();
+        let mut info: XKeyInfo = *AsRef::<XKeyInfo>::as_ref(&public);
+        info.hint = Hint::Legacy;
+        let public = XPub::new(*AsRef::<VerifyingKey>::as_ref(&public), info);
+        MainnetEncoder::xpub_to_base58(&public)
+            .map_err(|err| anyhow::anyhow!("encoding the custody xpub: {err}"))
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -291,6 +317,10 @@ pub struct Plan {
     pub rust_log: String,
     /// Generated secrets.
     pub secrets: DevSecrets,
+    /// reward-calculator's `CUSTODY_XPUB`: the extended public key of
+    /// `m/44'/60'/0'/0` of the secrets' custody mnemonic (the service gets
+    /// no key; the mnemonic stays in `secrets.json`).
+    pub custody_xpub: String,
     /// The local chain.
     pub chain: Chain,
 }
@@ -364,9 +394,10 @@ impl Plan {
                 env.push(("CONTRACT_ADDRESS", address.clone()));
             }
         }
-        // Custodial user wallets are derived by reward-calculator.
+        // Custodial user wallets' addresses are derived by reward-calculator,
+        // from the public key alone.
         if service.spec.name == "reward-calculator" {
-            env.push(("CUSTODY_MNEMONIC", self.secrets.custody_mnemonic.clone()));
+            env.push(("CUSTODY_XPUB", self.custody_xpub.clone()));
         }
         // Payouts go to the local stand-in provider.
         if service.spec.name == "redemption-payout" {
@@ -560,6 +591,7 @@ mod tests {
             amqp_namespace: String::new(),
             log_format: LogFormat::Pretty,
             rust_log: "info".to_owned(),
+            custody_xpub: "xpub-of-the-test".to_owned(),
             secrets: DevSecrets::generate(),
             chain: Chain {
                 rpc_url: "http://127.0.0.1:8545".to_owned(),
@@ -664,14 +696,40 @@ mod tests {
     }
 
     #[test]
+    fn the_custody_xpub_is_the_public_key_of_the_external_chain() {
+        let mut secrets = DevSecrets::generate();
+        secrets.custody_mnemonic =
+            "test test test test test test test test test test test junk".to_owned();
+        let xpub = secrets.custody_xpub().expect("derives");
+        // What `haven-custody-xpub` prints for this phrase (haven-chain checks
+        // that it derives the mnemonic's own wallet addresses).
+        assert_eq!(
+            xpub,
+            "xpub6DyUKdwoLWmUJ4Tn9Bbsdtx7B5Ws18mEN19e5HT52ikE53FiUheSQXrZUNPovqfyKmw4579A1Mm3GXXKM39N64uooBfJ4tNAzFsEbodRTx4"
+        );
+        assert_ne!(
+            DevSecrets::generate().custody_xpub().expect("derives"),
+            xpub
+        );
+        secrets.custody_mnemonic = "not a phrase".to_owned();
+        let err = secrets.custody_xpub().expect_err("refused").to_string();
+        assert!(!err.contains("phrase"), "{err}");
+    }
+
+    #[test]
     fn secrets_go_only_to_the_services_that_use_them() {
         let plan = plan();
         for service in &plan.services {
             let env = plan.service_env(service);
             let is_calculator = service.spec.name == "reward-calculator";
             assert_eq!(
-                env_of(&env, "CUSTODY_MNEMONIC"),
-                is_calculator.then_some(plan.secrets.custody_mnemonic.as_str())
+                env_of(&env, "CUSTODY_XPUB"),
+                is_calculator.then_some(plan.custody_xpub.as_str())
+            );
+            // The mnemonic goes to no service.
+            assert!(
+                env.iter()
+                    .all(|(_, value)| *value != plan.secrets.custody_mnemonic)
             );
             let is_ingress = service.spec.name == "webhook-ingress";
             assert_eq!(

@@ -286,6 +286,7 @@ fn prepare(args: &UpArgs, ws: &Workspace, console: Console) -> anyhow::Result<Op
         amqp_namespace: args.amqp_namespace.clone(),
         log_format: args.log_format,
         rust_log: args.rust_log.clone(),
+        custody_xpub: secrets.custody_xpub()?,
         secrets,
         chain: Chain {
             rpc_url: format!("http://127.0.0.1:{}", args.anvil_port),

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use alloy_primitives::Address;
+use haven_chain::signer::CustodyAddresses;
 use haven_common::config::{
-    AmqpConfig, DatabaseConfig, HttpConfig, Redacted, TelemetryConfig, parse_duration,
+    AmqpConfig, DatabaseConfig, HttpConfig, Redacted, TelemetryConfig, parse_duration, secret,
 };
 use haven_common::money::Wei;
 
@@ -39,16 +40,19 @@ pub struct Config {
     #[command(flatten, next_help_heading = "Logging")]
     pub telemetry: TelemetryConfig,
 
-    /// BIP-39 mnemonic the custodial user wallets are derived from
-    /// (`m/44'/60'/0'/0/{users.derivation_index}`). Every user wallet is
-    /// recoverable from it: keep it secret and backed up offline.
+    /// Extended public key (`xpub...`) of `m/44'/60'/0'/0` of the custody
+    /// mnemonic: user wallet `i` is its public child `i`
+    /// (`users.derivation_index`). No key: the mnemonic stays offline, where
+    /// a recovery needs it (`haven-custody-xpub` prints this value from it).
+    /// Kept like a secret: it links every user wallet to HAVEN.
     #[arg(
         long,
-        env = "CUSTODY_MNEMONIC",
+        env = "CUSTODY_XPUB",
         hide_env_values = true,
+        value_parser = secret(CustodyAddresses::parse),
         help_heading = "Wallets"
     )]
-    pub custody_mnemonic: Redacted<String>,
+    pub custody_xpub: CustodyAddresses,
 
     /// TOML rules file (see `services/reward-calculator/rules/default.toml`);
     /// without it, the shipped defaults of SPEC.md apply. Checked at start.

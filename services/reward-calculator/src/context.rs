@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use haven_chain::signer::CustodyWallets;
+use haven_chain::signer::CustodyAddresses;
 use haven_outbox::OutboxNotifier;
 use sea_orm::DatabaseConnection;
 
@@ -20,7 +20,7 @@ pub struct Context {
     /// The checked reward rules.
     pub rules: Rules,
     /// Derives a new user's custodial wallet from its index.
-    pub wallets: CustodyWallets,
+    pub wallets: CustodyAddresses,
     /// Wakes the outbox relay after a commit that enqueued messages.
     pub outbox: OutboxNotifier,
     /// This service's instruments.

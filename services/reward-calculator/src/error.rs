@@ -1,6 +1,5 @@
 //! Why reward-calculator could not start or stopped with an error.
 
-use haven_chain::error::ChainError;
 use haven_common::amqp::AmqpError;
 use haven_common::db::DbError;
 use haven_common::metrics::MetricsError;
@@ -15,9 +14,6 @@ pub enum Error {
     /// The rules file is missing, unreadable or wrong (names the key).
     #[error("the reward rules are unusable")]
     Rules(#[from] RulesError),
-    /// `CUSTODY_MNEMONIC` is not a valid BIP-39 mnemonic.
-    #[error("the custody wallets cannot be derived")]
-    Custody(#[source] ChainError),
     /// The metrics registry could not be set up (a duplicate metric name).
     #[error("could not register metrics")]
     Metrics(#[from] MetricsError),

@@ -31,7 +31,6 @@ pub mod store;
 
 use std::sync::Arc;
 
-use haven_chain::signer::CustodyWallets;
 use haven_common::amqp::{ConsumerOptions, consume, handler_fn};
 use haven_common::retry::RetryPolicy;
 use haven_common::service::Service;
@@ -64,8 +63,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     let rules = Rules::load(config.reward_rules_file.as_deref())?;
     tracing::info!(version = rules.version(), file = ?config.reward_rules_file, "reward rules loaded");
-    let wallets =
-        CustodyWallets::from_mnemonic(&config.custody_mnemonic).map_err(Error::Custody)?;
+    let wallets = config.custody_xpub.clone();
     let metrics = Metrics::new()?;
     let mut service = Service::new(metrics::SERVICE, metrics.registry(), &config);
     let (db, amqp) = service.connect(&config.database, &config.amqp).await?;

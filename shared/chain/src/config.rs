@@ -126,12 +126,6 @@ pub struct ChainConfig {
     #[command(flatten)]
     pub signers: SignerConfig,
 
-    /// BIP-39 mnemonic the custodial user wallets are derived from
-    /// (`m/44'/60'/0'/0/{users.derivation_index}`). Keep it offline-backed:
-    /// every user wallet is recoverable from it.
-    #[arg(long, env = "CUSTODY_MNEMONIC", hide_env_values = true)]
-    pub custody_mnemonic: Option<Redacted<String>>,
-
     /// Fees, replacement and confirmations.
     #[command(flatten)]
     pub tx: TxConfig,
@@ -159,14 +153,11 @@ mod tests {
             "https://mainnet.example/v3/apikey123",
             "--signer-private-keys",
             "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-            "--custody-mnemonic",
-            "test test test test test test test test test test test junk",
         ])
         .unwrap();
         let debug = format!("{cli:?}");
         assert!(!debug.contains("apikey123"), "{debug}");
         assert!(!debug.contains("ac0974"), "{debug}");
-        assert!(!debug.contains("junk"), "{debug}");
         assert_eq!(cli.chain.rpc.chain_id, 31337);
         assert_eq!(cli.chain.tx.confirmations, 1);
     }

@@ -1,5 +1,6 @@
-//! Keys: the pool of transaction signers, and the custodial user wallets
-//! derived from the custody mnemonic.
+//! Keys: the pool of transaction signers, the custodial user wallets derived
+//! from the custody mnemonic, and their addresses derived from its extended
+//! public key alone ([`CustodyAddresses`], all a running service needs).
 //!
 //! Nothing here ever prints or logs key material: the types implement
 //! `Debug` by hand and show addresses only.
@@ -8,6 +9,11 @@ use std::fmt;
 
 use alloy::primitives::Address;
 use alloy::signers::local::{MnemonicBuilder, MnemonicKey, PrivateKeySigner};
+use alloy::signers::utils::public_key_to_address;
+use coins_bip32::enc::{MainnetEncoder, XKeyEncoder};
+use coins_bip32::primitives::{Hint, XKeyInfo};
+use coins_bip32::xkeys::{Parent, XPub};
+use coins_bip39::{English, Mnemonic};
 use haven_common::config::Redacted;
 
 use crate::config::SignerConfig;
@@ -18,6 +24,12 @@ pub const BIP44_ETH_BASE: &str = "m/44'/60'/0'/0";
 
 /// Highest non-hardened BIP-32 child index.
 pub const MAX_CHILD_INDEX: u32 = (1 << 31) - 1;
+
+/// Depth of [`BIP44_ETH_BASE`] in the BIP-32 tree (purpose, coin, account, chain).
+const BIP44_ETH_BASE_DEPTH: u8 = 4;
+
+/// Length of a base58check-encoded extended key (78 bytes and a checksum).
+const XKEY_BASE58_LEN: usize = 111;
 
 /// The keys transactions are signed with. Each chain-minter replica leases
 /// one of them at a time (see [`crate::nonce`]).
@@ -108,10 +120,13 @@ impl SignerPool {
 
 /// Custodial user wallets: wallet `i` is `m/44'/60'/0'/0/{i}` of the custody
 /// mnemonic, `i` being the user's `users.derivation_index`. No user key is
-/// ever stored: any of them can be derived again from the mnemonic.
+/// ever stored: any of them can be derived again from the mnemonic, which
+/// only a recovery needs; the services derive addresses from
+/// [`CustodyWallets::addresses`]' extended public key.
 #[derive(Clone)]
 pub struct CustodyWallets {
     parent: HdWallet,
+    addresses: CustodyAddresses,
 }
 
 impl fmt::Debug for CustodyWallets {
@@ -125,7 +140,14 @@ impl CustodyWallets {
     pub fn from_mnemonic(phrase: &Redacted<String>) -> Result<Self, ChainError> {
         Ok(Self {
             parent: HdWallet::from_mnemonic(phrase, "CUSTODY_MNEMONIC")?,
+            addresses: CustodyAddresses::from_mnemonic(phrase)?,
         })
+    }
+
+    /// The same wallets' addresses, from the extended public key alone
+    /// (what `CUSTODY_XPUB` holds).
+    pub fn addresses(&self) -> &CustodyAddresses {
+        &self.addresses
     }
 
     /// The wallet address of derivation index `index`.
@@ -147,6 +169,117 @@ impl CustodyWallets {
     }
 }
 
+/// The custodial wallets' addresses, from the extended public key of
+/// [`BIP44_ETH_BASE`] (`CUSTODY_XPUB`, `xpub...`): BIP-32 public derivation
+/// gives wallet `i`'s address without any private key, so a service that only
+/// needs addresses never holds one. The xpub still links every user wallet
+/// to the custodian: it is kept like a secret (never printed, shown as
+/// `[redacted]`).
+#[derive(Clone)]
+pub struct CustodyAddresses {
+    account: XPub,
+}
+
+impl fmt::Debug for CustodyAddresses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CustodyAddresses([redacted])")
+    }
+}
+
+impl CustodyAddresses {
+    /// Reads an `xpub...` string: the extended public key of
+    /// `m/44'/60'/0'/0`. Refuses, without echoing it, anything else: an
+    /// extended private key, a key of another depth (an account-level xpub
+    /// of `m/44'/60'/0'` would derive other addresses), a bad checksum.
+    pub fn parse(text: &str) -> Result<Self, ChainError> {
+        let text = text.trim();
+        let refuse = |why: &str| Err(ChainError::Config(format!("CUSTODY_XPUB {why}")));
+        if text.starts_with("xprv") || text.starts_with("tprv") {
+            return refuse(
+                "is an extended private key: give its public key (xpub...), never the private one",
+            );
+        }
+        // The length check also keeps the decoder away from short inputs
+        // (it indexes `len - 4` unchecked).
+        if !text.starts_with("xpub") || text.len() != XKEY_BASE58_LEN || !text.is_ascii() {
+            return refuse("is not an extended public key (111 characters starting with xpub)");
+        }
+        let Ok(account) = MainnetEncoder::xpub_from_base58(text) else {
+            return refuse("is not a valid extended public key (bad encoding or checksum)");
+        };
+        let info: &XKeyInfo = account.as_ref();
+        if info.depth != BIP44_ETH_BASE_DEPTH {
+            return refuse(&format!(
+                "is a key of depth {}: give the xpub of {BIP44_ETH_BASE} (depth {BIP44_ETH_BASE_DEPTH})",
+                info.depth
+            ));
+        }
+        Ok(Self { account })
+    }
+
+    /// The extended public key of [`BIP44_ETH_BASE`] of a custody mnemonic.
+    pub fn from_mnemonic(phrase: &Redacted<String>) -> Result<Self, ChainError> {
+        let normalized = normalize_phrase(phrase);
+        // Errors are not shown: they can echo a mistyped word of the phrase.
+        let account = Mnemonic::<English>::new_from_phrase(&normalized)
+            .and_then(|m| m.derive_key(BIP44_ETH_BASE, None))
+            .map_err(|_| {
+                ChainError::Config("CUSTODY_MNEMONIC is not a valid BIP-39 mnemonic".into())
+            })?
+            .verify_key();
+        Ok(Self { account })
+    }
+
+    /// The `xpub...` string to set as `CUSTODY_XPUB`.
+    pub fn to_xpub(&self) -> Result<String, ChainError> {
+        xpub_base58(&self.account)
+    }
+
+    /// The wallet address of derivation index `index`.
+    pub fn address(&self, index: u32) -> Result<Address, ChainError> {
+        if index > MAX_CHILD_INDEX {
+            return Err(ChainError::Signer(format!(
+                "derivation index {index} is above the non-hardened maximum {MAX_CHILD_INDEX}"
+            )));
+        }
+        let child = self
+            .account
+            .derive_child(index)
+            .map_err(|err| ChainError::Signer(format!("cannot derive child {index}: {err}")))?;
+        Ok(public_key_to_address(child.as_ref()))
+    }
+
+    /// The wallet address as stored in `users.wallet_address` (EIP-55
+    /// checksummed): the `derive_wallet` argument of
+    /// `haven_entity::users::find_or_create`.
+    pub fn wallet_address(&self, index: u32) -> Result<String, ChainError> {
+        Ok(self.address(index)?.to_checksum(None))
+    }
+}
+
+/// `key` as an `xpub...` string. The version bytes follow the key's hint, and
+/// coins-bip39 hints SegWit (`zpub...`) for a key derived from a phrase:
+/// Ethereum tools exchange the plain BIP-32 form.
+fn xpub_base58(key: &XPub) -> Result<String, ChainError> {
+    let mut info: XKeyInfo = *AsRef::<XKeyInfo>::as_ref(key);
+    info.hint = Hint::Legacy;
+    let legacy = XPub::new(
+        *AsRef::<coins_bip32::ecdsa::VerifyingKey>::as_ref(key),
+        info,
+    );
+    MainnetEncoder::xpub_to_base58(&legacy)
+        .map_err(|err| ChainError::Signer(format!("cannot encode the extended public key: {err}")))
+}
+
+/// A phrase with its words separated by single spaces.
+fn normalize_phrase(phrase: &Redacted<String>) -> String {
+    phrase
+        .expose()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The extended key at [`BIP44_ETH_BASE`], derived once (deriving from the
 /// phrase runs 2048 PBKDF2 rounds; a child derivation is one HMAC).
 #[derive(Clone)]
@@ -156,14 +289,9 @@ struct HdWallet {
 
 impl HdWallet {
     fn from_mnemonic(phrase: &Redacted<String>, setting: &str) -> Result<Self, ChainError> {
-        let normalized = phrase
-            .expose()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
         // Errors are not shown: they can echo a mistyped word of the phrase.
         let key = MnemonicBuilder::english()
-            .phrase(normalized)
+            .phrase(normalize_phrase(phrase))
             .derivation_path(format!("{BIP44_ETH_BASE}/0"))
             .and_then(|b| b.build_parent_key())
             .map_err(|_| ChainError::Config(format!("{setting} is not a valid BIP-39 mnemonic")))?;
@@ -217,6 +345,79 @@ mod tests {
             wallets.address(7).unwrap()
         );
         assert!(wallets.address(MAX_CHILD_INDEX + 1).is_err());
+    }
+
+    /// The xpub of `m/44'/60'/0'/0` of [`DEV`].
+    fn dev_xpub() -> String {
+        CustodyAddresses::from_mnemonic(&redacted(DEV))
+            .unwrap()
+            .to_xpub()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_xpub_derives_the_same_addresses_as_the_mnemonic() {
+        let wallets = CustodyWallets::from_mnemonic(&redacted(DEV)).unwrap();
+        let xpub = dev_xpub();
+        assert!(xpub.starts_with("xpub") && xpub.len() == 111, "{xpub}");
+        let addresses = CustodyAddresses::parse(&format!(" {xpub}\n")).unwrap();
+        assert_eq!(
+            addresses.address(0).unwrap(),
+            address!("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266")
+        );
+        for index in [1, 2, 7, 1000, MAX_CHILD_INDEX] {
+            assert_eq!(
+                addresses.wallet_address(index).unwrap(),
+                wallets.wallet_address(index).unwrap(),
+                "index {index}"
+            );
+        }
+        assert_eq!(
+            wallets.addresses().wallet_address(3).unwrap(),
+            wallets.wallet_address(3).unwrap()
+        );
+        assert!(addresses.address(MAX_CHILD_INDEX + 1).is_err());
+    }
+
+    #[test]
+    fn only_the_xpub_of_the_external_chain_is_accepted() {
+        let xpub = dev_xpub();
+        // The same key with a private version, another depth, a flipped
+        // character (checksum), a cut string, garbage: refused by name, the
+        // value never echoed.
+        let mut flipped = xpub.clone().into_bytes();
+        flipped[60] = if flipped[60] == b'a' { b'b' } else { b'a' };
+        let flipped = String::from_utf8(flipped).unwrap();
+        let cut = &xpub[..40];
+        let xprv = format!("xprv{}", &xpub[4..]);
+        let wide = "é".repeat(56);
+        for bad in [
+            flipped.as_str(),
+            cut,
+            &xprv,
+            "xpub",
+            "",
+            "hunter2 MARKER",
+            &wide,
+        ] {
+            let err = CustodyAddresses::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("CUSTODY_XPUB"), "{err}");
+            if bad.len() > 8 {
+                assert!(!err.contains(&bad[4..]), "{err}");
+            }
+        }
+        let depth3 = Mnemonic::<English>::new_from_phrase(DEV)
+            .unwrap()
+            .derive_key("m/44'/60'/0'", None)
+            .unwrap()
+            .verify_key();
+        let depth3 = xpub_base58(&depth3).unwrap();
+        let err = CustodyAddresses::parse(&depth3).unwrap_err().to_string();
+        assert!(err.contains("depth 3"), "{err}");
+        assert_eq!(
+            format!("{:?}", CustodyAddresses::parse(&xpub).unwrap()),
+            "CustodyAddresses([redacted])"
+        );
     }
 
     #[test]

@@ -38,7 +38,6 @@ fn chain_config(
         rpc: anvil.rpc_config(),
         contract_address: contract,
         signers: dev_signer_config(signers),
-        custody_mnemonic: None,
         tx: test_tx_config(),
     }
 }

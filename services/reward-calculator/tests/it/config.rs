@@ -17,8 +17,8 @@ fn the_default_port_is_used_without_port() {
         "reward-calculator",
         "--database-url",
         "postgres://localhost/haven",
-        "--custody-mnemonic",
-        "test test test test test test test test test test test junk",
+        "--custody-xpub",
+        &crate::helpers::test_xpub(),
     ])
     .unwrap();
     assert_eq!(

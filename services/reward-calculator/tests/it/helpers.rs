@@ -25,6 +25,15 @@ use sea_orm::{
 /// The well-known development mnemonic: fine for throw-away test wallets.
 pub const TEST_MNEMONIC: &str = "test test test test test test test test test test test junk";
 
+/// `CUSTODY_XPUB` of [`TEST_MNEMONIC`]: what the service is given.
+pub fn test_xpub() -> String {
+    haven_chain::signer::CustodyAddresses::from_mnemonic(&haven_common::config::Redacted::new(
+        TEST_MNEMONIC.to_owned(),
+    ))
+    .and_then(|addresses| addresses.to_xpub())
+    .expect("the test mnemonic has an xpub")
+}
+
 /// How long the service may take to handle what a test published.
 pub const HANDLED: Duration = Duration::from_secs(20);
 
@@ -83,8 +92,9 @@ pub async fn spawn_app_with(extra: &[&str]) -> Spawned {
 /// Starts another reward-calculator on existing dependencies (a replica).
 pub async fn spawn_on(deps: &TestDeps, extra: &[&str]) -> TestApp<Error> {
     // Test defaults, unless the test sets them itself (clap refuses a flag twice).
+    let xpub = test_xpub();
     let defaults = [
-        ("--custody-mnemonic", TEST_MNEMONIC),
+        ("--custody-xpub", xpub.as_str()),
         ("--outbox-poll-interval", "200ms"),
         ("--reward-jobs-interval", "200ms"),
     ]

@@ -74,7 +74,6 @@ pub fn chain_config(anvil: &AnvilInstance, contract: Address, signers: &[u32]) -
         rpc: anvil.rpc_config(),
         contract_address: contract,
         signers: dev_signer_config(signers),
-        custody_mnemonic: None,
         tx: test_tx_config(),
     }
 }

@@ -90,11 +90,12 @@ pub fn assert_binary_exits_with_one_line(bin_path: &str) {
 }
 
 /// Whether a setting holds a secret, by its environment variable's name:
-/// keys, secrets, tokens, mnemonics, passwords, and URLs (which may carry
-/// credentials).
+/// keys, secrets, tokens, mnemonics, passwords, URLs (which may carry
+/// credentials), and extended public keys (which link every wallet they
+/// derive to their owner).
 pub fn holds_secret(env: &str) -> bool {
     [
-        "_KEY", "_KEYS", "SECRET", "TOKEN", "MNEMONIC", "PASSWORD", "_URL",
+        "_KEY", "_KEYS", "SECRET", "TOKEN", "MNEMONIC", "PASSWORD", "_URL", "_XPUB",
     ]
     .iter()
     .any(|end| env.ends_with(end))
