@@ -14,7 +14,7 @@ use crate::console::Console;
 use crate::infra::{self, Endpoint};
 use crate::step::{StepError, StepResult, run_command};
 use crate::workspace::{Workspace, cargo};
-use crate::{coverage, npm, ops};
+use crate::{coverage, fuzz, npm, ops};
 
 /// Workspace package holding the contract tests, run as their own step.
 const CONTRACTS_PACKAGE: &str = "haven-contracts";
@@ -100,6 +100,8 @@ pub enum StepId {
     Coverage,
     /// Contract artifacts check and contract tests.
     Contracts,
+    /// schemathesis against every service's OpenAPI, on the stack `cargo xtask up` starts.
+    Fuzz,
 }
 
 /// Test counts read from nextest's JUnit report, summed over the runs.
@@ -247,6 +249,11 @@ pub fn run(args: &TestArgs, ws: &Workspace, console: Console) -> anyhow::Result<
                 }
                 Ok(())
             }),
+        ),
+        (
+            StepId::Fuzz,
+            "schemathesis against every service's OpenAPI (the stack of cargo xtask up)",
+            Box::new(|| fuzz::step(ws, console)),
         ),
     ];
     let steps: Vec<(&str, Run<'_>)> = all_steps

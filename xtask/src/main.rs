@@ -11,6 +11,7 @@ mod bench;
 mod ci;
 mod console;
 mod coverage;
+mod fuzz;
 mod infra;
 mod npm;
 mod ops;
