@@ -32,7 +32,7 @@ use std::time::Duration;
 use chrono::Utc;
 use haven_common::money::Wei as Money;
 use haven_common::telemetry::ErrorChain;
-use haven_entity::redemptions::{self, RedemptionState, WithdrawalMethod};
+use haven_entity::redemptions::{self, PayoutTerms, RedemptionState, WithdrawalMethod};
 use haven_entity::token_transactions::{self, TxStatus};
 use haven_entity::{EntityError, SignedWei, users};
 use haven_outbox::OutboxNotifier;
@@ -215,7 +215,8 @@ impl Saga {
             }
             return Ok(Step::Again);
         }
-        if store::request_burn(&self.db, redemption, &user, cause).await? {
+        let terms = self.payout_terms(redemption)?;
+        if store::request_burn(&self.db, redemption, &user, terms, cause).await? {
             self.outbox.notify();
             self.entered(
                 redemption,
@@ -284,13 +285,32 @@ impl Saga {
         cause: Option<Cause>,
     ) -> Result<Step, Failure> {
         let user = self.user(redemption).await?;
+        // The terms fixed with the burn; a redemption recorded before they
+        // were stored fixes them now, before its first attempt. Never the
+        // current settings: a retry after a lost answer must send the same
+        // body under the same idempotency key.
+        let terms = match redemption.payout_terms() {
+            Some(terms) => terms,
+            None => redemptions::fix_payout_terms(
+                &self.db,
+                redemption.request_id,
+                self.payout_terms(redemption)?,
+            )
+            .await?
+            .ok_or_else(|| {
+                Failure::permanent(format!(
+                    "redemption {} lost its payout terms",
+                    redemption.request_id
+                ))
+            })?,
+        };
         let request = PayoutRequest {
             reference: redemption.request_id.to_string(),
             user_id: user.external_id.clone(),
             method: method(redemption.method),
             destination: redemption.address.clone(),
-            amount: self.terms.amount_of(amount(redemption.payout_amount)?),
-            currency: self.terms.currency.clone(),
+            amount: terms.fiat_amount,
+            currency: terms.currency,
             hnv_amount: amount(redemption.payout_amount)?.to_string(),
         };
         match self.provider.create(redemption.request_id, &request).await {
@@ -468,6 +488,14 @@ impl Saga {
                 )))
             }
         }
+    }
+
+    /// The payout terms of `redemption` at today's settings.
+    fn payout_terms(&self, redemption: &redemptions::Model) -> Result<PayoutTerms, Failure> {
+        Ok(PayoutTerms {
+            fiat_amount: self.terms.amount_of(amount(redemption.payout_amount)?),
+            currency: self.terms.currency.clone(),
+        })
     }
 
     async fn user(&self, redemption: &redemptions::Model) -> Result<users::Model, Failure> {

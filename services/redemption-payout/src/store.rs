@@ -8,7 +8,7 @@
 //!
 //! | step | state | also written in the same transaction |
 //! |---|---|---|
-//! | [`request_burn`] | `reserved` -> `burn_requested` | the pending burn (`redemption_<id>`) and its `ChainRequest::Burn` |
+//! | [`request_burn`] | `reserved` -> `burn_requested` | the pending burn (`redemption_<id>`) and its `ChainRequest::Burn`; the payout's fiat amount and currency, fixed |
 //! | [`mark_burned`] | `burn_requested` -> `burned` | nothing: chain-minter posted reserved -> burned when it confirmed the burn |
 //! | [`release`] | `reserved`/`burn_requested` -> `failed` | ledger `release:<id>`: user reserved -> user available |
 //! | [`payout_accepted`] | `burned` -> `payout_requested` | the provider's payout id |
@@ -27,7 +27,7 @@
 use haven_entity::ledger::{self, Account, Movement, Posted};
 use haven_entity::ledger_entries;
 use haven_entity::ledger_movements::{self, MovementKind};
-use haven_entity::redemptions::{self, Changes, RedemptionState};
+use haven_entity::redemptions::{self, Changes, PayoutTerms, RedemptionState};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxType};
 use haven_entity::{EntityError, SignedWei, users};
 use haven_messages::{BurnRequest, ChainRequest, Envelope, MintRequest, QueueMessage};
@@ -150,6 +150,7 @@ pub async fn request_burn(
     db: &DatabaseConnection,
     redemption: &redemptions::Model,
     user: &users::Model,
+    terms: PayoutTerms,
     cause: Option<Cause>,
 ) -> Result<bool, Failure> {
     let id = redemption.request_id;
@@ -179,6 +180,8 @@ pub async fn request_burn(
         RedemptionState::BurnRequested,
         Changes {
             burn_tx_id: Some(tx_id),
+            // Fixed with the burn: every payout attempt sends these.
+            payout_terms: redemption.payout_fiat_amount.is_none().then_some(terms),
             ..Changes::default()
         },
     )

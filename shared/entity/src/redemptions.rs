@@ -125,6 +125,12 @@ pub struct Model {
     pub burn_tx_id: Option<String>,
     /// The payout provider's reference.
     pub payout_reference: Option<String>,
+    /// The fiat amount of the payout (exact decimal, e.g. `19.60`), fixed
+    /// before the burn is queued: every payout attempt sends this, whatever
+    /// the reference value is by then. NULL until fixed.
+    pub payout_fiat_amount: Option<String>,
+    /// The ISO 4217 currency of [`Model::payout_fiat_amount`].
+    pub payout_currency: Option<String>,
     /// Why it failed.
     pub failure_reason: Option<String>,
     /// When requested.
@@ -179,6 +185,8 @@ pub async fn insert_reserved<C: ConnectionTrait>(
         state: RedemptionState::Reserved,
         burn_tx_id: None,
         payout_reference: None,
+        payout_fiat_amount: None,
+        payout_currency: None,
         failure_reason: None,
         created_at: now,
         updated_at: now,
@@ -196,6 +204,8 @@ pub async fn insert_reserved<C: ConnectionTrait>(
         state: Set(model.state),
         burn_tx_id: Set(None),
         payout_reference: Set(None),
+        payout_fiat_amount: Set(None),
+        payout_currency: Set(None),
         failure_reason: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
@@ -232,8 +242,54 @@ pub struct Changes {
     pub payout_reference: Option<String>,
     /// Why the redemption failed or was refunded.
     pub failure_reason: Option<String>,
+    /// The payout's fiat amount and currency, fixed once.
+    pub payout_terms: Option<PayoutTerms>,
     /// Sets `completed_at` (a terminal state).
     pub completed: bool,
+}
+
+/// What a payout is paid in: fixed once per redemption
+/// ([`Model::payout_fiat_amount`], [`Model::payout_currency`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayoutTerms {
+    /// Exact decimal amount, e.g. `19.60`.
+    pub fiat_amount: String,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+impl Model {
+    /// The payout terms fixed for this redemption, if they are.
+    pub fn payout_terms(&self) -> Option<PayoutTerms> {
+        Some(PayoutTerms {
+            fiat_amount: self.payout_fiat_amount.clone()?,
+            currency: self.payout_currency.clone()?,
+        })
+    }
+}
+
+/// Fixes the payout terms of a redemption that has none yet (one recorded
+/// before they were stored); a redemption that has them keeps them. Returns
+/// the terms it holds afterwards, which every payout attempt sends.
+pub async fn fix_payout_terms<C: ConnectionTrait>(
+    db: &C,
+    request_id: Uuid,
+    terms: PayoutTerms,
+) -> Result<Option<PayoutTerms>, EntityError> {
+    Entity::update_many()
+        .set(ActiveModel {
+            payout_fiat_amount: Set(Some(terms.fiat_amount)),
+            payout_currency: Set(Some(terms.currency)),
+            ..Default::default()
+        })
+        .filter(Column::RequestId.eq(request_id))
+        .filter(Column::PayoutFiatAmount.is_null())
+        .exec(db)
+        .await?;
+    Ok(Entity::find_by_id(request_id)
+        .one(db)
+        .await?
+        .and_then(|row| row.payout_terms()))
 }
 
 /// Moves redemption `request_id` from state `from` to `to` with `changes`.
@@ -261,6 +317,10 @@ pub async fn transition<C: ConnectionTrait>(
     }
     if let Some(reason) = changes.failure_reason {
         change.failure_reason = Set(Some(reason));
+    }
+    if let Some(terms) = changes.payout_terms {
+        change.payout_fiat_amount = Set(Some(terms.fiat_amount));
+        change.payout_currency = Set(Some(terms.currency));
     }
     if changes.completed {
         change.completed_at = Set(Some(now));

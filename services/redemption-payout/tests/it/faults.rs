@@ -62,8 +62,10 @@ impl Drop for PayoutProcess {
 /// Runs a redemption of 200 of 340 with the binary until it is `burned`
 /// and the provider has seen `attempts` payout requests (each answered with
 /// `first`), kills it, lets the provider accept, restarts redemption-payout
-/// and checks it ends paid, burned once and paid once.
-async fn kill_between_burn_and_payout(first: Reply, payouts_at_kill: usize) {
+/// (with `restart_args`: a deploy may change settings meanwhile) and checks
+/// it ends paid, burned once, paid once at the terms it was first asked at,
+/// and never refunded.
+async fn kill_between_burn_and_payout(first: Reply, payouts_at_kill: usize, restart_args: &[&str]) {
     let s = spawn_stack().await;
     // Every creation until the kill gets `first`: the redemption request and
     // the burn's chain event can both drive the saga to the provider, and a
@@ -91,8 +93,9 @@ async fn kill_between_burn_and_payout(first: Reply, payouts_at_kill: usize) {
     assert_eq!(s.provider.payouts().len(), payouts_at_kill);
     assert_eq!(s.balance_of(&user).await, hnv(140), "the burn landed");
 
+    let asked = s.provider.payouts().first().map(|p| p.request.clone());
     s.provider.script([], Reply::Accept);
-    let app = s.payout(&[]).await;
+    let app = s.payout(restart_args).await;
     let row = wait_state(s.db(), id, RedemptionState::Paid).await;
     let burns = transactions(s.db(), &user, TxType::Burn).await;
     assert_eq!(burns.len(), 1, "one burn");
@@ -105,6 +108,23 @@ async fn kill_between_burn_and_payout(first: Reply, payouts_at_kill: usize) {
         Some(payouts[0].id.as_str())
     );
     assert!(s.provider.attempts(&id.to_string()) >= 2);
+    // 196 HNV at the default 0.10 CAD, as fixed before the burn.
+    assert_eq!(
+        (payouts[0].request.amount.as_str(), payouts[0].request.currency.as_str()),
+        ("19.60", "CAD")
+    );
+    if let Some(asked) = asked {
+        assert_eq!(payouts[0].request, asked, "every attempt sent the same body");
+    }
+    assert_eq!(
+        transactions(s.db(), &user, TxType::Mint)
+            .await
+            .iter()
+            .filter(|tx| tx.tx_id.starts_with("refund_"))
+            .count(),
+        0,
+        "no refund"
+    );
     assert_eq!(s.balance_of(&user).await, hnv(140));
     assert_eq!(ledger_balance(s.db(), &user).await, (hnv(140), 0));
     assert_eq!(movements(s.db(), &format!("payout:{id}")).await, 1);
@@ -117,11 +137,26 @@ async fn kill_between_burn_and_payout(first: Reply, payouts_at_kill: usize) {
 
 #[tokio::test]
 async fn killed_after_the_burn_before_the_provider_created_anything_then_restarted_pays_once() {
-    kill_between_burn_and_payout(Reply::Hang, 0).await;
+    kill_between_burn_and_payout(Reply::Hang, 0, &[]).await;
 }
 
 #[tokio::test]
 async fn killed_after_the_provider_created_the_payout_but_before_its_answer_then_restarted_pays_once()
  {
-    kill_between_burn_and_payout(Reply::AcceptThenHang, 1).await;
+    kill_between_burn_and_payout(Reply::AcceptThenHang, 1, &[]).await;
+}
+
+/// The first payout's answer is lost, then a deploy changes the reference
+/// value and the currency: the retry still sends the first body under the
+/// same key (the stand-in, like a real provider, answers 422 to a different
+/// body under a used key, which was read as a refusal and refunded while
+/// the first payout stood).
+#[tokio::test]
+async fn a_lost_answer_then_changed_settings_retries_the_same_payout_and_never_refunds() {
+    kill_between_burn_and_payout(
+        Reply::AcceptThenHang,
+        1,
+        &["--hnv-reference-value", "0.25", "--payout-currency", "USD"],
+    )
+    .await;
 }

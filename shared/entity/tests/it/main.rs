@@ -7,5 +7,6 @@ mod dedupe;
 mod helpers;
 mod leases;
 mod ledger;
+mod redemptions;
 mod uniques;
 mod users;

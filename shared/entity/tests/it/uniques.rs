@@ -164,6 +164,8 @@ async fn every_unique_key(db: TestDb) {
         state: Set(RedemptionState::Reserved),
         burn_tx_id: Set(None),
         payout_reference: Set(None),
+        payout_fiat_amount: Set(None),
+        payout_currency: Set(None),
         failure_reason: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
