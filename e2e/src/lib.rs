@@ -68,7 +68,16 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts everything; `anvil_args` e.g. `["--block-time", "1"]`.
     pub async fn start(anvil_args: &[&str], minter_args: &[&str]) -> Self {
-        let deps = TestDeps::new().await;
+        Self::start_on(TestDeps::new().await, anvil_args, minter_args).await
+    }
+
+    /// Starts everything on one SQLite file, as `cargo xtask up` does by
+    /// default: five pools (one per service) share it, as five processes do.
+    pub async fn start_sqlite() -> Self {
+        Self::start_on(TestDeps::sqlite().await, &[], &[]).await
+    }
+
+    async fn start_on(deps: TestDeps, anvil_args: &[&str], minter_args: &[&str]) -> Self {
         let anvil = AnvilInstance::spawn_with(anvil_args);
         let contract = deploy_for_tests(
             &anvil,

@@ -24,6 +24,7 @@
 //! rows are only ever inserted here), then ledger rows, as chain-minter
 //! (token transaction, then ledger) does, so the two never deadlock.
 
+use haven_common::db::begin_write;
 use haven_entity::ledger::{self, Account, Movement, Posted};
 use haven_entity::ledger_entries;
 use haven_entity::ledger_movements::{self, MovementKind};
@@ -31,10 +32,7 @@ use haven_entity::redemptions::{self, Changes, PayoutTerms, RedemptionState};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxType};
 use haven_entity::{EntityError, SignedWei, users};
 use haven_messages::{BurnRequest, ChainRequest, Envelope, MintRequest, QueueMessage};
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    TransactionTrait,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use haven_common::amqp::Failure;
@@ -155,7 +153,7 @@ pub async fn request_burn(
 ) -> Result<bool, Failure> {
     let id = redemption.request_id;
     let tx_id = burn_tx_id(id);
-    let txn = db.begin().await.map_err(EntityError::from)?;
+    let txn = begin_write(db).await.map_err(EntityError::from)?;
     // The burn first: the redemption row points at it (foreign key). Of two
     // racing callers the second waits on the unique `tx_id` until the first
     // commits, then inserts nothing.
@@ -227,7 +225,7 @@ pub async fn release(
     reason: String,
 ) -> Result<bool, Failure> {
     let id = redemption.request_id;
-    let txn = db.begin().await.map_err(EntityError::from)?;
+    let txn = begin_write(db).await.map_err(EntityError::from)?;
     let moved = redemptions::transition(
         &txn,
         id,
@@ -287,7 +285,7 @@ pub async fn mark_paid(
     redemption: &redemptions::Model,
 ) -> Result<bool, Failure> {
     let id = redemption.request_id;
-    let txn = db.begin().await.map_err(EntityError::from)?;
+    let txn = begin_write(db).await.map_err(EntityError::from)?;
     let moved = redemptions::transition(
         &txn,
         id,
@@ -326,7 +324,7 @@ pub async fn request_refund(
     cause: Option<Cause>,
 ) -> Result<bool, Failure> {
     let id = redemption.request_id;
-    let txn = db.begin().await.map_err(EntityError::from)?;
+    let txn = begin_write(db).await.map_err(EntityError::from)?;
     let moved = redemptions::transition(
         &txn,
         id,

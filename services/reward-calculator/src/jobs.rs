@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use haven_common::db::begin_write;
 use haven_common::money::Wei;
 use haven_common::shutdown::CancellationToken;
 use haven_entity::rewards;
 use haven_entity::stakes;
 use haven_entity::users;
-use sea_orm::{EntityTrait, TransactionTrait};
+use sea_orm::EntityTrait;
 
 use crate::context::Context;
 use crate::handlers::partner_event::stake_period_reference;
@@ -115,7 +116,7 @@ async fn pay_period(
                 stake.stake_id
             ))
         })?;
-    let txn = ctx.db.begin().await?;
+    let txn = begin_write(&ctx.db).await?;
     if !stakes::advance(&txn, stake.id, n, next_at).await? {
         txn.rollback().await?;
         return Ok(false);
@@ -178,7 +179,7 @@ pub async fn release_held(ctx: &Context) -> Result<(), Failure> {
             return Ok(());
         }
         for reward in &held {
-            let txn = ctx.db.begin().await?;
+            let txn = begin_write(&ctx.db).await?;
             match store::release_held(ctx, &txn, reward).await? {
                 Released::Minted(tx) => {
                     txn.commit().await?;

@@ -7,6 +7,7 @@
 //! record instead of doing the work twice. The outbox relay publishes after
 //! the commit.
 
+use haven_common::db::begin_write;
 use haven_common::money::Wei;
 use haven_entity::inbound_events::{self, NewInboundEvent, Recorded};
 use haven_entity::ledger::{self, Account, Movement};
@@ -17,7 +18,7 @@ use haven_entity::{EntityError, users};
 use haven_messages::{
     ChainRequest, Envelope, MintRequest, PartnerEvent, RedemptionCommand, RedemptionRequested,
 };
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 use crate::error::Error;
 
@@ -48,7 +49,7 @@ pub async fn accept_event(
     if db.get_database_backend() == DbBackend::Postgres {
         return accept_event_pg(db, &envelope, payload, event_key, delivery_id).await;
     }
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let recorded = inbound_events::record(
         &txn,
         NewInboundEvent {
@@ -139,7 +140,7 @@ pub async fn queue_mint(
     db: &DatabaseConnection,
     command: MintCommand,
 ) -> Result<Stored<MintCommand>, Error> {
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let user = users::find_by_external_id(&txn, &command.user_id)
         .await?
         .ok_or(Error::UserNotFound)?;
@@ -236,7 +237,7 @@ pub async fn reserve_redemption(
     command: &RedeemCommand,
     kyc_threshold: Wei,
 ) -> Result<Stored<Reservation>, Error> {
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let user = users::find_by_external_id(&txn, &command.user_id)
         .await?
         .ok_or(Error::UserNotFound)?;

@@ -11,7 +11,10 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
 
 use crate::config::DatabaseConfig;
 use crate::health::Probe;
@@ -126,6 +129,24 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, DbError
         }
     }
     Database::connect(options).await.map_err(DbError::Connect)
+}
+
+/// Begins a transaction that will write. Every write transaction of the
+/// services starts here instead of `begin()`.
+///
+/// On SQLite it takes the write lock at `BEGIN` (`BEGIN IMMEDIATE`). A
+/// deferred transaction that reads and then writes must upgrade its lock,
+/// and when another process of the stack (they share one file) wrote
+/// meanwhile, SQLite fails that upgrade at once with SQLITE_BUSY, whatever
+/// the busy timeout. An immediate one waits its turn, up to the busy timeout,
+/// at `BEGIN`. PostgreSQL ignores the option. Nested inside a transaction it
+/// is a savepoint, as `begin()` is.
+pub async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
 }
 
 /// `/health` check of the database: `SELECT 1` within a short timeout.

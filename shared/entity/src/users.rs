@@ -5,6 +5,7 @@
 use std::error::Error as StdError;
 
 use chrono::Utc;
+use haven_common::db::begin_write;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, DbBackend, Statement, TransactionSession, TransactionTrait};
@@ -104,7 +105,7 @@ where
             created: false,
         });
     }
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let found = find_or_create_in(&txn, new, derive_wallet).await?;
     txn.commit().await?;
     Ok(found)

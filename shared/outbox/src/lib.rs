@@ -56,7 +56,7 @@
 //! let relay_task = tokio::spawn(relay.run(shutdown.clone()));
 //!
 //! // in a handler:
-//! let txn = db.begin().await?;
+//! let txn = haven_common::db::begin_write(&db).await?;
 //! /* ... the change ... */
 //! haven_outbox::enqueue(&txn, &envelope).await?;
 //! txn.commit().await?;

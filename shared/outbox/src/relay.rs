@@ -7,9 +7,10 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use haven_common::amqp::{AmqpError, FieldTable, Publisher};
+use haven_common::db::begin_write;
 use haven_common::retry::RetryPolicy;
 use haven_entity::outbox::{self, Model};
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -300,7 +301,7 @@ impl Relay {
             // while publishing so another relay skips these rows, and the
             // marks become visible together with the release of the locks.
             DatabaseBackend::Postgres => {
-                let txn = self.db.begin().await?;
+                let txn = begin_write(&self.db).await?;
                 let report = self.relay_rows(&txn, shutdown).await?;
                 txn.commit().await?;
                 report

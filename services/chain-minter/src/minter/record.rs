@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
+use haven_common::db::begin_write;
 use haven_entity::ledger::{self, Account, Movement};
 use haven_entity::ledger_movements::MovementKind;
 use haven_entity::rewards::{self, RewardStatus};
@@ -21,7 +22,6 @@ use haven_messages::{ChainEvent, Envelope, TxConfirmed, TxFailed};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -92,7 +92,7 @@ pub async fn confirmed(
     db: &DatabaseConnection,
     requests: &[(&Request, Landed)],
 ) -> Result<usize, EntityError> {
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let now = Utc::now();
     let ids: Vec<Uuid> = requests
         .iter()
@@ -190,7 +190,7 @@ pub async fn failed(
     request: &Request,
     reason: &str,
 ) -> Result<(), EntityError> {
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let updated = token_transactions::Entity::update_many()
         .col_expr(
             token_transactions::Column::Status,

@@ -29,14 +29,14 @@ async fn the_database_going_away_is_a_503_and_coming_back_heals() {
     app.app
         .wait_for_health(200, std::time::Duration::from_secs(30))
         .await;
-    app.deps.db_proxy.cut();
+    app.deps.db_proxy().cut();
     let (status, body) = app.get_json("/token/balance/anyone").await;
     assert_eq!(status, 503, "{body}");
     assert!(body["detail"].is_string());
     app.app
         .wait_for_health(503, std::time::Duration::from_secs(30))
         .await;
-    app.deps.db_proxy.restore();
+    app.deps.db_proxy().restore();
     app.app
         .wait_for_health(200, std::time::Duration::from_secs(30))
         .await;

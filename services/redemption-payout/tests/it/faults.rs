@@ -110,11 +110,17 @@ async fn kill_between_burn_and_payout(first: Reply, payouts_at_kill: usize, rest
     assert!(s.provider.attempts(&id.to_string()) >= 2);
     // 196 HNV at the default 0.10 CAD, as fixed before the burn.
     assert_eq!(
-        (payouts[0].request.amount.as_str(), payouts[0].request.currency.as_str()),
+        (
+            payouts[0].request.amount.as_str(),
+            payouts[0].request.currency.as_str()
+        ),
         ("19.60", "CAD")
     );
     if let Some(asked) = asked {
-        assert_eq!(payouts[0].request, asked, "every attempt sent the same body");
+        assert_eq!(
+            payouts[0].request, asked,
+            "every attempt sent the same body"
+        );
     }
     assert_eq!(
         transactions(s.db(), &user, TxType::Mint)

@@ -9,13 +9,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use haven_common::amqp::{DeliveryContext, Outcome as Settle};
+use haven_common::db::begin_write;
 use haven_entity::bookings::{self, BookingEvent, BookingStatus};
 use haven_entity::stakes::{self, NewStake};
 use haven_entity::users::{self, NewUser};
 use haven_messages::{Envelope, PartnerEvent, StakingStarted};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
 use crate::context::Context;
 use crate::metrics::Outcome;
@@ -78,7 +77,7 @@ async fn process(ctx: &Context, envelope: &Envelope<PartnerEvent>) -> Result<(),
         .map_err(|err| Failure::permanent(format!("{}: {err}", envelope.kind())))?;
     // One transaction for everything the event writes, the user it may
     // create included: a new guest costs one commit, not two.
-    let txn = ctx.db.begin().await?;
+    let txn = begin_write(&ctx.db).await?;
     let user = ensure_user(ctx, &txn, event).await?;
     let reference = source_reference(event);
 

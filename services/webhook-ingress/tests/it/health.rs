@@ -37,13 +37,13 @@ async fn a_database_outage_turns_health_red_and_it_recovers() {
     let Spawned { app, deps } = spawn_app().await;
     app.wait_for_health(200, READY).await;
 
-    deps.db_proxy.cut();
+    deps.db_proxy().cut();
     let body = app.wait_for_health(503, Duration::from_secs(5)).await;
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["database"], "disconnected");
     assert_eq!(body["amqp"], "connected");
 
-    deps.db_proxy.restore();
+    deps.db_proxy().restore();
     let body = app.wait_for_health(200, Duration::from_secs(10)).await;
     assert_eq!(body["database"], "connected");
     app.stop().await;

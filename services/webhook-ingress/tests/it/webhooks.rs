@@ -449,7 +449,7 @@ async fn a_hundred_concurrent_deliveries_of_one_event_queue_it_once() {
 async fn with_the_database_down_webhooks_get_503_and_nothing_is_half_written() {
     let s = spawn_app_with(&["--database-acquire-timeout", "1s"]).await;
     s.app.wait_for_health(200, Duration::from_secs(30)).await;
-    s.deps.db_proxy.cut();
+    s.deps.db_proxy().cut();
     let (status, body) = post_aurora(&s.app, "booking-created", &booking("booking_db_down")).await;
     assert_eq!(status, 503, "{body}");
     assert!(
@@ -459,7 +459,7 @@ async fn with_the_database_down_webhooks_get_503_and_nothing_is_half_written() {
             .to_lowercase()
             .contains("postgres")
     );
-    s.deps.db_proxy.restore();
+    s.deps.db_proxy().restore();
     assert_eq!(count::<inbound_events::Entity>(s.db()).await, 0);
     assert_eq!(count::<outbox::Entity>(s.db()).await, 0);
     // The partner's retry goes through once the database is back.

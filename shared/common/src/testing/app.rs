@@ -19,13 +19,14 @@ use super::amqp::TestAmqp;
 use super::db::TestDb;
 use super::proxy::TcpProxy;
 
-/// A fresh database and broker namespace for one test, both behind proxies.
+/// A fresh database and broker namespace for one test, both behind proxies
+/// (a SQLite database is a file: no proxy).
 #[derive(Debug)]
 pub struct TestDeps {
     /// The test's own database (dropped with it).
     pub db: TestDb,
-    /// The proxy the service reaches the database through.
-    pub db_proxy: TcpProxy,
+    /// The proxy the service reaches a PostgreSQL database through.
+    db_proxy: Option<TcpProxy>,
     /// The test's own broker namespace (every work queue of the system).
     pub amqp: TestAmqp,
     /// The proxy the service reaches the broker through.
@@ -39,6 +40,17 @@ impl TestDeps {
         let db_proxy = TcpProxy::start(db.addr().to_string())
             .await
             .expect("start the database proxy");
+        Self::with(db, Some(db_proxy)).await
+    }
+
+    /// Like [`TestDeps::new`] on a fresh SQLite file, the default database of
+    /// `cargo xtask up`: every service opens the same file, as the local
+    /// stack's processes do.
+    pub async fn sqlite() -> Self {
+        Self::with(TestDb::sqlite().await, None).await
+    }
+
+    async fn with(db: TestDb, db_proxy: Option<TcpProxy>) -> Self {
         let amqp = TestAmqp::new(names::ALL_QUEUES);
         let amqp_proxy = TcpProxy::start(amqp.broker_addr())
             .await
@@ -51,9 +63,22 @@ impl TestDeps {
         }
     }
 
-    /// The database URL through the proxy.
+    /// The proxy in front of the database, to cut and restore it.
+    ///
+    /// # Panics
+    /// On SQLite, which has no server to cut off.
+    pub fn db_proxy(&self) -> &TcpProxy {
+        self.db_proxy
+            .as_ref()
+            .expect("a SQLite test database has no proxy")
+    }
+
+    /// The database URL through the proxy (a SQLite file's own URL).
     pub fn database_url(&self) -> String {
-        self.db.url_via(self.db_proxy.addr())
+        match &self.db_proxy {
+            Some(proxy) => self.db.url_via(proxy.addr()),
+            None => self.db.url().to_owned(),
+        }
     }
 
     /// The AMQP URL through the proxy.
