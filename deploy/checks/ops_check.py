@@ -932,6 +932,8 @@ def check_proxy(tools: Tools) -> None:
                 ("POST", "/webhooks/tribe/event-attendance", "webhook-ingress"),
                 ("POST", "/token/mint", "webhook-ingress"),
                 ("POST", "/token/redeem", "webhook-ingress"),
+                ("POST", "/users/user-1/kyc", "webhook-ingress"),
+                ("POST", "/users/user-1/kycx", None),
                 ("GET", "/token/balance/user-1", "read-api"),
                 ("GET", "/token/balance?wallet_address=0xabc", "read-api"),
                 ("GET", "/analytics/reconciliation", "read-api"),

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use haven_common::config::{
-    AmqpConfig, DatabaseConfig, HttpConfig, TelemetryConfig, parse_duration, secret,
+    AmqpConfig, DatabaseConfig, HttpConfig, TelemetryConfig, parse_duration,
+    parse_positive_duration, secret,
 };
 use haven_common::money::Wei;
 
@@ -76,10 +77,17 @@ pub struct Config {
     )]
     pub rate_limit_per_minute: u32,
 
-    /// Redemptions above this many HNV need a KYC-verified user.
+    /// A user whose redemptions over the last KYC_WINDOW (the new one
+    /// included) exceed this many HNV must be KYC-verified.
     #[arg(long, env = "KYC_THRESHOLD_HNV", default_value = "10000", value_parser = parse_hnv,
           help_heading = "Token commands")]
     pub kyc_threshold: Wei,
+
+    /// The rolling window the KYC threshold applies to (`30d`, `720h`, ...):
+    /// redemptions split into smaller ones still add up.
+    #[arg(long, env = "KYC_WINDOW", default_value = "30d", value_parser = parse_positive_duration,
+          help_heading = "Token commands")]
+    pub kyc_window: Duration,
 
     /// The outbox relay.
     #[command(flatten, next_help_heading = "Outbox")]

@@ -85,11 +85,16 @@ pub enum Error {
     /// 400: the amount exceeds the user's available balance.
     #[error("Insufficient balance")]
     InsufficientBalance,
-    /// 403: a redemption above the KYC threshold by a user without KYC.
-    #[error("Redemptions above {threshold} HNV need a KYC-verified user")]
+    /// 403: a user without KYC whose redemptions within the window, this
+    /// one included, would exceed the threshold.
+    #[error(
+        "Redemptions adding up to more than {threshold} HNV within {window} need a KYC-verified user"
+    )]
     KycRequired {
         /// The threshold in HNV, as a decimal.
         threshold: String,
+        /// The rolling window, e.g. `30 days`.
+        window: String,
     },
     /// 422: an idempotency key reused with a different request.
     #[error(

@@ -71,6 +71,7 @@ pub async fn run(
         rate_limit: rate_limit.clone(),
         max_body_size: config.max_body_size,
         kyc_threshold: config.kyc_threshold,
+        kyc_window: config.kyc_window,
         metrics: metrics.clone(),
     });
     service.spawn_publisher("outbox relay", |stop| relay.run(stop));

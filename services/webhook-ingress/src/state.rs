@@ -38,8 +38,10 @@ pub struct Inner {
     pub rate_limit: RateLimit,
     /// Largest body read.
     pub max_body_size: usize,
-    /// Redemptions above this need KYC.
+    /// Redemptions adding up to more than this within `kyc_window` need KYC.
     pub kyc_threshold: Wei,
+    /// The rolling window of the KYC threshold.
+    pub kyc_window: std::time::Duration,
     /// This service's instruments.
     pub metrics: Metrics,
 }

@@ -7,9 +7,13 @@
 //! record instead of doing the work twice. The outbox relay publishes after
 //! the commit.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use haven_common::db::begin_write;
 use haven_common::money::Wei;
 use haven_entity::inbound_events::{self, NewInboundEvent, Recorded};
+use haven_entity::kyc_decisions::{self, NewDecision};
 use haven_entity::ledger::{self, Account, Movement};
 use haven_entity::ledger_movements::MovementKind;
 use haven_entity::redemptions::{self, NewRedemption, WithdrawalMethod};
@@ -18,7 +22,10 @@ use haven_entity::{EntityError, users};
 use haven_messages::{
     ChainRequest, Envelope, MintRequest, PartnerEvent, RedemptionCommand, RedemptionRequested,
 };
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QuerySelect,
+    Statement, sea_query::LockType,
+};
 
 use crate::error::Error;
 
@@ -227,6 +234,58 @@ pub fn payout_for(amount: Wei) -> Wei {
     )
 }
 
+/// The KYC rule of redemptions: a user who is not KYC-verified may redeem at
+/// most `threshold` HNV within any `window` (the new redemption included),
+/// however the amount is split.
+#[derive(Debug, Clone, Copy)]
+pub struct KycRule {
+    /// Most HNV an unverified user redeems within the window.
+    pub threshold: Wei,
+    /// The rolling window.
+    pub window: Duration,
+}
+
+impl KycRule {
+    /// Refuses the redemption just recorded in `txn` when the user's
+    /// redemptions within the window, it included, exceed the threshold.
+    async fn check(&self, txn: &DatabaseTransaction, user_id: uuid::Uuid) -> Result<(), Error> {
+        // One unverified redemption of this user at a time: the row lock
+        // (PostgreSQL; SQLite's write transactions are serial already)
+        // makes a concurrent one wait and then see this one, so two cannot
+        // each pass without the other. NO KEY UPDATE, because the
+        // redemption's foreign key already holds KEY SHARE on the row: two
+        // FOR UPDATE requests would each wait on the other's KEY SHARE.
+        users::Entity::find_by_id(user_id)
+            .lock(LockType::NoKeyUpdate)
+            .one(txn)
+            .await
+            .map_err(EntityError::from)?;
+        let since = chrono::Duration::from_std(self.window)
+            .ok()
+            .and_then(|window| Utc::now().checked_sub_signed(window))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let total = money_wei(redemptions::total_since(txn, user_id, since).await?)?;
+        if total > self.threshold {
+            return Err(Error::KycRequired {
+                threshold: self.threshold.to_string(),
+                window: describe(self.window),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `30 days`, `12 hours`, `90 minutes`, `45 seconds`.
+fn describe(window: Duration) -> String {
+    let secs = window.as_secs();
+    match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{} days", s / 86_400),
+        s if s >= 3_600 && s % 3_600 == 0 => format!("{} hours", s / 3_600),
+        s if s >= 60 && s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
+    }
+}
+
 /// Reserves `amount` of the user's available balance and queues the
 /// redemption for redemption-payout, in one transaction. Not enough
 /// available: [`Error::InsufficientBalance`] and nothing reserved. The same
@@ -235,7 +294,7 @@ pub fn payout_for(amount: Wei) -> Wei {
 pub async fn reserve_redemption(
     db: &DatabaseConnection,
     command: &RedeemCommand,
-    kyc_threshold: Wei,
+    kyc: KycRule,
 ) -> Result<Stored<Reservation>, Error> {
     let txn = begin_write(db).await?;
     let user = users::find_by_external_id(&txn, &command.user_id)
@@ -281,10 +340,8 @@ pub async fn reserve_redemption(
     };
     // Checked after the duplicate lookup so a retry of an accepted request
     // still gets its first answer.
-    if command.amount > kyc_threshold && !user.kyc_verified {
-        return Err(Error::KycRequired {
-            threshold: kyc_threshold.to_string(),
-        });
+    if !user.kyc_verified {
+        kyc.check(&txn, user.id).await?;
     }
     let reserve = Movement::transfer(
         format!("reserve:{}", redemption.request_id),
@@ -316,6 +373,43 @@ pub async fn reserve_redemption(
         burn_amount: command.amount,
         payout_amount: payout,
     }))
+}
+
+/// An operator's KYC decision about a user.
+#[derive(Debug, Clone)]
+pub struct KycCommand {
+    /// The partners' id of the user.
+    pub user_id: String,
+    /// The outcome of the check.
+    pub verified: bool,
+    /// The check's reference at the KYC vendor.
+    pub reference: Option<String>,
+    /// Who asked ([`crate::auth::Operator::label`]).
+    pub decided_by: String,
+}
+
+/// Records a KYC decision and sets the user's `kyc_verified`, in one
+/// transaction. Unknown user: [`Error::UserNotFound`] and nothing written.
+pub async fn record_kyc(
+    db: &DatabaseConnection,
+    command: KycCommand,
+) -> Result<users::Model, Error> {
+    let txn = begin_write(db).await?;
+    let user = users::find_by_external_id(&txn, &command.user_id)
+        .await?
+        .ok_or(Error::UserNotFound)?;
+    let updated = kyc_decisions::decide(
+        &txn,
+        NewDecision {
+            user_id: user.id,
+            verified: command.verified,
+            reference: command.reference,
+            decided_by: command.decided_by,
+        },
+    )
+    .await?;
+    txn.commit().await.map_err(EntityError::from)?;
+    Ok(updated)
 }
 
 fn message_method(method: WithdrawalMethod) -> haven_messages::WithdrawalMethod {

@@ -62,6 +62,18 @@ impl ApiKeys {
         Ok(Self(Arc::new(digests)))
     }
 
+    /// How key `index` is named where who did something is recorded:
+    /// `api_key:<index>/<first 8 hex digits of its SHA-256>`. Never the key;
+    /// the digest prefix tells rotated keys at the same position apart.
+    pub fn label(&self, index: usize) -> String {
+        let fingerprint: String = self
+            .0
+            .get(index)
+            .map(|digest| digest[..4].iter().map(|b| format!("{b:02x}")).collect())
+            .unwrap_or_default();
+        format!("api_key:{index}/{fingerprint}")
+    }
+
     /// The position of `presented` among the active keys, compared in
     /// constant time against every one of them.
     pub fn identify(&self, presented: &[u8]) -> Option<usize> {
@@ -119,6 +131,11 @@ impl KeyGuard {
             throttle,
             proxies,
         }
+    }
+
+    /// [`ApiKeys::label`] of key `index`.
+    pub fn label(&self, index: usize) -> String {
+        self.keys.label(index)
     }
 
     /// The position of the request's key among the active ones. An address
@@ -362,6 +379,14 @@ mod tests {
         assert_eq!(keys.identify(b"second-key-45"), None);
         assert_eq!(keys.identify(b""), None);
         assert!(!format!("{keys:?}").contains("key-123"));
+        // Labels name the position and the digest, never the key.
+        let label = keys.label(1);
+        assert!(
+            label.starts_with("api_key:1/") && label.len() == "api_key:1/".len() + 8,
+            "{label}"
+        );
+        assert!(!label.contains("second"));
+        assert_ne!(keys.label(0)[10..], label[10..]);
     }
 
     #[test]

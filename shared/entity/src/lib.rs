@@ -17,6 +17,7 @@ pub mod emission_periods;
 pub mod error;
 pub mod idempotency_keys;
 pub mod inbound_events;
+pub mod kyc_decisions;
 pub mod ledger;
 pub mod ledger_accounts;
 pub mod ledger_entries;

@@ -378,6 +378,30 @@ pub async fn stale<C: ConnectionTrait>(
         .await?)
 }
 
+/// The sum of a user's redemptions recorded at or after `since` that have
+/// paid or may still pay (every state but `failed` and `refunded`): what a
+/// rolling KYC threshold is checked against. Summed exactly here, not in
+/// SQL (amounts are decimal text); a user has few redemptions in a window.
+pub async fn total_since<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    since: DateTimeUtc,
+) -> Result<SignedWei, EntityError> {
+    let amounts: Vec<SignedWei> = Entity::find()
+        .select_only()
+        .column(Column::Amount)
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::CreatedAt.gte(since))
+        .filter(Column::State.is_not_in([RedemptionState::Failed, RedemptionState::Refunded]))
+        .into_tuple()
+        .all(db)
+        .await?;
+    amounts
+        .into_iter()
+        .try_fold(SignedWei::ZERO, SignedWei::checked_add)
+        .ok_or_else(|| EntityError::Corrupt(format!("user {user_id}'s redemptions overflow")))
+}
+
 /// How many redemptions are in each state (states with none are left out).
 pub async fn count_by_state<C: ConnectionTrait>(
     db: &C,

@@ -265,9 +265,11 @@ impl Stack {
             address,
             idempotency_key: key.to_owned(),
         };
-        match ingress::reserve_redemption(self.db(), &command, Money::from_hnv(10_000).unwrap())
-            .await?
-        {
+        let kyc = ingress::KycRule {
+            threshold: Money::from_hnv(10_000).unwrap(),
+            window: Duration::from_secs(30 * 86_400),
+        };
+        match ingress::reserve_redemption(self.db(), &command, kyc).await? {
             Stored::Accepted(reservation) | Stored::Duplicate(reservation) => Ok(reservation),
         }
     }

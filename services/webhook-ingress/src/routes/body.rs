@@ -1,7 +1,10 @@
-//! Reading a request body: the size cap first, then the content type.
+//! Reading a request body: the size cap first, then the content type, then
+//! the JSON, with the field that failed named in the 422.
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::Error;
 
@@ -58,4 +61,76 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), Error> {
     } else {
         Err(Error::UnsupportedMediaType)
     }
+}
+
+/// Parses a JSON body, naming the field that failed in the 422 `detail`.
+pub fn parse_body<T: DeserializeOwned>(raw: &[u8]) -> Result<T, Error> {
+    // serde would also take a struct as an array of its fields.
+    if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Error::Validation(
+            if serde_json::from_slice::<Value>(raw).is_ok() {
+                "body must be a JSON object".to_owned()
+            } else {
+                "body is not valid JSON".to_owned()
+            },
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = without_position(&inner);
+        Error::Validation(if inner.is_syntax() || inner.is_eof() {
+            format!("body is not valid JSON: {message}")
+        } else if message.contains("expected struct") {
+            "body must be a JSON object".to_owned()
+        } else if path == "." {
+            message
+        } else {
+            format!("field `{path}`: {message}")
+        })
+    })?;
+    de.end().map_err(|_| {
+        Error::Validation("body has trailing data after the JSON object".to_owned())
+    })?;
+    Ok(parsed)
+}
+
+/// serde_json's message without its " at line 1 column 9" suffix.
+fn without_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+/// A non-empty id of at most 255 characters without control characters.
+pub fn identifier(field: &str, value: String) -> Result<String, Error> {
+    if value.trim().is_empty() || value.chars().count() > 255 {
+        return Err(Error::Validation(format!(
+            "field `{field}` must be 1 to 255 characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::Validation(format!(
+            "field `{field}` must not contain control characters"
+        )));
+    }
+    Ok(value)
+}
+
+/// Free text of at most 500 characters, without NUL (which PostgreSQL text cannot hold).
+pub fn text(field: &str, value: String) -> Result<String, Error> {
+    if value.trim().is_empty() || value.chars().count() > 500 {
+        return Err(Error::Validation(format!(
+            "field `{field}` must be 1 to 500 characters"
+        )));
+    }
+    if value.contains('\0') {
+        return Err(Error::Validation(format!(
+            "field `{field}` must not contain a NUL character"
+        )));
+    }
+    Ok(value)
 }

@@ -4,12 +4,14 @@
 //!
 //! - [`webhooks`]: the nine signed partner webhooks of SPEC.md.
 //! - [`token`]: the API-key token commands (`/token/mint`, `/token/redeem`).
+//! - [`users`]: operators' decisions about users (`/users/{user_id}/kyc`).
 //!
 //! `/health` and `/metrics` come from the shared ops router (see `run`); the
 //! document is served at `/openapi.json` and browsable at `/docs`.
 
 pub mod body;
 pub mod token;
+pub mod users;
 pub mod webhooks;
 
 use axum::Router;
@@ -29,6 +31,7 @@ fn api() -> (Router<AppState>, OpenApi) {
     utoipa_axum::router::OpenApiRouter::new()
         .merge(webhooks::router())
         .merge(token::router())
+        .merge(users::router())
         .split_for_parts()
 }
 
@@ -51,10 +54,10 @@ mod tests {
                 "{path}"
             );
         }
-        for path in ["/token/mint", "/token/redeem"] {
+        for path in ["/token/mint", "/token/redeem", "/users/{user_id}/kyc"] {
             assert!(doc.paths.paths[path].post.is_some(), "{path}");
         }
-        assert_eq!(doc.paths.paths.len(), ROUTES.len() + 2);
+        assert_eq!(doc.paths.paths.len(), ROUTES.len() + 3);
 
         // Served with the shared part: /health, /metrics, /openapi.json, /docs.
         let mut full = haven_common::openapi::document("webhook-ingress");

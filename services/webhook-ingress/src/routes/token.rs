@@ -16,16 +16,14 @@ use haven_common::money::Wei;
 use haven_common::openapi::{Detail, HnvAmount};
 use haven_entity::redemptions::WithdrawalMethod;
 use haven_entity::token_transactions::{INTERNAL_TX_ID_PREFIXES, is_internal_tx_id};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::body::{read_capped, require_json};
+use super::body::{identifier, parse_body, read_capped, require_json, text};
 use crate::auth::Operator;
 use crate::error::Error;
 use crate::state::AppState;
@@ -301,7 +299,11 @@ async fn redeem(
             address,
             idempotency_key,
         };
-        let stored = store::reserve_redemption(&state.db, &command, state.kyc_threshold).await?;
+        let kyc = store::KycRule {
+            threshold: state.kyc_threshold,
+            window: state.kyc_window,
+        };
+        let stored = store::reserve_redemption(&state.db, &command, kyc).await?;
         Ok::<_, Error>((command, stored))
     }
     .await;
@@ -333,48 +335,6 @@ async fn redeem(
         user_id: command.user_id,
         withdrawal_method: command.method.into(),
     }))
-}
-
-/// Parses a JSON body, naming the field that failed in the 422 `detail`.
-fn parse_body<T: DeserializeOwned>(raw: &[u8]) -> Result<T, Error> {
-    // serde would also take a struct as an array of its fields.
-    if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(Error::Validation(
-            if serde_json::from_slice::<Value>(raw).is_ok() {
-                "body must be a JSON object".to_owned()
-            } else {
-                "body is not valid JSON".to_owned()
-            },
-        ));
-    }
-    let mut de = serde_json::Deserializer::from_slice(raw);
-    let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let message = without_position(&inner);
-        Error::Validation(if inner.is_syntax() || inner.is_eof() {
-            format!("body is not valid JSON: {message}")
-        } else if message.contains("expected struct") {
-            "body must be a JSON object".to_owned()
-        } else if path == "." {
-            message
-        } else {
-            format!("field `{path}`: {message}")
-        })
-    })?;
-    de.end().map_err(|_| {
-        Error::Validation("body has trailing data after the JSON object".to_owned())
-    })?;
-    Ok(parsed)
-}
-
-/// serde_json's message without its " at line 1 column 9" suffix.
-fn without_position(err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    match text.rfind(" at line ") {
-        Some(i) => text[..i].to_owned(),
-        None => text,
-    }
 }
 
 /// The idempotency key from the body or the header; both must agree.
@@ -416,36 +376,6 @@ fn reason(value: String) -> Result<String, Error> {
             other => format!("field `reason`: {other}"),
         })
     })?;
-    Ok(value)
-}
-
-/// A non-empty id of at most 255 characters without control characters.
-fn identifier(field: &str, value: String) -> Result<String, Error> {
-    if value.trim().is_empty() || value.chars().count() > 255 {
-        return Err(Error::Validation(format!(
-            "field `{field}` must be 1 to 255 characters"
-        )));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(Error::Validation(format!(
-            "field `{field}` must not contain control characters"
-        )));
-    }
-    Ok(value)
-}
-
-/// Free text of at most 500 characters, without NUL (which PostgreSQL text cannot hold).
-fn text(field: &str, value: String) -> Result<String, Error> {
-    if value.trim().is_empty() || value.chars().count() > 500 {
-        return Err(Error::Validation(format!(
-            "field `{field}` must be 1 to 500 characters"
-        )));
-    }
-    if value.contains('\0') {
-        return Err(Error::Validation(format!(
-            "field `{field}` must not contain a NUL character"
-        )));
-    }
     Ok(value)
 }
 

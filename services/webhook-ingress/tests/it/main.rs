@@ -6,6 +6,7 @@ mod config;
 mod health;
 mod helpers;
 mod hostile;
+mod kyc;
 mod server;
 mod shutdown;
 mod token;
