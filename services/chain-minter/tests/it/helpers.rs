@@ -1,7 +1,7 @@
 //! `spawn_app`: chain-minter running in-process against fresh dependencies,
 //! a throw-away anvil with the HAVEN contract deployed, and helpers to queue
 //! requests and read the chain.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chain_minter::testing::chain_args;
 use std::time::Duration;

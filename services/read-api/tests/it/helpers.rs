@@ -2,17 +2,17 @@
 //! seeding helpers that write the rows the other services write (users,
 //! ledger movements, token transactions, redemptions) through
 //! `haven_entity`, as they do.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{DateTime, Utc};
 use clap::Parser as _;
 use haven_common::testing::app::{TestApp, TestDeps};
+use haven_entity::SignedWei;
 use haven_entity::ledger::{self, Account, Movement};
 use haven_entity::ledger_movements::MovementKind;
 use haven_entity::redemptions::{self, NewRedemption, RedemptionState, WithdrawalMethod};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
 use haven_entity::users::{self, NewUser};
-use haven_entity::{SignedWei, user_balances};
 use read_api::{Config, Error};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
@@ -268,19 +268,6 @@ pub async fn set_redemption(
     }
     update
         .filter(redemptions::Column::RequestId.eq(request_id))
-        .exec(db)
-        .await
-        .unwrap();
-}
-
-/// The user's stored balance row (to plant a mismatch).
-pub async fn set_available(db: &DatabaseConnection, user: Uuid, available: SignedWei) {
-    user_balances::Entity::update_many()
-        .col_expr(
-            user_balances::Column::Available,
-            Expr::cust_with_values("CAST($1 AS wei_text)", [available.to_string()]),
-        )
-        .filter(user_balances::Column::UserId.eq(user))
         .exec(db)
         .await
         .unwrap();

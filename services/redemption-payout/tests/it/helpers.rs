@@ -1,9 +1,10 @@
 //! What the integration tests run: redemption-payout in-process (or as the
 //! real binary) against its own database and broker namespace, a stand-in
 //! payout provider, and for the saga tests a throw-away anvil with the
-//! contract, chain-minter in-process, and webhook-ingress's own reservation
-//! and mint code writing what the API would.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+//! contract, chain-minter in-process, and mints and reservations written
+//! through the entity layer as the API writes them (row, ledger posting and
+//! outbox message in one transaction).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chain_minter::testing::chain_args;
 pub use haven_common::testing::eventually;
@@ -19,19 +20,22 @@ use haven_common::amqp::AmqpClient;
 use haven_common::config::Redacted;
 use haven_common::money::Wei as Money;
 use haven_common::testing::app::{TestApp, TestDeps};
+use haven_entity::EntityError;
 use haven_entity::chain_store::DbDeployments;
-use haven_entity::ledger::{self, Account};
-use haven_entity::redemptions::{self, RedemptionState, WithdrawalMethod};
-use haven_entity::token_transactions::{self, TxStatus, TxType};
+use haven_entity::ledger::{self, Account, Movement};
+use haven_entity::ledger_movements::MovementKind;
+use haven_entity::redemptions::{self, NewRedemption, RedemptionState, WithdrawalMethod};
+use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
 use haven_entity::users::{self, NewUser};
-use haven_messages::{Envelope, QueueMessage};
+use haven_messages::{
+    ChainRequest, Envelope, MintRequest, QueueMessage, RedemptionCommand, RedemptionRequested,
+};
 use redemption_payout::provider::stand_in::{Options, StandIn};
 use redemption_payout::{Config, Error};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
 };
 use uuid::Uuid;
-use webhook_ingress::store::{self as ingress, MintCommand, RedeemCommand, Reservation, Stored};
 
 /// The well-known development mnemonic: fine for throw-away test wallets.
 pub const TEST_MNEMONIC: &str = "test test test test test test test test test test test junk";
@@ -50,6 +54,15 @@ pub const fn hnv(n: u128) -> u128 {
 /// An entity amount of `n` HNV.
 pub fn entity_hnv(n: u128) -> haven_entity::SignedWei {
     haven_entity::SignedWei::new(i128::try_from(hnv(n)).unwrap())
+}
+
+/// A redemption reserved as the API reserves it.
+#[derive(Debug, Clone, Copy)]
+pub struct Reserved {
+    /// Its id.
+    pub request_id: Uuid,
+    /// What it pays out (98 %).
+    pub payout_amount: Money,
 }
 
 // ------------------------------------------------------------------ no chain
@@ -210,22 +223,36 @@ impl Stack {
         .unwrap();
     }
 
-    /// Mints `amount` HNV to the user through the API's mint path and
-    /// waits until chain-minter confirmed it.
+    /// Mints `amount` HNV to the user as `POST /token/mint` records it (a
+    /// pending mint and its chain request in the outbox) and waits until
+    /// chain-minter confirmed it.
     pub async fn fund(&self, user: &users::Model, amount: u128) {
         let tx_id = format!("fund-{}-{}", user.external_id, Uuid::now_v7());
-        let stored = ingress::queue_mint(
-            self.db(),
-            MintCommand {
-                user_id: user.external_id.clone(),
-                amount: Money::from_wei(hnv(amount)),
-                reason: "booking".into(),
+        let txn = haven_common::db::begin_write(self.db()).await.unwrap();
+        let tx = token_transactions::insert_pending(
+            &txn,
+            NewTokenTransaction {
                 tx_id: tx_id.clone(),
+                user_id: user.id,
+                tx_type: TxType::Mint,
+                amount: entity_hnv(amount),
+                reason: "booking".into(),
             },
         )
         .await
-        .unwrap();
-        assert!(matches!(stored, Stored::Accepted(_)));
+        .unwrap()
+        .expect("a new funding tx_id");
+        let request = ChainRequest::Mint(MintRequest {
+            tx_id: tx.id,
+            user_id: user.external_id.clone(),
+            to_address: user.wallet_address.clone(),
+            amount_wei: hnv(amount),
+            reason: "booking".into(),
+        });
+        haven_outbox::enqueue(&txn, &Envelope::new(request))
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
         let db = self.db();
         let tx_id = &tx_id;
         eventually("the funding mint confirmed", SETTLE, || async move {
@@ -237,19 +264,21 @@ impl Stack {
         .await;
     }
 
-    /// Reserves a redemption through webhook-ingress's own code (the ledger
-    /// reservation, the row, the message in the outbox).
+    /// Reserves a redemption by bank transfer as `POST /token/redeem`
+    /// records it.
     pub async fn redeem(
         &self,
         user: &users::Model,
         amount: u128,
         key: &str,
-    ) -> Result<Reservation, webhook_ingress::Error> {
+    ) -> Result<Reserved, EntityError> {
         self.redeem_with(user, amount, key, WithdrawalMethod::BankTransfer, None)
             .await
     }
 
-    /// [`Stack::redeem`] with a method and address.
+    /// [`Stack::redeem`] with a method and address: the redemption row, the
+    /// ledger's `reserve:<id>` (available -> reserved) and the
+    /// `RedemptionRequested` message in the outbox, in one transaction.
     pub async fn redeem_with(
         &self,
         user: &users::Model,
@@ -257,21 +286,51 @@ impl Stack {
         key: &str,
         method: WithdrawalMethod,
         address: Option<String>,
-    ) -> Result<Reservation, webhook_ingress::Error> {
-        let command = RedeemCommand {
+    ) -> Result<Reserved, EntityError> {
+        // 98 % is paid out (whole HNV here, so exact).
+        let payout = hnv(amount) / 100 * 98;
+        let txn = haven_common::db::begin_write(self.db()).await?;
+        let redemption = redemptions::insert_reserved(
+            &txn,
+            NewRedemption {
+                user_id: user.id,
+                idempotency_key: key.to_owned(),
+                amount: entity_hnv(amount),
+                payout_amount: haven_entity::SignedWei::new(i128::try_from(payout).unwrap()),
+                method,
+                address: address.clone(),
+            },
+        )
+        .await?
+        .expect("a new idempotency key");
+        let reserve = Movement::transfer(
+            format!("reserve:{}", redemption.request_id),
+            MovementKind::Reserve,
+            Account::UserAvailable(user.id),
+            Account::UserReserved(user.id),
+            entity_hnv(amount),
+        )?;
+        ledger::post(&txn, &reserve).await?;
+        let command = RedemptionCommand::Requested(RedemptionRequested {
+            redemption_id: redemption.request_id,
             user_id: user.external_id.clone(),
-            amount: Money::from_wei(hnv(amount)),
-            method,
-            address,
-            idempotency_key: key.to_owned(),
-        };
-        let kyc = ingress::KycRule {
-            threshold: Money::from_hnv(10_000).unwrap(),
-            window: Duration::from_secs(30 * 86_400),
-        };
-        match ingress::reserve_redemption(self.db(), &command, kyc).await? {
-            Stored::Accepted(reservation) | Stored::Duplicate(reservation) => Ok(reservation),
-        }
+            amount_wei: hnv(amount),
+            payout_wei: payout,
+            withdrawal_method: match method {
+                WithdrawalMethod::BankTransfer => haven_messages::WithdrawalMethod::BankTransfer,
+                WithdrawalMethod::Paypal => haven_messages::WithdrawalMethod::Paypal,
+                WithdrawalMethod::Crypto => haven_messages::WithdrawalMethod::Crypto,
+            },
+            withdrawal_address: address,
+        });
+        haven_outbox::enqueue(&txn, &Envelope::new(command))
+            .await
+            .unwrap();
+        txn.commit().await?;
+        Ok(Reserved {
+            request_id: redemption.request_id,
+            payout_amount: Money::from_wei(payout),
+        })
     }
 
     /// `balanceOf` on chain, in wei.
