@@ -21,8 +21,9 @@ use axum::Router;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use utoipa::ToSchema;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder};
-use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, Ref, Response, ResponseBuilder};
 use utoipa_scalar::Scalar;
 
 use crate::health::HealthBody;
@@ -40,6 +41,21 @@ pub const DOCS_PATH: &str = "/docs";
     tags((name = OPERATIONS_TAG, description = "Health and Prometheus metrics, served by every HAVEN service"))
 )]
 struct OpsApi;
+
+/// A documented error answer: `description`, with the [`Detail`] body
+/// (`{"detail": ...}`) every refusal carries. For operations built or
+/// amended by hand; annotated handlers name `body = Detail` themselves.
+pub fn detail_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(Detail::name())))
+                .build(),
+        )
+        .build()
+}
 
 /// The start of `service`'s document: title, version, `/health`,
 /// `/metrics` and the shared schemas. Merge the service's own operations in

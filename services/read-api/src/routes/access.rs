@@ -9,10 +9,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use haven_common::auth::{API_KEY_HEADER, KeyGuard, KeyRefusal};
-use haven_common::openapi::Detail;
-use utoipa::ToSchema;
+use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
 
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -64,17 +62,7 @@ pub fn document(api: &mut OpenApi) {
                 "One of READ_API_KEYS",
             ))),
         );
-    let detail = |description: &str| {
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name(Detail::name())))
-                    .build(),
-            )
-            .build()
-    };
+    let detail = haven_common::openapi::detail_response;
     for item in api.paths.paths.values_mut() {
         for operation in [
             &mut item.get,

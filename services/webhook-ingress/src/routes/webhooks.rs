@@ -15,7 +15,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
-use haven_common::openapi::Detail;
 use serde::Serialize;
 use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn, Paths};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -220,17 +219,7 @@ fn operation(partner: Partner, kind: WebhookKind) -> Operation {
             .schema(Some(String::schema()))
             .build()
     };
-    let detail = |description: &str| {
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name(Detail::name())))
-                    .build(),
-            )
-            .build()
-    };
+    let detail = haven_common::openapi::detail_response;
     let summary = summary(kind);
     let fields = kind
         .field_spellings()

@@ -184,6 +184,26 @@ pub async fn post_command(
     post_raw(app, path, serde_json::to_vec(payload).unwrap(), &headers).await
 }
 
+/// Posts a mint command with `API_KEY` that must be refused with 429;
+/// returns its `Retry-After` (seconds) and its body.
+pub async fn mint_refused_with_429(app: &TestApp<Error>, payload: &Value) -> (u64, Value) {
+    let response = app
+        .client
+        .post(format!("{}/token/mint", app.address))
+        .header("X-API-Key", API_KEY)
+        .json(payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (retry_after, response.json().await.unwrap())
+}
+
 /// Takes every message that arrives on `queue` within `wait` of the last one.
 pub async fn drain_queue<P: QueueMessage>(
     deps: &TestDeps,

@@ -258,23 +258,8 @@ async fn guessing_api_keys_is_throttled_per_address() {
         let (status, _) = post_command(&s.app, "/token/mint", &mint, Some(guess)).await;
         assert_eq!(status, 401);
     }
-    let response = s
-        .app
-        .client
-        .post(format!("{}/token/mint", s.app.address))
-        .header("X-API-Key", API_KEY)
-        .json(&mint)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 429);
-    let retry_after: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (retry_after, body) = mint_refused_with_429(&s.app, &mint).await;
     assert!((1..=60).contains(&retry_after), "{retry_after}");
-    let body: Value = response.json().await.unwrap();
     assert!(detail(&body).contains("Too many wrong API keys"), "{body}");
     assert_eq!(count::<token_transactions::Entity>(s.db()).await, 0);
     s.finish().await;

@@ -407,21 +407,7 @@ async fn commands_are_rate_limited_per_key_with_retry_after() {
             200
         );
     }
-    let response = s
-        .app
-        .client
-        .post(format!("{}/token/mint", s.app.address))
-        .header("X-API-Key", API_KEY)
-        .json(&payload)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 429);
-    let retry_after: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (retry_after, _) = mint_refused_with_429(&s.app, &payload).await;
     assert!((1..=20).contains(&retry_after), "{retry_after}");
     // Another key has its own budget; webhooks are not limited.
     assert_eq!(
