@@ -45,11 +45,17 @@ pub struct Config {
     #[command(flatten, next_help_heading = "Payout provider")]
     pub provider: ProviderConfig,
 
-    /// Redemptions above this many HNV need a KYC-verified user (checked
-    /// again here before the burn: KYC may have been revoked since).
+    /// A user who is not KYC-verified may redeem at most this many HNV
+    /// within KYC_WINDOW (checked again here before the burn: KYC may have
+    /// been revoked since webhook-ingress accepted the redemption).
     #[arg(long, env = "KYC_THRESHOLD_HNV", default_value = "10000", value_parser = parse_hnv,
           help_heading = "Redemptions")]
     pub kyc_threshold: Wei,
+
+    /// The rolling window of the KYC threshold, as webhook-ingress's.
+    #[arg(long, env = "KYC_WINDOW", default_value = "30d", value_parser = parse_positive_duration,
+          help_heading = "Redemptions")]
+    pub kyc_window: Duration,
 
     /// How often the recovery sweep resumes redemptions whose last change is
     /// older than `--redemption-stale-after` (and polls pending payouts).

@@ -80,6 +80,7 @@ pub async fn run(
             hnv_value: config.provider.hnv_reference_value,
         },
         kyc_threshold: config.kyc_threshold,
+        kyc_window: config.kyc_window,
         metrics: metrics.clone(),
         in_flight: InFlight::default(),
     });

@@ -326,6 +326,49 @@ async fn kyc_revoked_after_the_reservation_releases_it_without_a_burn() {
     s.finish().await;
 }
 
+/// KYC revoked after three small redemptions were accepted: each is under
+/// the threshold, together they are over it. Checked per redemption all
+/// three were paid; over the window at most the threshold is.
+#[tokio::test]
+async fn kyc_revoked_after_split_redemptions_pays_at_most_the_threshold() {
+    let s = spawn_stack().await;
+    let user = s.user("guest_split").await;
+    s.set_kyc(&user, true).await;
+    s.fund(&user, 300).await;
+    let mut ids = Vec::new();
+    for key in ["split-1", "split-2", "split-3"] {
+        ids.push(s.redeem(&user, 60, key).await.unwrap().request_id);
+    }
+    s.set_kyc(&user, false).await;
+    let app = s.payout(&["--kyc-threshold", "100"]).await;
+    let mut paid = 0;
+    for id in &ids {
+        let db = s.db();
+        let id = *id;
+        let row = eventually("the redemption settled", SETTLE, || async move {
+            let row = redemption(db, id).await;
+            row.state.is_terminal().then_some(row)
+        })
+        .await;
+        match row.state {
+            RedemptionState::Paid => paid += 60,
+            RedemptionState::Failed => assert!(
+                row.failure_reason
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("KYC verification required"),
+                "{row:?}"
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(paid <= 100, "{paid} HNV paid to an unverified user");
+    assert_eq!(s.balance_of(&user).await, hnv(300 - paid));
+    assert_eq!(ledger_balance(s.db(), &user).await, (hnv(300 - paid), 0));
+    app.stop().await;
+    s.finish().await;
+}
+
 #[tokio::test]
 async fn one_request_delivered_30_times_to_two_replicas_burns_and_pays_once() {
     let s = spawn_stack().await;
