@@ -35,6 +35,7 @@ use haven_common::amqp::{ConsumerOptions, consume, handler_fn};
 use haven_common::retry::RetryPolicy;
 use haven_common::service::Service;
 use haven_common::shutdown::CancellationToken;
+use haven_entity::redemptions::KycRule;
 use haven_messages::{ChainEvent, RedemptionCommand};
 use haven_outbox::Relay;
 use tokio::net::TcpListener;
@@ -79,8 +80,10 @@ pub async fn run(
             currency: config.provider.payout_currency.clone(),
             hnv_value: config.provider.hnv_reference_value,
         },
-        kyc_threshold: config.kyc_threshold,
-        kyc_window: config.kyc_window,
+        kyc: KycRule {
+            threshold: config.kyc_threshold,
+            window: config.kyc_window,
+        },
         metrics: metrics.clone(),
         in_flight: InFlight::default(),
     });

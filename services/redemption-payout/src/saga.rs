@@ -32,7 +32,7 @@ use std::time::Duration;
 use chrono::Utc;
 use haven_common::money::Wei as Money;
 use haven_common::telemetry::ErrorChain;
-use haven_entity::redemptions::{self, PayoutTerms, RedemptionState, WithdrawalMethod};
+use haven_entity::redemptions::{self, KycRule, PayoutTerms, RedemptionState, WithdrawalMethod};
 use haven_entity::token_transactions::{self, TxStatus};
 use haven_entity::{EntityError, SignedWei, users};
 use haven_outbox::OutboxNotifier;
@@ -69,10 +69,8 @@ pub struct Saga {
     pub provider: PayoutClient,
     /// What a payout is worth in fiat.
     pub terms: FiatTerms,
-    /// Redemptions above this need a KYC-verified user.
-    pub kyc_threshold: Money,
-    /// The rolling window of the KYC threshold.
-    pub kyc_window: Duration,
+    /// What an unverified user may redeem.
+    pub kyc: KycRule,
     /// This service's instruments.
     pub metrics: Metrics,
     /// The redemptions this process is advancing right now.
@@ -205,11 +203,16 @@ impl Saga {
                 redemption.request_id, redemption.burn_amount, reserved, redemption.amount
             )));
         }
-        if !user.kyc_verified && self.over_kyc_limit(redemption).await? {
+        if !user.kyc_verified
+            && self
+                .kyc
+                .exceeded(&self.db, redemption.user_id, Some(redemption))
+                .await?
+        {
             let reason = format!(
                 "KYC verification required: redemptions within {} add up to more than {} HNV",
-                humantime_window(self.kyc_window),
-                self.kyc_threshold
+                self.kyc.window_in_words(),
+                self.kyc.threshold
             );
             if store::release(&self.db, redemption, RedemptionState::Reserved, reason).await? {
                 tracing::warn!(redemption_id = %redemption.request_id, "user is not KYC-verified any more; reservation released");
@@ -496,24 +499,6 @@ impl Saga {
         }
     }
 
-    /// Whether the user's redemptions within the KYC window, `redemption`
-    /// included, add up to more than the threshold (the rule
-    /// webhook-ingress applied when it accepted them, while the user may
-    /// still have been verified).
-    async fn over_kyc_limit(&self, redemption: &redemptions::Model) -> Result<bool, Failure> {
-        let since = chrono::Duration::from_std(self.kyc_window)
-            .ok()
-            .and_then(|window| Utc::now().checked_sub_signed(window))
-            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-        let mut total = redemptions::total_since(&self.db, redemption.user_id, since).await?;
-        if redemption.created_at < since {
-            total = total
-                .checked_add(redemption.amount)
-                .ok_or_else(|| Failure::permanent("redemption totals overflow"))?;
-        }
-        Ok(amount(total)? > self.kyc_threshold)
-    }
-
     /// The payout terms of `redemption` at today's settings.
     fn payout_terms(&self, redemption: &redemptions::Model) -> Result<PayoutTerms, Failure> {
         Ok(PayoutTerms {
@@ -533,15 +518,6 @@ impl Saga {
                     redemption.user_id, redemption.request_id
                 ))
             })
-    }
-}
-
-/// `30 days`, `12 hours`, `90 seconds`.
-fn humantime_window(window: Duration) -> String {
-    match window.as_secs() {
-        s if s >= 86_400 && s % 86_400 == 0 => format!("{} days", s / 86_400),
-        s if s >= 3_600 && s % 3_600 == 0 => format!("{} hours", s / 3_600),
-        s => format!("{s} seconds"),
     }
 }
 

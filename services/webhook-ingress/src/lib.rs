@@ -22,6 +22,7 @@ pub mod store;
 use haven_common::auth::KeyGuard;
 use haven_common::service::Service;
 use haven_common::shutdown::CancellationToken;
+use haven_entity::redemptions::KycRule;
 use haven_outbox::Relay;
 use tokio::net::TcpListener;
 
@@ -70,8 +71,10 @@ pub async fn run(
         ),
         rate_limit: rate_limit.clone(),
         max_body_size: config.max_body_size,
-        kyc_threshold: config.kyc_threshold,
-        kyc_window: config.kyc_window,
+        kyc: KycRule {
+            threshold: config.kyc_threshold,
+            window: config.kyc_window,
+        },
         metrics: metrics.clone(),
     });
     service.spawn_publisher("outbox relay", |stop| relay.run(stop));

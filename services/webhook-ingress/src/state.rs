@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use haven_common::money::Wei;
+use haven_entity::redemptions::KycRule;
 use haven_outbox::OutboxNotifier;
 use sea_orm::DatabaseConnection;
 
@@ -38,10 +38,8 @@ pub struct Inner {
     pub rate_limit: RateLimit,
     /// Largest body read.
     pub max_body_size: usize,
-    /// Redemptions adding up to more than this within `kyc_window` need KYC.
-    pub kyc_threshold: Wei,
-    /// The rolling window of the KYC threshold.
-    pub kyc_window: std::time::Duration,
+    /// What an unverified user may redeem.
+    pub kyc: KycRule,
     /// This service's instruments.
     pub metrics: Metrics,
 }

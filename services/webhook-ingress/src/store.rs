@@ -7,16 +7,13 @@
 //! record instead of doing the work twice. The outbox relay publishes after
 //! the commit.
 
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
 use haven_common::db::begin_write;
 use haven_common::money::Wei;
 use haven_entity::inbound_events::{self, NewInboundEvent, Recorded};
 use haven_entity::kyc_decisions::{self, NewDecision};
 use haven_entity::ledger::{self, Account, Movement};
 use haven_entity::ledger_movements::MovementKind;
-use haven_entity::redemptions::{self, NewRedemption, WithdrawalMethod};
+use haven_entity::redemptions::{self, KycRule, NewRedemption, WithdrawalMethod};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxType};
 use haven_entity::{EntityError, users};
 use haven_messages::{
@@ -234,56 +231,31 @@ pub fn payout_for(amount: Wei) -> Wei {
     )
 }
 
-/// The KYC rule of redemptions: a user who is not KYC-verified may redeem at
-/// most `threshold` HNV within any `window` (the new redemption included),
-/// however the amount is split.
-#[derive(Debug, Clone, Copy)]
-pub struct KycRule {
-    /// Most HNV an unverified user redeems within the window.
-    pub threshold: Wei,
-    /// The rolling window.
-    pub window: Duration,
-}
-
-impl KycRule {
-    /// Refuses the redemption just recorded in `txn` when the user's
-    /// redemptions within the window, it included, exceed the threshold.
-    async fn check(&self, txn: &DatabaseTransaction, user_id: uuid::Uuid) -> Result<(), Error> {
-        // One unverified redemption of this user at a time: the row lock
-        // (PostgreSQL; SQLite's write transactions are serial already)
-        // makes a concurrent one wait and then see this one, so two cannot
-        // each pass without the other. NO KEY UPDATE, because the
-        // redemption's foreign key already holds KEY SHARE on the row: two
-        // FOR UPDATE requests would each wait on the other's KEY SHARE.
-        users::Entity::find_by_id(user_id)
-            .lock(LockType::NoKeyUpdate)
-            .one(txn)
-            .await
-            .map_err(EntityError::from)?;
-        let since = chrono::Duration::from_std(self.window)
-            .ok()
-            .and_then(|window| Utc::now().checked_sub_signed(window))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let total = money_wei(redemptions::total_since(txn, user_id, since).await?)?;
-        if total > self.threshold {
-            return Err(Error::KycRequired {
-                threshold: self.threshold.to_string(),
-                window: describe(self.window),
-            });
-        }
-        Ok(())
+/// Refuses the redemption just recorded in `txn` when the user's
+/// redemptions within the KYC window, it included, exceed the threshold.
+async fn check_kyc(
+    kyc: &KycRule,
+    txn: &DatabaseTransaction,
+    user_id: uuid::Uuid,
+) -> Result<(), Error> {
+    // One unverified redemption of this user at a time: the row lock
+    // (PostgreSQL; SQLite's write transactions are serial already) makes a
+    // concurrent one wait and then see this one, so two cannot each pass
+    // without the other. NO KEY UPDATE, because the redemption's foreign key
+    // already holds KEY SHARE on the row: two FOR UPDATE requests would each
+    // wait on the other's KEY SHARE.
+    users::Entity::find_by_id(user_id)
+        .lock(LockType::NoKeyUpdate)
+        .one(txn)
+        .await
+        .map_err(EntityError::from)?;
+    if kyc.exceeded(txn, user_id, None).await? {
+        return Err(Error::KycRequired {
+            threshold: kyc.threshold.to_string(),
+            window: kyc.window_in_words(),
+        });
     }
-}
-
-/// `30 days`, `12 hours`, `90 minutes`, `45 seconds`.
-fn describe(window: Duration) -> String {
-    let secs = window.as_secs();
-    match secs {
-        s if s >= 86_400 && s % 86_400 == 0 => format!("{} days", s / 86_400),
-        s if s >= 3_600 && s % 3_600 == 0 => format!("{} hours", s / 3_600),
-        s if s >= 60 && s % 60 == 0 => format!("{} minutes", s / 60),
-        s => format!("{s} seconds"),
-    }
+    Ok(())
 }
 
 /// Reserves `amount` of the user's available balance and queues the
@@ -341,7 +313,7 @@ pub async fn reserve_redemption(
     // Checked after the duplicate lookup so a retry of an accepted request
     // still gets its first answer.
     if !user.kyc_verified {
-        kyc.check(&txn, user.id).await?;
+        check_kyc(&kyc, &txn, user.id).await?;
     }
     let reserve = Movement::transfer(
         format!("reserve:{}", redemption.request_id),

@@ -1,6 +1,9 @@
 //! `redemptions`: a user turning tokens into money: reserve, burn, pay out.
 
+use std::time::Duration;
+
 use chrono::Utc;
+use haven_common::money::Wei;
 use sea_orm::ActiveValue::Set;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
@@ -376,6 +379,55 @@ pub async fn stale<C: ConnectionTrait>(
         .limit(limit)
         .all(db)
         .await?)
+}
+
+/// The KYC rule of redemptions: a user who is not KYC-verified may redeem at
+/// most `threshold` within any `window`, however the amount is split.
+/// webhook-ingress applies it when it reserves a redemption, and
+/// redemption-payout again before the burn (KYC may have been revoked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KycRule {
+    /// Most an unverified user redeems within the window.
+    pub threshold: Wei,
+    /// The rolling window.
+    pub window: Duration,
+}
+
+impl KycRule {
+    /// Whether the user's redemptions within the window ending now (see
+    /// [`total_since`]) exceed the threshold. `also` is counted too when it
+    /// was recorded before the window: a redemption being checked again
+    /// long after it was accepted still counts itself.
+    pub async fn exceeded<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        user_id: Uuid,
+        also: Option<&Model>,
+    ) -> Result<bool, EntityError> {
+        let since = chrono::Duration::from_std(self.window)
+            .ok()
+            .and_then(|window| Utc::now().checked_sub_signed(window))
+            .unwrap_or(DateTimeUtc::MIN_UTC);
+        let mut total = total_since(db, user_id, since).await?;
+        if let Some(redemption) = also.filter(|r| r.created_at < since) {
+            total = total.checked_add(redemption.amount).ok_or_else(|| {
+                EntityError::Corrupt(format!("user {user_id}'s redemptions overflow"))
+            })?;
+        }
+        // A negative or absent total is not over any threshold.
+        Ok(u128::try_from(total.get()).is_ok_and(|wei| wei > self.threshold.as_wei()))
+    }
+
+    /// The window in words, for refusals: `30 days`, `12 hours`,
+    /// `90 minutes`, `45 seconds`.
+    pub fn window_in_words(&self) -> String {
+        match self.window.as_secs() {
+            s if s >= 86_400 && s % 86_400 == 0 => format!("{} days", s / 86_400),
+            s if s >= 3_600 && s % 3_600 == 0 => format!("{} hours", s / 3_600),
+            s if s >= 60 && s % 60 == 0 => format!("{} minutes", s / 60),
+            s => format!("{s} seconds"),
+        }
+    }
 }
 
 /// The sum of a user's redemptions recorded at or after `since` that have

@@ -299,11 +299,7 @@ async fn redeem(
             address,
             idempotency_key,
         };
-        let kyc = store::KycRule {
-            threshold: state.kyc_threshold,
-            window: state.kyc_window,
-        };
-        let stored = store::reserve_redemption(&state.db, &command, kyc).await?;
+        let stored = store::reserve_redemption(&state.db, &command, state.kyc).await?;
         Ok::<_, Error>((command, stored))
     }
     .await;
