@@ -53,12 +53,11 @@ impl RateLimit {
 }
 
 /// A caller with a valid API key, within its rate limit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Operator {
-    /// Position of the key in `API_KEYS`, for logs.
+    /// Position of the key in `API_KEYS`, for logs (and, through
+    /// [`KeyGuard::label`], where who asked is recorded).
     pub key_index: usize,
-    /// Who asked, where it is recorded ([`KeyGuard::label`]: never the key).
-    pub label: String,
 }
 
 // Generic over the state, so this module needs only the three parts it reads
@@ -78,27 +77,25 @@ where
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(peer)| *peer);
-        let guard = KeyGuard::from_ref(state);
-        let key_index = guard.check(&parts.headers, peer).map_err(|refusal| {
-            metrics.auth_failure(refusal.reason());
-            match refusal {
-                KeyRefusal::Missing => Error::MissingApiKey,
-                KeyRefusal::Invalid => Error::InvalidApiKey,
-                KeyRefusal::Throttled { retry_after_secs } => {
-                    Error::TooManyWrongKeys { retry_after_secs }
+        let key_index = KeyGuard::from_ref(state)
+            .check(&parts.headers, peer)
+            .map_err(|refusal| {
+                metrics.auth_failure(refusal.reason());
+                match refusal {
+                    KeyRefusal::Missing => Error::MissingApiKey,
+                    KeyRefusal::Invalid => Error::InvalidApiKey,
+                    KeyRefusal::Throttled { retry_after_secs } => {
+                        Error::TooManyWrongKeys { retry_after_secs }
+                    }
                 }
-            }
-        })?;
+            })?;
         RateLimit::from_ref(state)
             .check(key_index)
             .map_err(|retry_after_secs| {
                 metrics.rate_limited();
                 Error::RateLimited { retry_after_secs }
             })?;
-        Ok(Self {
-            key_index,
-            label: guard.label(key_index),
-        })
+        Ok(Self { key_index })
     }
 }
 

@@ -356,7 +356,7 @@ pub struct KycCommand {
     pub verified: bool,
     /// The check's reference at the KYC vendor.
     pub reference: Option<String>,
-    /// Who asked ([`crate::auth::Operator::label`]).
+    /// Who asked ([`haven_common::auth::KeyGuard::label`]).
     pub decided_by: String,
 }
 

@@ -98,7 +98,7 @@ async fn record_kyc(
             .reference
             .map(|reference| identifier("reference", reference))
             .transpose()?,
-        decided_by: operator.label,
+        decided_by: state.keys.label(operator.key_index),
     };
     let user = store::record_kyc(&state.db, command).await?;
     tracing::info!(user_id = %user.external_id, kyc_verified = user.kyc_verified, "KYC decision recorded");
