@@ -122,11 +122,10 @@ impl SignerPool {
 /// mnemonic, `i` being the user's `users.derivation_index`. No user key is
 /// ever stored: any of them can be derived again from the mnemonic, which
 /// only a recovery needs; the services derive addresses from
-/// [`CustodyWallets::addresses`]' extended public key.
+/// the extended public key alone ([`CustodyAddresses`]).
 #[derive(Clone)]
 pub struct CustodyWallets {
     parent: HdWallet,
-    addresses: CustodyAddresses,
 }
 
 impl fmt::Debug for CustodyWallets {
@@ -140,14 +139,7 @@ impl CustodyWallets {
     pub fn from_mnemonic(phrase: &Redacted<String>) -> Result<Self, ChainError> {
         Ok(Self {
             parent: HdWallet::from_mnemonic(phrase, "CUSTODY_MNEMONIC")?,
-            addresses: CustodyAddresses::from_mnemonic(phrase)?,
         })
-    }
-
-    /// The same wallets' addresses, from the extended public key alone
-    /// (what `CUSTODY_XPUB` holds).
-    pub fn addresses(&self) -> &CustodyAddresses {
-        &self.addresses
     }
 
     /// The wallet address of derivation index `index`.
@@ -237,11 +229,7 @@ impl CustodyAddresses {
 
     /// The wallet address of derivation index `index`.
     pub fn address(&self, index: u32) -> Result<Address, ChainError> {
-        if index > MAX_CHILD_INDEX {
-            return Err(ChainError::Signer(format!(
-                "derivation index {index} is above the non-hardened maximum {MAX_CHILD_INDEX}"
-            )));
-        }
+        non_hardened(index)?;
         let child = self
             .account
             .derive_child(index)
@@ -269,6 +257,16 @@ fn xpub_base58(key: &XPub) -> Result<String, ChainError> {
     );
     MainnetEncoder::xpub_to_base58(&legacy)
         .map_err(|err| ChainError::Signer(format!("cannot encode the extended public key: {err}")))
+}
+
+/// Refuses a hardened child index: the wallets are public-derivable children.
+fn non_hardened(index: u32) -> Result<(), ChainError> {
+    if index > MAX_CHILD_INDEX {
+        return Err(ChainError::Signer(format!(
+            "derivation index {index} is above the non-hardened maximum {MAX_CHILD_INDEX}"
+        )));
+    }
+    Ok(())
 }
 
 /// A phrase with its words separated by single spaces.
@@ -299,11 +297,7 @@ impl HdWallet {
     }
 
     fn signer(&self, index: u32) -> Result<PrivateKeySigner, ChainError> {
-        if index > MAX_CHILD_INDEX {
-            return Err(ChainError::Signer(format!(
-                "derivation index {index} is above the non-hardened maximum {MAX_CHILD_INDEX}"
-            )));
-        }
+        non_hardened(index)?;
         self.key
             .child(index)
             .map(|k| k.signer())
@@ -372,10 +366,6 @@ mod tests {
                 "index {index}"
             );
         }
-        assert_eq!(
-            wallets.addresses().wallet_address(3).unwrap(),
-            wallets.wallet_address(3).unwrap()
-        );
         assert!(addresses.address(MAX_CHILD_INDEX + 1).is_err());
     }
 
