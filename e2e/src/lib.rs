@@ -28,16 +28,7 @@ pub const TRIBE_SECRET: &str = "e2e_tribe_secret";
 /// The operators' API key.
 pub const API_KEY: &str = "e2e_api_key";
 /// Custody mnemonic of the users' wallets (anvil's well-known one: tests only).
-pub const CUSTODY_MNEMONIC: &str = "test test test test test test test test test test test junk";
-
-/// reward-calculator's `CUSTODY_XPUB`: the extended public key of [`CUSTODY_MNEMONIC`].
-pub fn custody_xpub() -> String {
-    haven_chain::signer::CustodyAddresses::from_mnemonic(&haven_common::config::Redacted::new(
-        CUSTODY_MNEMONIC.to_owned(),
-    ))
-    .and_then(|addresses| addresses.to_xpub())
-    .expect("the test mnemonic has an xpub")
-}
+pub const CUSTODY_MNEMONIC: &str = haven_chain::testing::DEV_MNEMONIC;
 /// Dev account of the minting signer.
 pub const SIGNER: u32 = 1;
 /// The bearer token of the stand-in payout provider.
@@ -115,7 +106,7 @@ impl Pipeline {
         args.extend(
             [
                 "--custody-xpub",
-                &custody_xpub(),
+                &haven_chain::testing::dev_custody_xpub(),
                 "--outbox-poll-interval",
                 "200ms",
             ]

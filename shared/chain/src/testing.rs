@@ -115,6 +115,14 @@ pub fn dev_key(index: u32) -> PrivateKeySigner {
         .expect("the development mnemonic derives")
 }
 
+/// The `CUSTODY_XPUB` of [`DEV_MNEMONIC`]: what reward-calculator is given in
+/// tests whose user wallets are the development mnemonic's.
+pub fn dev_custody_xpub() -> String {
+    crate::signer::CustodyAddresses::from_mnemonic(&Redacted::new(DEV_MNEMONIC.to_owned()))
+        .and_then(|addresses| addresses.to_xpub())
+        .expect("the development mnemonic has an xpub")
+}
+
 /// A [`SignerConfig`] of the given development accounts, as private keys.
 pub fn dev_signer_config(indexes: &[u32]) -> SignerConfig {
     let keys = indexes

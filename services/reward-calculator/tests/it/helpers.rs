@@ -23,16 +23,10 @@ use sea_orm::{
 };
 
 /// The well-known development mnemonic: fine for throw-away test wallets.
-pub const TEST_MNEMONIC: &str = "test test test test test test test test test test test junk";
+pub const TEST_MNEMONIC: &str = haven_chain::testing::DEV_MNEMONIC;
 
 /// `CUSTODY_XPUB` of [`TEST_MNEMONIC`]: what the service is given.
-pub fn test_xpub() -> String {
-    haven_chain::signer::CustodyAddresses::from_mnemonic(&haven_common::config::Redacted::new(
-        TEST_MNEMONIC.to_owned(),
-    ))
-    .and_then(|addresses| addresses.to_xpub())
-    .expect("the test mnemonic has an xpub")
-}
+pub use haven_chain::testing::dev_custody_xpub as test_xpub;
 
 /// How long the service may take to handle what a test published.
 pub const HANDLED: Duration = Duration::from_secs(20);
