@@ -23,10 +23,11 @@ use haven_common::amqp::Failure;
 const SWEEP_BATCH: u64 = 100;
 
 /// States the sweep resumes.
-const UNFINISHED: [RedemptionState; 5] = [
+const UNFINISHED: [RedemptionState; 6] = [
     RedemptionState::Reserved,
     RedemptionState::BurnRequested,
     RedemptionState::Burned,
+    RedemptionState::PayoutUnknown,
     RedemptionState::PayoutRequested,
     RedemptionState::RefundRequested,
 ];
@@ -55,7 +56,7 @@ pub async fn run(
         if let Err(failure) = sweep(&saga, stale_after, &stop).await {
             tracing::warn!(%failure, "redemption sweep failed; trying again next interval");
         }
-        if let Err(failure) = gauges(&saga).await {
+        if let Err(failure) = gauges(&saga, stale_after).await {
             tracing::warn!(%failure, "could not refresh the redemption gauges");
         }
     }
@@ -90,10 +91,22 @@ pub async fn sweep(
     Ok(found)
 }
 
-/// Refreshes the per-state counts and the reserved amount outstanding.
-async fn gauges(saga: &Saga) -> Result<(), Failure> {
+/// Refreshes the per-state counts, the payouts left unresolved and the
+/// reserved amount outstanding.
+pub async fn gauges(saga: &Saga, stale_after: Duration) -> Result<(), Failure> {
     let counts = redemptions::count_by_state(&saga.db).await?;
     saga.metrics.set_states(&counts);
+    // A payout the sweep could not resolve keeps its row unchanged (a
+    // lookup that proves nothing writes nothing), so it is stale here.
+    let age = chrono::Duration::from_std(stale_after)
+        .map_err(|_| Failure::permanent("REDEMPTION_STALE_AFTER is too long"))?;
+    let unresolved = redemptions::count_stale(
+        &saga.db,
+        &[RedemptionState::PayoutUnknown],
+        Utc::now() - age,
+    )
+    .await?;
+    saga.metrics.set_unresolved(unresolved);
     let (_, reserved) = redemptions::total_in(&saga.db, &RESERVED).await?;
     saga.metrics.set_reserved(reserved.get());
     Ok(())

@@ -10,7 +10,7 @@ use std::time::Duration;
 use haven_common::metrics::{LATENCY_BUCKETS, MetricsError, MetricsRegistry};
 use haven_entity::redemptions::RedemptionState;
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 use crate::provider::ErrorClass;
@@ -30,6 +30,12 @@ pub const PAYOUT_PROVIDER_REQUEST_SECONDS: &str = "haven_payout_provider_request
 pub const PAYOUT_PROVIDER_ERRORS_TOTAL: &str = "haven_payout_provider_errors_total";
 /// Refund mints queued after a payout was refused for good.
 pub const REDEMPTION_REFUNDS_TOTAL: &str = "haven_redemption_refunds_total";
+/// Lookups by reference of a payout whose creation's outcome was unknown,
+/// by outcome.
+pub const PAYOUT_LOOKUPS_TOTAL: &str = "haven_payout_lookups_total";
+/// Redemptions in `payout_unknown` for longer than the stale age: the
+/// provider has not said whether their payout exists.
+pub const PAYOUTS_UNRESOLVED: &str = "haven_redemption_payouts_unresolved";
 /// HNV reserved by redemptions whose burn is not confirmed yet.
 pub const REDEMPTIONS_RESERVED_HNV: &str = "haven_redemptions_reserved_hnv";
 
@@ -37,8 +43,32 @@ pub const REDEMPTIONS_RESERVED_HNV: &str = "haven_redemptions_reserved_hnv";
 pub const LABEL_STATE: &str = "state";
 /// The provider error class (see [`ErrorClass`]).
 pub const LABEL_CLASS: &str = "class";
-/// The provider call: `create` or `status`.
+/// The provider call: `create`, `status` or `lookup`.
 pub const LABEL_OPERATION: &str = "operation";
+/// What a lookup found (see [`Lookup`]).
+pub const LABEL_OUTCOME: &str = "outcome";
+
+/// What asking the provider by reference gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// The payout exists.
+    Found,
+    /// The provider said there is none.
+    None,
+    /// No answer that proves either (a bare 404, a timeout, a 5xx...).
+    Unresolved,
+}
+
+impl Lookup {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lookup::Found => "found",
+            Lookup::None => "none",
+            Lookup::Unresolved => "unresolved",
+        }
+    }
+}
 
 /// Buckets of the end-to-end payout latency: a burn waits for blocks and a
 /// provider may settle in minutes, so from 1 s to 1 h.
@@ -56,6 +86,8 @@ pub struct Metrics {
     provider_seconds: HistogramVec,
     provider_errors: IntCounterVec,
     refunds: IntCounter,
+    lookups: IntCounterVec,
+    unresolved: IntGauge,
     reserved_hnv: Gauge,
 }
 
@@ -99,7 +131,7 @@ impl Metrics {
             payout_latency,
             provider_seconds: registry.histogram_vec(
                 PAYOUT_PROVIDER_REQUEST_SECONDS,
-                "Time one request to the payout provider took, by operation (create, status).",
+                "Time one request to the payout provider took, by operation (create, status, lookup).",
                 &[LABEL_OPERATION],
                 LATENCY_BUCKETS,
             )?,
@@ -111,6 +143,15 @@ impl Metrics {
             refunds: registry.int_counter(
                 REDEMPTION_REFUNDS_TOTAL,
                 "Refund mints queued because the provider refused a payout for good after the burn.",
+            )?,
+            lookups: registry.int_counter_vec(
+                PAYOUT_LOOKUPS_TOTAL,
+                "Lookups by reference of payouts whose creation's outcome was unknown, by outcome (found, none, unresolved).",
+                &[LABEL_OUTCOME],
+            )?,
+            unresolved: registry.int_gauge(
+                PAYOUTS_UNRESOLVED,
+                "Redemptions whose payout may exist and that the provider has not resolved for longer than REDEMPTION_STALE_AFTER (state payout_unknown), at the last sweep.",
             )?,
             reserved_hnv,
             registry,
@@ -149,6 +190,16 @@ impl Metrics {
     /// Counts a refund queued.
     pub fn refund(&self) {
         self.refunds.inc();
+    }
+
+    /// Counts a lookup by reference.
+    pub fn lookup(&self, outcome: Lookup) {
+        self.lookups.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// Sets how many redemptions wait on an unresolved payout.
+    pub fn set_unresolved(&self, n: u64) {
+        self.unresolved.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Sets the per-state gauge (states not in `counts` are 0).

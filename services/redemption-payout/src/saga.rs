@@ -3,9 +3,10 @@
 //! the provider) or ends.
 //!
 //! ```text
-//! reserved ──▶ burn_requested ──▶ burned ──▶ payout_requested ──▶ paid
-//!    │               │               │               │
-//!    │ KYC           │ burn failed   └──── refused ──┴──▶ refund_requested ──▶ refunded
+//! reserved ──▶ burn_requested ──▶ burned ──▶ payout_unknown ──▶ payout_requested ──▶ paid
+//!    │               │                         │    ▲  lookup           │
+//!    │ KYC           │ burn failed             │    └──┘ unresolved     │ failed
+//!    │               │                         └─ clean refusal ────────┴──▶ refund_requested ──▶ refunded
 //!    └───────────────┴──▶ failed (reservation released)
 //! ```
 //!
@@ -17,6 +18,19 @@
 //! database: it is made from `burned` with the redemption id as the
 //! idempotency key, and only its answer moves the state on, so repeating it
 //! after a crash asks the provider for the same payout again, never a new one.
+//!
+//! `payout_unknown` is recorded before the first creation is sent: from then
+//! on a payout may exist, and nothing but the provider's word leaves that
+//! state. The call that recorded it may refund on a clean refusal of its
+//! creation (nothing could have been created: see
+//! [`crate::provider::CreateFailure`]); anyone who finds a redemption in
+//! `payout_unknown` (after a crash, a timeout, a 5xx, a lost answer) first
+//! asks the provider by reference: a payout found is followed; the
+//! provider's word that there is none makes the creation safe to send again
+//! (same key, same body), and only its clean refusal refunds; any other
+//! answer (a bare 404 from a wrong URL, a timeout) resolves nothing and the
+//! redemption waits, counted in `haven_redemption_payouts_unresolved`, for
+//! the provider or an operator.
 //!
 //! Within one process a redemption is advanced by one caller at a time
 //! ([`InFlight`]): a chain event that arrives while the request's handler is
@@ -39,7 +53,7 @@ use haven_outbox::OutboxNotifier;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use uuid::Uuid;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Lookup, Metrics};
 use crate::provider::{FiatTerms, Method, Payout, PayoutClient, PayoutRequest, PayoutStatus};
 use crate::store::{self, Cause};
 use haven_common::amqp::Failure;
@@ -153,6 +167,7 @@ impl Saga {
                 RedemptionState::Reserved => self.reserved(&redemption, cause).await?,
                 RedemptionState::BurnRequested => self.burn_requested(&redemption).await?,
                 RedemptionState::Burned => self.burned(&redemption, cause).await?,
+                RedemptionState::PayoutUnknown => self.payout_unknown(&redemption, cause).await?,
                 RedemptionState::PayoutRequested => {
                     self.payout_requested(&redemption, cause).await?
                 }
@@ -286,9 +301,66 @@ impl Saga {
         }
     }
 
-    /// `burned`: ask the provider for the payout (again, after a crash: the
-    /// idempotency key makes it the same payout).
+    /// `burned`: record that a payout may exist from now on, then ask for
+    /// it. A racing caller that recorded it first sends the creation; this
+    /// one looks again and finds `payout_unknown`.
     async fn burned(
+        &self,
+        redemption: &redemptions::Model,
+        cause: Option<Cause>,
+    ) -> Result<Step, Failure> {
+        if !store::payout_sending(&self.db, redemption).await? {
+            return Ok(Step::Again);
+        }
+        self.entered(
+            redemption,
+            RedemptionState::Burned,
+            RedemptionState::PayoutUnknown,
+        );
+        self.create_payout(redemption, cause).await
+    }
+
+    /// `payout_unknown` found by someone who did not just record it: ask the
+    /// provider whether the payout exists before anything else.
+    async fn payout_unknown(
+        &self,
+        redemption: &redemptions::Model,
+        cause: Option<Cause>,
+    ) -> Result<Step, Failure> {
+        let id = redemption.request_id;
+        match self.provider.lookup(&id.to_string()).await {
+            Ok(Some(payout)) => {
+                self.metrics.lookup(Lookup::Found);
+                tracing::info!(redemption_id = %id, payout_id = %payout.id, "the provider has the payout whose creation's answer was lost");
+                let user = self.user(redemption).await?;
+                self.accepted(redemption, &user, payout, cause).await
+            }
+            Ok(None) => {
+                self.metrics.lookup(Lookup::None);
+                tracing::info!(redemption_id = %id, "the provider has no payout for this redemption; asking for it again");
+                self.create_payout(redemption, cause).await
+            }
+            Err(err) => {
+                self.metrics.lookup(Lookup::Unresolved);
+                tracing::warn!(
+                    redemption_id = %id,
+                    error = %err,
+                    "the provider did not say whether the payout exists; the redemption waits in payout_unknown (never refunded on a guess)"
+                );
+                Err(Failure::transient(format!(
+                    "payout lookup: {} ({})",
+                    ErrorChain(&err),
+                    err.class().as_str()
+                )))
+            }
+        }
+    }
+
+    /// Sends the payout creation of a redemption in `payout_unknown` (the
+    /// idempotency key makes a repeat the same payout) and acts on the
+    /// answer: follow the payout, refund on a clean refusal, or leave it in
+    /// `payout_unknown` when the outcome is not known.
+    async fn create_payout(
         &self,
         redemption: &redemptions::Model,
         cause: Option<Cause>,
@@ -323,31 +395,52 @@ impl Saga {
             hnv_amount: amount(redemption.payout_amount)?.to_string(),
         };
         match self.provider.create(redemption.request_id, &request).await {
-            Ok(payout) => {
-                if store::payout_accepted(&self.db, redemption, &payout.id).await? {
-                    tracing::info!(redemption_id = %redemption.request_id, payout_id = %payout.id, status = ?payout.status, "payout accepted by the provider");
-                    self.entered(
-                        redemption,
-                        RedemptionState::Burned,
-                        RedemptionState::PayoutRequested,
-                    );
+            Ok(payout) => self.accepted(redemption, &user, payout, cause).await,
+            Err(failure) if failure.is_clean_refusal() => {
+                let reason = format!("the payout provider refused the payout: {}", failure.error);
+                tracing::warn!(redemption_id = %redemption.request_id, error = %failure.error, "payout refused for good; refunding");
+                self.refund(
+                    redemption,
+                    &user,
+                    RedemptionState::PayoutUnknown,
+                    reason,
+                    cause,
+                )
+                .await
+            }
+            Err(failure) => {
+                if failure.may_exist {
+                    tracing::warn!(redemption_id = %redemption.request_id, error = %failure.error, "the payout's creation may have reached the provider; its outcome is unknown until the provider is asked by reference");
                 }
-                // Settled right away: take it from `payout_requested` now,
-                // without asking the provider again.
-                self.settled(redemption, &user, payout, cause).await
+                Err(Failure::transient(format!(
+                    "payout provider: {} ({})",
+                    ErrorChain(&failure.error),
+                    failure.error.class().as_str()
+                )))
             }
-            Err(err) if err.is_rejection() => {
-                let reason = format!("the payout provider refused the payout: {err}");
-                tracing::warn!(redemption_id = %redemption.request_id, error = %err, "payout refused for good; refunding");
-                self.refund(redemption, &user, RedemptionState::Burned, reason, cause)
-                    .await
-            }
-            Err(err) => Err(Failure::transient(format!(
-                "payout provider: {} ({})",
-                ErrorChain(&err),
-                err.class().as_str()
-            ))),
         }
+    }
+
+    /// `payout_unknown` -> `payout_requested` with the provider's payout,
+    /// then on as far as its status goes.
+    async fn accepted(
+        &self,
+        redemption: &redemptions::Model,
+        user: &users::Model,
+        payout: Payout,
+        cause: Option<Cause>,
+    ) -> Result<Step, Failure> {
+        if store::payout_accepted(&self.db, redemption, &payout.id).await? {
+            tracing::info!(redemption_id = %redemption.request_id, payout_id = %payout.id, status = ?payout.status, "payout accepted by the provider");
+            self.entered(
+                redemption,
+                RedemptionState::PayoutUnknown,
+                RedemptionState::PayoutRequested,
+            );
+        }
+        // Settled right away: take it from `payout_requested` now, without
+        // asking the provider again.
+        self.settled(redemption, user, payout, cause).await
     }
 
     /// `payout_requested`: the provider has it; follow its status.

@@ -11,9 +11,10 @@
 //! | [`request_burn`] | `reserved` -> `burn_requested` | the pending burn (`redemption_<id>`) and its `ChainRequest::Burn`; the payout's fiat amount and currency, fixed |
 //! | [`mark_burned`] | `burn_requested` -> `burned` | nothing: chain-minter posted reserved -> burned when it confirmed the burn |
 //! | [`release`] | `reserved`/`burn_requested` -> `failed` | ledger `release:<id>`: user reserved -> user available |
-//! | [`payout_accepted`] | `burned` -> `payout_requested` | the provider's payout id |
+//! | [`payout_sending`] | `burned` -> `payout_unknown` | nothing: recorded before the first creation is sent, so a crash or a lost answer can never be read as "no payout" |
+//! | [`payout_accepted`] | `payout_unknown` -> `payout_requested` | the provider's payout id |
 //! | [`mark_paid`] | `payout_requested` -> `paid` | ledger `payout:<id>`: burned -> payout (98 %; the 2 % fee stays burned) |
-//! | [`request_refund`] | `burned`/`payout_requested` -> `refund_requested` | the pending refund mint (`refund_<id>`, reason `refund`) and its `ChainRequest::Mint` |
+//! | [`request_refund`] | `payout_unknown`/`payout_requested` -> `refund_requested` | the pending refund mint (`refund_<id>`, reason `refund`) and its `ChainRequest::Mint` |
 //! | [`mark_refunded`] | `refund_requested` -> `refunded` | nothing: chain-minter posted supply -> user available when it confirmed the mint |
 //!
 //! Every ledger movement has a unique reference, so even a step replayed
@@ -259,7 +260,25 @@ pub async fn release(
     Ok(true)
 }
 
-/// `burned` -> `payout_requested`: the provider accepted the payout under `reference`.
+/// `burned` -> `payout_unknown`, before the first payout creation is sent:
+/// from here on a payout may exist, and only the provider's word says
+/// otherwise.
+pub async fn payout_sending(
+    db: &DatabaseConnection,
+    redemption: &redemptions::Model,
+) -> Result<bool, Failure> {
+    Ok(redemptions::transition(
+        db,
+        redemption.request_id,
+        RedemptionState::Burned,
+        RedemptionState::PayoutUnknown,
+        Changes::default(),
+    )
+    .await?)
+}
+
+/// `payout_unknown` -> `payout_requested`: the provider has the payout
+/// `reference` (its answer to the creation, or found by reference).
 pub async fn payout_accepted(
     db: &DatabaseConnection,
     redemption: &redemptions::Model,
@@ -268,7 +287,7 @@ pub async fn payout_accepted(
     Ok(redemptions::transition(
         db,
         redemption.request_id,
-        RedemptionState::Burned,
+        RedemptionState::PayoutUnknown,
         RedemptionState::PayoutRequested,
         Changes {
             payout_reference: Some(reference.to_owned()),
@@ -312,7 +331,7 @@ pub async fn mark_paid(
     Ok(true)
 }
 
-/// `from` (`burned` or `payout_requested`) -> `refund_requested`: records a
+/// `from` (`payout_unknown` or `payout_requested`) -> `refund_requested`: records a
 /// pending mint of the whole burned amount back to the user, with its own
 /// `tx_id` (and so its own on-chain reference), and queues its `ChainRequest::Mint`.
 pub async fn request_refund(

@@ -28,9 +28,9 @@ pub enum WithdrawalMethod {
 }
 
 /// Where a redemption is in its saga (`reserved` -> `burn_requested` ->
-/// `burned` -> `payout_requested` -> `paid`; or `failed` when the burn cannot
-/// happen, or `refund_requested` -> `refunded` when the payout is refused
-/// after the burn).
+/// `burned` -> `payout_unknown` -> `payout_requested` -> `paid`; or `failed`
+/// when the burn cannot happen, or `refund_requested` -> `refunded` when the
+/// payout is refused after the burn).
 /// Stored as text without a CHECK so states can be refined with a code change only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "Text")]
@@ -44,7 +44,14 @@ pub enum RedemptionState {
     /// Burn confirmed on chain.
     #[sea_orm(string_value = "burned")]
     Burned,
-    /// Payout sent to the provider.
+    /// A payout creation may have reached the provider and its answer is not
+    /// recorded (about to be sent, sent and lost, timed out, 5xx): a payout
+    /// may exist. Left only by the provider's word: its payout (found by
+    /// reference, or the creation's answer), or a refusal after it said
+    /// there is none.
+    #[sea_orm(string_value = "payout_unknown")]
+    PayoutUnknown,
+    /// The provider accepted the payout (its id recorded).
     #[sea_orm(string_value = "payout_requested")]
     PayoutRequested,
     /// Money paid.
@@ -64,10 +71,11 @@ pub enum RedemptionState {
 
 impl RedemptionState {
     /// Every state, in saga order.
-    pub const ALL: [RedemptionState; 8] = [
+    pub const ALL: [RedemptionState; 9] = [
         RedemptionState::Reserved,
         RedemptionState::BurnRequested,
         RedemptionState::Burned,
+        RedemptionState::PayoutUnknown,
         RedemptionState::PayoutRequested,
         RedemptionState::Paid,
         RedemptionState::Failed,
@@ -89,6 +97,7 @@ impl RedemptionState {
             RedemptionState::Reserved => "reserved",
             RedemptionState::BurnRequested => "burn_requested",
             RedemptionState::Burned => "burned",
+            RedemptionState::PayoutUnknown => "payout_unknown",
             RedemptionState::PayoutRequested => "payout_requested",
             RedemptionState::Paid => "paid",
             RedemptionState::Failed => "failed",
@@ -378,6 +387,19 @@ pub async fn stale<C: ConnectionTrait>(
         .order_by_asc(Column::RequestId)
         .limit(limit)
         .all(db)
+        .await?)
+}
+
+/// How many redemptions in `states` have not changed since `before`.
+pub async fn count_stale<C: ConnectionTrait>(
+    db: &C,
+    states: &[RedemptionState],
+    before: DateTimeUtc,
+) -> Result<u64, EntityError> {
+    Ok(Entity::find()
+        .filter(Column::State.is_in(states.iter().copied()))
+        .filter(Column::UpdatedAt.lt(before))
+        .count(db)
         .await?)
 }
 

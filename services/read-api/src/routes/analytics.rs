@@ -132,7 +132,8 @@ pub struct Transaction {
     /// The redemption this burn (or refund mint) belongs to.
     pub redemption_id: Option<String>,
     /// That redemption's state: `reserved`, `burn_requested`, `burned`,
-    /// `payout_requested`, `paid`, `failed` or `refunded`.
+    /// `payout_unknown`, `payout_requested`, `paid`, `failed`,
+    /// `refund_requested` or `refunded`.
     pub redemption_state: Option<String>,
 }
 

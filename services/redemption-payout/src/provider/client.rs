@@ -1,15 +1,17 @@
 //! [`PayoutClient`]: the HTTP client of the payout provider, with its
 //! timeouts, its immediate retries and the error classes the saga acts on.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use haven_common::config::Redacted;
 use haven_common::telemetry::ErrorChain;
 use reqwest::{StatusCode, Url};
+use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::{Payout, PayoutRequest};
+use super::{Payout, PayoutLookup, PayoutRequest};
 use crate::config::ProviderConfig;
 use crate::metrics::Metrics;
 
@@ -81,6 +83,38 @@ impl ErrorClass {
                 | ErrorClass::Other
         )
     }
+
+    /// Whether a creation that failed this way may still have created the
+    /// payout: it may have been received and acted on before the answer was
+    /// lost (a timeout, a 5xx, a 409 "in progress", a broken answer). Only
+    /// a refused connection, our credentials and a plain refusal prove that
+    /// nothing was created.
+    pub fn may_have_created(self) -> bool {
+        !matches!(
+            self,
+            ErrorClass::Connect | ErrorClass::Auth | ErrorClass::Rejected
+        )
+    }
+}
+
+/// A payout creation that did not end with a payout.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct CreateFailure {
+    /// How the last attempt failed.
+    pub error: ProviderError,
+    /// Whether any attempt of the call may have created the payout (see
+    /// [`ErrorClass::may_have_created`]): then even a refusal at the end
+    /// proves nothing about the payout.
+    pub may_exist: bool,
+}
+
+impl CreateFailure {
+    /// The provider refused, and nothing can have been created: the only
+    /// creation failure a refund may follow.
+    pub fn is_clean_refusal(&self) -> bool {
+        self.error.is_rejection() && !self.may_exist
+    }
 }
 
 /// A failed call to the provider. Never holds the URL or the token.
@@ -144,6 +178,7 @@ impl ProviderError {
 enum Operation {
     Create,
     Status,
+    Lookup,
 }
 
 impl Operation {
@@ -151,6 +186,7 @@ impl Operation {
         match self {
             Operation::Create => "create",
             Operation::Status => "status",
+            Operation::Lookup => "lookup",
         }
     }
 }
@@ -200,41 +236,75 @@ impl PayoutClient {
     /// `POST /payouts` with `Idempotency-Key: <key>`: creates the payout or
     /// returns the one the provider already has under `key`. Retried
     /// immediately (same key, same body) on timeouts, connection failures,
-    /// 5xx and 408/409/425/429.
+    /// 5xx and 408/409/425/429. A failure says whether any attempt may
+    /// have created the payout.
     #[tracing::instrument(skip_all, fields(idempotency_key = %key, method = request.method.as_str()))]
     pub async fn create(
         &self,
         key: Uuid,
         request: &PayoutRequest,
-    ) -> Result<Payout, ProviderError> {
+    ) -> Result<Payout, CreateFailure> {
         let url = self.url(&["payouts"]);
         let key = key.to_string();
-        self.with_retries(Operation::Create, || {
-            let mut builder = self
-                .http
-                .post(url.clone())
-                .header(IDEMPOTENCY_KEY, key.as_str())
-                .json(request);
-            if let Some(token) = &self.token {
-                builder = builder.bearer_auth(token.expose());
-            }
-            builder
+        let may_exist = AtomicBool::new(false);
+        self.with_retries(Operation::Create, Some(&may_exist), || {
+            self.authorized(
+                self.http
+                    .post(url.clone())
+                    .header(IDEMPOTENCY_KEY, key.as_str())
+                    .json(request),
+            )
         })
         .await
+        .map_err(|error| CreateFailure {
+            may_exist: may_exist.load(Ordering::Relaxed),
+            error,
+        })
     }
 
     /// `GET /payouts/{id}`: the payout's current status.
     #[tracing::instrument(skip_all, fields(payout_id = %id))]
     pub async fn status(&self, id: &str) -> Result<Payout, ProviderError> {
         let url = self.url(&["payouts", id]);
-        self.with_retries(Operation::Status, || {
-            let mut builder = self.http.get(url.clone());
-            if let Some(token) = &self.token {
-                builder = builder.bearer_auth(token.expose());
-            }
-            builder
+        self.with_retries(Operation::Status, None, || {
+            self.authorized(self.http.get(url.clone()))
         })
         .await
+    }
+
+    /// `GET /payouts?reference=...`: the payout created for `reference`
+    /// (`Some`), or the provider's word that there is none (`None`). Every
+    /// other answer is an error, never a "none": a bare 404 (a wrong URL),
+    /// an answer about another reference, or several payouts for one.
+    #[tracing::instrument(skip_all, fields(reference = %reference))]
+    pub async fn lookup(&self, reference: &str) -> Result<Option<Payout>, ProviderError> {
+        let mut url = self.url(&["payouts"]);
+        url.query_pairs_mut().append_pair("reference", reference);
+        let found: PayoutLookup = self
+            .with_retries(Operation::Lookup, None, || {
+                self.authorized(self.http.get(url.clone()))
+            })
+            .await?;
+        if found.reference != reference {
+            return Err(ProviderError::InvalidResponse(
+                "the lookup answered about another reference".to_owned(),
+            ));
+        }
+        if found.payouts.len() > 1 {
+            return Err(ProviderError::InvalidResponse(format!(
+                "the lookup found {} payouts for one reference",
+                found.payouts.len()
+            )));
+        }
+        Ok(found.payouts.into_iter().next())
+    }
+
+    /// `builder` with the bearer token, when one is configured.
+    fn authorized(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => builder.bearer_auth(token.expose()),
+            None => builder,
+        }
     }
 
     /// `base` with `segments` appended (each percent-encoded).
@@ -254,8 +324,17 @@ impl PayoutClient {
             .with_max_times(self.retries)
     }
 
-    async fn with_retries<F>(&self, operation: Operation, build: F) -> Result<Payout, ProviderError>
+    /// Sends `build()` until it succeeds or fails in a way an immediate
+    /// retry cannot mend; `may_exist` (for a creation) is set when any
+    /// attempt failed in a way that may have created the payout.
+    async fn with_retries<T, F>(
+        &self,
+        operation: Operation,
+        may_exist: Option<&AtomicBool>,
+        build: F,
+    ) -> Result<T, ProviderError>
     where
+        T: DeserializeOwned,
         F: Fn() -> reqwest::RequestBuilder,
     {
         let attempt = || async {
@@ -265,6 +344,11 @@ impl PayoutClient {
                 .provider_request(operation.as_str(), started.elapsed());
             if let Err(err) = &result {
                 self.metrics.provider_error(err.class());
+                if let Some(flag) = may_exist
+                    && err.class().may_have_created()
+                {
+                    flag.store(true, Ordering::Relaxed);
+                }
             }
             result
         };
@@ -284,7 +368,10 @@ impl PayoutClient {
             .await
     }
 
-    async fn send_once(&self, request: reqwest::RequestBuilder) -> Result<Payout, ProviderError> {
+    async fn send_once<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ProviderError> {
         let response = request.send().await.map_err(ProviderError::from_reqwest)?;
         let status = response.status();
         let body = response
@@ -297,7 +384,7 @@ impl PayoutClient {
                 detail: detail_of(&body),
             });
         }
-        serde_json::from_slice::<Payout>(&body)
+        serde_json::from_slice::<T>(&body)
             .map_err(|err| ProviderError::InvalidResponse(err.to_string()))
     }
 }
@@ -344,6 +431,34 @@ mod tests {
         assert!(!class(401).retry_now());
         assert!(ErrorClass::Timeout.retry_now());
         assert!(ErrorClass::Connect.retry_now());
+    }
+
+    #[test]
+    fn only_a_refused_connection_credentials_or_a_refusal_prove_nothing_was_created() {
+        assert!(!ErrorClass::Connect.may_have_created());
+        assert!(!ErrorClass::Auth.may_have_created());
+        assert!(!ErrorClass::Rejected.may_have_created());
+        for class in [
+            ErrorClass::Timeout,
+            ErrorClass::Server,
+            ErrorClass::Throttled,
+            ErrorClass::InvalidResponse,
+            ErrorClass::Other,
+        ] {
+            assert!(class.may_have_created(), "{class:?}");
+        }
+        let refusal = |may_exist| CreateFailure {
+            error: ProviderError::Status {
+                status: 422,
+                detail: String::new(),
+            },
+            may_exist,
+        };
+        assert!(refusal(false).is_clean_refusal());
+        assert!(
+            !refusal(true).is_clean_refusal(),
+            "a refusal after a lost answer"
+        );
     }
 
     #[test]

@@ -7,11 +7,17 @@
 //!   id) and a [`PayoutRequest`] body creates a payout, or returns the one
 //!   already created under that key, as a [`Payout`] (`{id, status}`).
 //! - `GET {base}/payouts/{id}` returns the payout's current [`Payout`].
+//! - `GET {base}/payouts?reference={redemption id}` answers whether a payout
+//!   exists for a reference, as a [`PayoutLookup`]: `{"reference", "payouts":
+//!   [...]}`. An empty list is the provider's word that there is none; any
+//!   other answer (a bare 404, another reference, not JSON) proves nothing.
 //!
-//! A status is `pending`, `paid` or `failed`. A 4xx answer to the creation
-//! is a refusal for good (except 401/403/408/409/425/429, see
-//! [`ErrorClass`]); timeouts, connection failures and 5xx are retried with
-//! the same key, so the provider pays at most once per redemption.
+//! A status is `pending`, `paid` or `failed`. Timeouts, connection failures
+//! and 5xx are retried with the same key, so the provider pays at most once
+//! per redemption. A 4xx answer to a creation is a refusal for good (except
+//! 401/403/408/409/425/429, see [`ErrorClass`]) only when no creation under
+//! that key may have reached the provider before ([`CreateFailure`]); after
+//! that, the saga asks by reference instead of guessing.
 //!
 //! [`client`] is the client, [`stand_in`] a local stand-in provider for the
 //! development stack and the tests.
@@ -23,7 +29,7 @@ use alloy_primitives::U256;
 use haven_common::money::{WEI_PER_HNV, Wei};
 use serde::{Deserialize, Serialize};
 
-pub use client::{ErrorClass, PayoutClient, ProviderError};
+pub use client::{CreateFailure, ErrorClass, PayoutClient, ProviderError};
 
 /// How the money is paid, as the provider spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,6 +94,16 @@ pub struct Payout {
     /// Why it failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+}
+
+/// The provider's answer to `GET /payouts?reference=...`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutLookup {
+    /// The reference asked about, echoed: an answer about another one
+    /// proves nothing.
+    pub reference: String,
+    /// The payouts created for it: none, or the one.
+    pub payouts: Vec<Payout>,
 }
 
 /// Minor units of every payout currency (cents).
@@ -173,6 +189,12 @@ mod tests {
         .unwrap();
         assert_eq!(failed.failure_reason.as_deref(), Some("account closed"));
         assert!(serde_json::from_str::<Payout>(r#"{"id":"po_3","status":"lost"}"#).is_err());
+        let none: PayoutLookup = serde_json::from_str(r#"{"reference":"r","payouts":[]}"#).unwrap();
+        assert!(none.payouts.is_empty());
+        assert!(
+            serde_json::from_str::<PayoutLookup>(r#"{"detail":"Not found"}"#).is_err(),
+            "a bare error body is no answer"
+        );
         let request = PayoutRequest {
             reference: "r".into(),
             user_id: "u".into(),

@@ -5,7 +5,9 @@
 //! local stack pays out end to end; tests start it in-process with
 //! [`StandIn::start`] and script its answers ("500 twice, then accept",
 //! "always 422", "accept, then never answer"), then count what it did: the
-//! payouts it created and the attempts per idempotency key.
+//! payouts it created and the attempts per idempotency key. It answers
+//! lookups by reference, and can play a mis-set URL ([`StandIn::misroute`]:
+//! a bare 404 to everything, as another server would answer).
 //!
 //! Like a real provider it creates at most one payout per `Idempotency-Key`
 //! (a repeat returns the first one; the same key with another body is a
@@ -13,13 +15,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use haven_common::money::Wei;
@@ -29,7 +33,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::client::IDEMPOTENCY_KEY;
-use super::{Method, Payout, PayoutRequest, PayoutStatus};
+use super::{Method, Payout, PayoutLookup, PayoutRequest, PayoutStatus};
 
 /// How the stand-in answers one `POST /payouts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,11 +106,13 @@ struct Book {
     payouts: Vec<StoredPayout>,
     by_key: HashMap<String, usize>,
     attempts: HashMap<String, u32>,
+    lookups: u32,
 }
 
 #[derive(Debug)]
 struct Shared {
     book: Mutex<Book>,
+    misrouted: AtomicBool,
     api_token: Option<String>,
     stop: CancellationToken,
 }
@@ -147,7 +153,9 @@ impl StandIn {
                 payouts: Vec::new(),
                 by_key: HashMap::new(),
                 attempts: HashMap::new(),
+                lookups: 0,
             }),
+            misrouted: AtomicBool::new(false),
             api_token: options.api_token,
             stop: CancellationToken::new(),
         });
@@ -204,6 +212,19 @@ impl StandIn {
         self.shared.book().attempts.get(key).copied().unwrap_or(0)
     }
 
+    /// `GET /payouts?reference=...` answered (not counting those answered
+    /// as a mis-set URL).
+    pub fn lookups(&self) -> u32 {
+        self.shared.book().lookups
+    }
+
+    /// While `on`, every request gets a bare `404` with a plain-text body,
+    /// creating and answering nothing: what the service sees when
+    /// `PAYOUT_PROVIDER_URL` points at the wrong server or path.
+    pub fn misroute(&self, on: bool) {
+        self.shared.misrouted.store(on, Ordering::SeqCst);
+    }
+
     /// Every `POST /payouts` seen.
     pub fn total_attempts(&self) -> u32 {
         self.shared.book().attempts.values().sum()
@@ -227,10 +248,22 @@ impl Drop for StandIn {
 /// The routes of the contract.
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/payouts", post(create))
+        .route("/payouts", post(create).get(lookup))
         .route("/payouts/{id}", get(status))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "Not found") })
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            misrouted,
+        ))
         .with_state(shared)
+}
+
+/// A bare 404 to everything while [`StandIn::misroute`] is on.
+async fn misrouted(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    if shared.misrouted.load(Ordering::SeqCst) {
+        return (StatusCode::NOT_FOUND, "404 page not found").into_response();
+    }
+    next.run(request).await
 }
 
 /// `{"detail": ...}` with `status`.
@@ -249,14 +282,20 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
         .is_some_and(|given| given == token)
 }
 
+impl StoredPayout {
+    /// As the contract shows it.
+    fn as_payout(&self) -> Payout {
+        Payout {
+            id: self.id.clone(),
+            status: self.status,
+            failure_reason: (self.status == PayoutStatus::Failed)
+                .then(|| "the stand-in was told to fail this payout".to_owned()),
+        }
+    }
+}
+
 fn answer(payout: &StoredPayout, status: StatusCode) -> Response {
-    let body = Payout {
-        id: payout.id.clone(),
-        status: payout.status,
-        failure_reason: (payout.status == PayoutStatus::Failed)
-            .then(|| "the stand-in was told to fail this payout".to_owned()),
-    };
-    (status, axum::Json(body)).into_response()
+    (status, axum::Json(payout.as_payout())).into_response()
 }
 
 /// What a request asks for that no provider would pay.
@@ -384,6 +423,37 @@ impl Book {
         self.payouts.push(payout.clone());
         Ok((payout, true))
     }
+}
+
+/// The query of `GET /payouts`.
+#[derive(Debug, serde::Deserialize)]
+struct LookupQuery {
+    reference: Option<String>,
+}
+
+/// `GET /payouts?reference=...`: the payouts created for a reference (the
+/// request's `reference`), without counting a poll.
+async fn lookup(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<LookupQuery>,
+) -> Response {
+    if !authorized(&shared, &headers) {
+        return problem(StatusCode::UNAUTHORIZED, "Invalid API token");
+    }
+    let Some(reference) = query.reference.filter(|r| !r.trim().is_empty()) else {
+        return problem(StatusCode::BAD_REQUEST, "the reference query is required");
+    };
+    let mut book = shared.book();
+    book.lookups += 1;
+    let payouts = book
+        .payouts
+        .iter()
+        .filter(|payout| payout.request.reference == reference)
+        .map(StoredPayout::as_payout)
+        .collect();
+    tracing::info!(%reference, "payout stand-in: GET /payouts?reference");
+    axum::Json(PayoutLookup { reference, payouts }).into_response()
 }
 
 async fn status(

@@ -83,13 +83,16 @@ async fn kill_between_burn_and_payout(first: Reply, payouts_at_kill: usize, rest
     let (db, provider) = (s.db(), &s.provider);
     eventually("burned, and the payout asked for", SETTLE, || async move {
         let row = redemption(db, id).await;
-        (row.state == RedemptionState::Burned && provider.attempts(&id.to_string()) >= 1)
+        (row.state == RedemptionState::PayoutUnknown && provider.attempts(&id.to_string()) >= 1)
             .then_some(())
     })
     .await;
     process.kill();
-    // Dead after the burn, before the payout is recorded.
-    assert_eq!(redemption(s.db(), id).await.state, RedemptionState::Burned);
+    // Dead after the burn, before the payout is recorded: a payout may exist.
+    assert_eq!(
+        redemption(s.db(), id).await.state,
+        RedemptionState::PayoutUnknown
+    );
     assert_eq!(s.provider.payouts().len(), payouts_at_kill);
     assert_eq!(s.balance_of(&user).await, hnv(140), "the burn landed");
 
@@ -107,7 +110,15 @@ async fn kill_between_burn_and_payout(first: Reply, payouts_at_kill: usize, rest
         row.payout_reference.as_deref(),
         Some(payouts[0].id.as_str())
     );
-    assert!(s.provider.attempts(&id.to_string()) >= 2);
+    // The restarted process asks by reference first: a payout created
+    // before the kill is found, never asked for again; none found, the
+    // same creation is sent again.
+    assert!(s.provider.lookups() >= 1, "looked up by reference");
+    if payouts_at_kill == 1 {
+        assert_eq!(s.provider.attempts(&id.to_string()), 1);
+    } else {
+        assert!(s.provider.attempts(&id.to_string()) >= 2);
+    }
     // 196 HNV at the default 0.10 CAD, as fixed before the burn.
     assert_eq!(
         (
@@ -165,4 +176,171 @@ async fn a_lost_answer_then_changed_settings_retries_the_same_payout_and_never_r
         &["--hnv-reference-value", "0.25", "--payout-currency", "USD"],
     )
     .await;
+}
+
+/// Settings of the lost-answer tests: a short timeout, a quick sweep.
+const QUICK: &[&str] = &[
+    "--payout-provider-timeout",
+    "1s",
+    "--redemption-sweep-interval",
+    "1s",
+    "--redemption-stale-after",
+    "2s",
+];
+
+/// Refund mints of `user`.
+async fn refunds(s: &Stack, user: &haven_entity::users::Model) -> usize {
+    transactions(s.db(), user, TxType::Mint)
+        .await
+        .iter()
+        .filter(|tx| tx.tx_id.starts_with("refund_"))
+        .count()
+}
+
+/// The first creation makes the payout and its answer is lost (a timeout);
+/// the immediate retry is refused with a 422. Before, that refusal refunded
+/// the tokens while the first payout stood; now the creation's outcome is
+/// unknown, the provider is asked by reference, and its payout is followed.
+#[tokio::test]
+async fn a_lost_answer_then_a_422_is_looked_up_and_paid_never_refunded() {
+    let s = spawn_stack().await;
+    s.provider.script([Reply::AcceptThenHang], Reply::Fail(422));
+    let app = s.payout(QUICK).await;
+    let user = s.user("guest_lost_422").await;
+    s.fund(&user, 340).await;
+    let id = s
+        .redeem(&user, 200, "redeem-lost-422")
+        .await
+        .unwrap()
+        .request_id;
+
+    let row = wait_state(s.db(), id, RedemptionState::Paid).await;
+    let payouts = s.provider.payouts();
+    assert_eq!(payouts.len(), 1, "one payout");
+    assert_eq!(
+        row.payout_reference.as_deref(),
+        Some(payouts[0].id.as_str())
+    );
+    assert!(
+        s.provider.attempts(&id.to_string()) >= 2,
+        "the 422 was seen"
+    );
+    assert!(s.provider.lookups() >= 1);
+    assert_eq!(refunds(&s, &user).await, 0, "no refund");
+    assert_eq!(s.balance_of(&user).await, hnv(140));
+    assert_eq!(movements(s.db(), &format!("payout:{id}")).await, 1);
+    assert_ledger_balances(s.db()).await;
+    assert!(metric(&app, "haven_payout_lookups_total", &[("outcome", "found")]).await >= 1.0);
+    assert_eq!(
+        metric(&app, "haven_redemption_refunds_total", &[]).await,
+        0.0
+    );
+    app.stop().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.finish().await;
+}
+
+/// The first creation makes the payout and its answer is lost; then the
+/// provider URL is wrong (every call answers a bare 404). A 404 proves
+/// nothing: the redemption waits in `payout_unknown`, counted as
+/// unresolved, is never refunded, and is paid (once) as soon as the
+/// provider answers again.
+#[tokio::test]
+async fn a_lost_answer_then_a_404_from_a_wrong_url_waits_and_is_paid_once_the_provider_answers() {
+    let s = spawn_stack().await;
+    s.provider.script([Reply::AcceptThenHang], Reply::Accept);
+    let mut args = QUICK.to_vec();
+    args.extend(["--payout-provider-retries", "0"]);
+    let app = s.payout(&args).await;
+    let user = s.user("guest_lost_404").await;
+    s.fund(&user, 340).await;
+    let id = s
+        .redeem(&user, 200, "redeem-lost-404")
+        .await
+        .unwrap()
+        .request_id;
+    let provider = &s.provider;
+    eventually(
+        "the payout created, its answer pending",
+        SETTLE,
+        || async move { (provider.payouts().len() == 1).then_some(()) },
+    )
+    .await;
+    // Before the answer times out, the URL goes wrong.
+    s.provider.misroute(true);
+
+    let app_ref = &app;
+    eventually("the payout counted unresolved", SETTLE, || async move {
+        (metric(app_ref, "haven_redemption_payouts_unresolved", &[]).await == 1.0
+            && metric(
+                app_ref,
+                "haven_payout_lookups_total",
+                &[("outcome", "unresolved")],
+            )
+            .await
+                >= 2.0)
+            .then_some(())
+    })
+    .await;
+    let row = redemption(s.db(), id).await;
+    assert_eq!(row.state, RedemptionState::PayoutUnknown);
+    assert_eq!(refunds(&s, &user).await, 0, "never refunded on a 404");
+    assert_eq!(
+        s.provider.attempts(&id.to_string()),
+        1,
+        "never created again"
+    );
+
+    s.provider.misroute(false);
+    let row = wait_state(s.db(), id, RedemptionState::Paid).await;
+    let payouts = s.provider.payouts();
+    assert_eq!(payouts.len(), 1, "one payout");
+    assert_eq!(
+        row.payout_reference.as_deref(),
+        Some(payouts[0].id.as_str())
+    );
+    assert_eq!(s.provider.attempts(&id.to_string()), 1);
+    assert_eq!(refunds(&s, &user).await, 0);
+    assert_eq!(s.balance_of(&user).await, hnv(140));
+    assert_ledger_balances(s.db()).await;
+    let app_ref = &app;
+    eventually("nothing unresolved once paid", SETTLE, || async move {
+        (metric(app_ref, "haven_redemption_payouts_unresolved", &[]).await == 0.0).then_some(())
+    })
+    .await;
+    app.stop().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.finish().await;
+}
+
+/// A creation times out having created nothing; the provider then says
+/// there is no payout for the reference, and refuses the creation sent
+/// again: only that clean refusal, after the provider's word, refunds.
+#[tokio::test]
+async fn a_timeout_then_no_payout_by_reference_then_a_refusal_refunds_once() {
+    let s = spawn_stack().await;
+    s.provider.script([Reply::Hang], Reply::Fail(422));
+    let mut args = QUICK.to_vec();
+    args.extend(["--payout-provider-retries", "0"]);
+    let app = s.payout(&args).await;
+    let user = s.user("guest_none").await;
+    s.fund(&user, 340).await;
+    let id = s
+        .redeem(&user, 200, "redeem-none")
+        .await
+        .unwrap()
+        .request_id;
+    wait_state(s.db(), id, RedemptionState::Refunded).await;
+    assert!(s.provider.payouts().is_empty());
+    assert_eq!(s.provider.attempts(&id.to_string()), 2);
+    assert_eq!(refunds(&s, &user).await, 1);
+    assert_eq!(s.balance_of(&user).await, hnv(340));
+    assert_ledger_balances(s.db()).await;
+    assert_eq!(
+        metric(&app, "haven_payout_lookups_total", &[("outcome", "none")]).await,
+        1.0
+    );
+    app.stop().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.finish().await;
 }

@@ -89,8 +89,8 @@ async fn a_4xx_is_a_rejection_and_is_not_retried() {
     let (client, metrics) = client(&provider, Duration::from_secs(5));
     let key = Uuid::now_v7();
     let err = client.create(key, &request(key)).await.unwrap_err();
-    assert!(err.is_rejection(), "{err}");
-    assert_eq!(err.class(), ErrorClass::Rejected);
+    assert!(err.is_clean_refusal(), "{err}");
+    assert_eq!(err.error.class(), ErrorClass::Rejected);
     assert_eq!(provider.attempts(&key.to_string()), 1);
     assert!(provider.payouts().is_empty());
     assert_eq!(errors(&metrics, "rejected"), 1.0);
@@ -108,8 +108,9 @@ async fn a_wrong_token_is_an_auth_error_never_a_rejection() {
     .unwrap();
     let key = Uuid::now_v7();
     let err = client.create(key, &request(key)).await.unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Auth);
-    assert!(!err.is_rejection());
+    assert_eq!(err.error.class(), ErrorClass::Auth);
+    assert!(!err.is_clean_refusal());
+    assert!(!err.may_exist, "refused before anything was created");
     assert!(!err.to_string().contains("wrong"), "{err}");
     assert!(provider.payouts().is_empty());
     provider.stop().await;
@@ -133,7 +134,8 @@ async fn a_timeout_is_retried_with_the_same_key_and_a_lost_answer_is_replayed() 
     let other = Uuid::now_v7();
     provider.script([], Reply::Hang);
     let err = client.create(other, &request(other)).await.unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Timeout);
+    assert_eq!(err.error.class(), ErrorClass::Timeout);
+    assert!(err.may_exist, "a timeout may hide a payout");
     assert_eq!(provider.attempts(&other.to_string()), 4, "1 + 3 retries");
     assert_eq!(provider.payouts().len(), 1);
     provider.stop().await;
@@ -150,7 +152,8 @@ async fn an_unreachable_provider_is_a_connect_error() {
         PayoutClient::new(&config(&url, None, Duration::from_secs(1)), metrics.clone()).unwrap();
     let key = Uuid::now_v7();
     let err = client.create(key, &request(key)).await.unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Connect, "{err}");
+    assert_eq!(err.error.class(), ErrorClass::Connect, "{err}");
+    assert!(!err.may_exist, "nothing was sent");
     assert!(!err.to_string().contains(&url), "{err}");
     assert_eq!(errors(&metrics, "connect"), 4.0, "1 + 3 retries");
 }
@@ -172,7 +175,7 @@ async fn concurrent_creations_with_one_key_create_one_payout() {
     let mut changed = body.clone();
     changed.amount = "99.00".into();
     let err = client.create(key, &changed).await.unwrap_err();
-    assert!(err.is_rejection(), "{err}");
+    assert!(err.error.is_rejection(), "{err}");
     assert_eq!(provider.payouts().len(), 1);
     provider.stop().await;
 }
@@ -217,7 +220,7 @@ async fn the_stand_in_refuses_what_no_provider_would_pay() {
     let mut crypto = request(key);
     crypto.method = Method::Crypto;
     let err = client.create(key, &crypto).await.unwrap_err();
-    assert!(err.is_rejection(), "{err}");
+    assert!(err.is_clean_refusal(), "{err}");
     assert!(err.to_string().contains("destination"), "{err}");
     let other = Uuid::now_v7();
     let mut zero = request(other);
@@ -227,8 +230,52 @@ async fn the_stand_in_refuses_what_no_provider_would_pay() {
             .create(other, &zero)
             .await
             .unwrap_err()
-            .is_rejection()
+            .is_clean_refusal()
     );
     assert!(provider.payouts().is_empty());
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn a_refusal_after_a_lost_answer_is_not_a_clean_refusal() {
+    let provider = stand_in().await;
+    // The first attempt creates the payout and its answer is a 500; the
+    // retry is refused (as a provider may refuse a key it has seen).
+    provider.script([Reply::AcceptThenFail(500)], Reply::Fail(422));
+    let (client, _) = client(&provider, Duration::from_secs(5));
+    let key = Uuid::now_v7();
+    let err = client.create(key, &request(key)).await.unwrap_err();
+    assert_eq!(err.error.class(), ErrorClass::Rejected);
+    assert!(err.may_exist);
+    assert!(!err.is_clean_refusal(), "the payout exists: {err}");
+    assert_eq!(provider.payouts().len(), 1);
+    provider.stop().await;
+}
+
+#[tokio::test]
+async fn a_lookup_finds_the_payout_says_none_or_proves_nothing() {
+    let provider = stand_in().await;
+    let (client, metrics) = client(&provider, Duration::from_secs(5));
+    let key = Uuid::now_v7();
+    let created = client.create(key, &request(key)).await.unwrap();
+    let found = client.lookup(&key.to_string()).await.unwrap();
+    assert_eq!(found, Some(created));
+    let other = Uuid::now_v7();
+    assert_eq!(client.lookup(&other.to_string()).await.unwrap(), None);
+    assert_eq!(provider.lookups(), 2);
+
+    // A wrong URL answers a bare 404: an error, never "no payout".
+    provider.misroute(true);
+    let err = client.lookup(&other.to_string()).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Rejected, "{err}");
+    assert!(err.to_string().contains("404"), "{err}");
+    assert_eq!(provider.lookups(), 2, "the stand-in itself never answered");
+    provider.misroute(false);
+    assert_eq!(client.lookup(&other.to_string()).await.unwrap(), None);
+    let text = metrics.registry().encode().unwrap();
+    assert!(
+        text.contains("operation=\"lookup\""),
+        "lookups are timed like every provider call"
+    );
     provider.stop().await;
 }
