@@ -16,6 +16,7 @@ use haven_chain::contract::HAVEN;
 use haven_chain::rpc::Rpc;
 use haven_chain::testing::{AnvilInstance, deploy_for_tests};
 use haven_common::testing::app::{TestApp, TestDeps};
+use haven_common::testing::gateway::HttpGateway;
 use haven_entity::chain_store::DbDeployments;
 use redemption_payout::provider::stand_in::{self, StandIn};
 use sea_orm::DatabaseConnection;
@@ -54,21 +55,37 @@ pub struct Pipeline {
     /// The stand-in payout provider redemption-payout pays through; script
     /// its failures with [`StandIn::script`].
     pub provider: StandIn,
+    /// The gateway chain-minter reaches the chain through, when started
+    /// with [`Pipeline::start_behind_gateway`]: close it to take the chain
+    /// away from chain-minter alone.
+    pub gateway: Option<HttpGateway>,
 }
 
 impl Pipeline {
     /// Starts everything; `anvil_args` e.g. `["--block-time", "1"]`.
     pub async fn start(anvil_args: &[&str], minter_args: &[&str]) -> Self {
-        Self::start_on(TestDeps::new().await, anvil_args, minter_args).await
+        Self::start_on(TestDeps::new().await, anvil_args, minter_args, false).await
+    }
+
+    /// Starts everything with chain-minter reaching the chain through an
+    /// [`HttpGateway`] ([`Pipeline::gateway`]); the other services and the
+    /// test reach anvil directly.
+    pub async fn start_behind_gateway(minter_args: &[&str]) -> Self {
+        Self::start_on(TestDeps::new().await, &[], minter_args, true).await
     }
 
     /// Starts everything on one SQLite file, as `cargo xtask up` does by
     /// default: five pools (one per service) share it, as five processes do.
     pub async fn start_sqlite() -> Self {
-        Self::start_on(TestDeps::sqlite().await, &[], &[]).await
+        Self::start_on(TestDeps::sqlite().await, &[], &[], false).await
     }
 
-    async fn start_on(deps: TestDeps, anvil_args: &[&str], minter_args: &[&str]) -> Self {
+    async fn start_on(
+        deps: TestDeps,
+        anvil_args: &[&str],
+        minter_args: &[&str],
+        behind_gateway: bool,
+    ) -> Self {
         let anvil = AnvilInstance::spawn_with(anvil_args);
         let contract = deploy_for_tests(
             &anvil,
@@ -115,8 +132,20 @@ impl Pipeline {
         let config = reward_calculator::Config::try_parse_from(args).expect("calculator settings");
         let calculator = TestApp::spawn(|l, s| reward_calculator::run(config, l, s)).await;
 
+        let gateway = if behind_gateway {
+            Some(
+                HttpGateway::start(rpc_url.clone())
+                    .await
+                    .expect("start the RPC gateway"),
+            )
+        } else {
+            None
+        };
+        let minter_rpc = gateway
+            .as_ref()
+            .map_or_else(|| rpc_url.clone(), HttpGateway::url);
         let mut args = base("chain-minter");
-        args.extend(chain_args(&rpc_url, contract, &[SIGNER]));
+        args.extend(chain_args(&minter_rpc, contract, &[SIGNER]));
         args.extend(minter_args.iter().map(|s| (*s).to_owned()));
         let config = chain_minter::Config::try_parse_from(args).expect("minter settings");
         let minter = TestApp::spawn(|l, s| chain_minter::run(config, l, s)).await;
@@ -165,6 +194,7 @@ impl Pipeline {
             minter,
             payout,
             provider,
+            gateway,
         }
     }
 

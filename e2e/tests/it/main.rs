@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod redemptions;
+mod stuck;
 
 use std::time::Duration;
 

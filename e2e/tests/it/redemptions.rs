@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::{HNV, SETTLE, available, settled};
 
 /// A guest who earned `2 x price` HNV for one booking, confirmed on chain.
-async fn guest_with(p: &Pipeline, guest: &str, price: u32) -> users::Model {
+pub(crate) async fn guest_with(p: &Pipeline, guest: &str, price: u32) -> users::Model {
     let booking = json!({"id": format!("booking_{guest}"), "guest_id": guest, "total_price": price, "nights": 1});
     assert_eq!(
         p.webhook("/webhooks/aurora/booking-created", &booking)
@@ -30,7 +30,12 @@ async fn guest_with(p: &Pipeline, guest: &str, price: u32) -> users::Model {
 }
 
 /// POSTs a redemption; returns the status and, when queued, the request id.
-async fn redeem(p: &Pipeline, guest: &str, amount: u32, key: &str) -> (u16, Option<Uuid>) {
+pub(crate) async fn redeem(
+    p: &Pipeline,
+    guest: &str,
+    amount: u32,
+    key: &str,
+) -> (u16, Option<Uuid>) {
     let body = json!({
         "user_id": guest,
         "amount": amount,
@@ -42,7 +47,7 @@ async fn redeem(p: &Pipeline, guest: &str, amount: u32, key: &str) -> (u16, Opti
     (status, id)
 }
 
-async fn of_type(
+pub(crate) async fn of_type(
     p: &Pipeline,
     user: &users::Model,
     tx_type: TxType,

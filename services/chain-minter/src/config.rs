@@ -43,6 +43,10 @@ pub struct Config {
     #[command(flatten, next_help_heading = "Minting")]
     pub minting: MintingConfig,
 
+    /// The sweep of token transactions left unfinished.
+    #[command(flatten, next_help_heading = "Stuck transactions")]
+    pub sweep: SweepConfig,
+
     /// The outbox relay (confirmed and failed events).
     #[command(flatten, next_help_heading = "Outbox")]
     pub outbox: haven_outbox::OutboxConfig,
@@ -81,6 +85,34 @@ pub struct MintingConfig {
     #[arg(long, env = "CHAIN_REQUEST_PREFETCH", default_value_t = 2000,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub request_prefetch: u16,
+
+    /// Times a chain request is handled (first delivery included) before it
+    /// is dead-lettered; the stuck-transaction sweep drives its row again
+    /// later (see `TX_STALE_AFTER`).
+    #[arg(long, env = "CHAIN_REQUEST_MAX_ATTEMPTS", default_value_t = 40,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub request_max_attempts: u32,
+}
+
+/// The stuck-transaction sweep: token transactions left `pending` or
+/// `submitted` with no message to drive them (dead-lettered, lost).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SweepConfig {
+    /// How often the sweep looks for stuck token transactions.
+    #[arg(long, env = "TX_SWEEP_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub tx_sweep_interval: Duration,
+
+    /// How long a token transaction may stay unfinished and unchanged
+    /// before the sweep queues its request again (same reference: the
+    /// contract keeps it once). Longer than a request's slowest retry.
+    #[arg(long, env = "TX_STALE_AFTER", default_value = "30m", value_parser = parse_duration)]
+    pub tx_stale_after: Duration,
+
+    /// How long after it was recorded the sweep stops driving a token
+    /// transaction; it is then counted in `haven_chain_transactions_stuck`
+    /// for an operator.
+    #[arg(long, env = "TX_GIVE_UP_AFTER", default_value = "24h", value_parser = parse_duration)]
+    pub tx_give_up_after: Duration,
 }
 
 haven_common::service_config!(Config);

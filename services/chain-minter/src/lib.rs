@@ -13,6 +13,7 @@ pub mod error;
 pub mod handlers;
 pub mod metrics;
 pub mod minter;
+pub mod sweep;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
@@ -75,9 +76,10 @@ pub async fn run(
         &config.outbox,
     )
     .map_err(Error::Outbox)?;
+    let notifier = relay.notifier();
     let (sender_slot, sender) = watch::channel(None);
     let minter = Arc::new(Minter::new(
-        db,
+        db.clone(),
         config.chain.contract_address,
         sender,
         config.minting.max_in_flight as usize,
@@ -111,10 +113,21 @@ pub async fn run(
             minter::reconcile::until_done(&minter, &rpc, stop).await
         });
     }
+    let sweep = sweep::Sweep {
+        db: db.clone(),
+        outbox: notifier,
+        handling: minter.handling().clone(),
+        metrics: metrics.clone(),
+        config: config.sweep.clone(),
+    };
+    service.spawn_worker("stuck-transaction sweep", |stop| sweep.run(stop));
     let options = ConsumerOptions {
         prefetch: Some(config.minting.request_prefetch),
         concurrency: Some(usize::from(config.minting.request_prefetch)),
-        retry: RetryPolicy::PATIENT,
+        retry: RetryPolicy {
+            max_attempts: config.minting.request_max_attempts,
+            ..RetryPolicy::PATIENT
+        },
         drain_timeout: service.grace(),
     };
     let handler = handler_fn(move |envelope, ctx| {

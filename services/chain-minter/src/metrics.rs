@@ -28,6 +28,11 @@ pub const RETRIES_TOTAL: &str = "haven_chain_retries_total";
 /// (its next nonce minus the node's pending count); above 0 for long, every
 /// later transaction of the signer is stuck behind the hole.
 pub const NONCE_GAP: &str = "haven_chain_nonce_gap";
+/// Stuck token transactions the sweep sent to the queue again.
+pub const SWEEP_REQUEUED_TOTAL: &str = "haven_chain_sweep_requeued_total";
+/// Gauge: unfinished token transactions older than `TX_GIVE_UP_AFTER`,
+/// which the sweep no longer drives: each needs an operator.
+pub const STUCK: &str = "haven_chain_transactions_stuck";
 
 /// `mint` or `burn`.
 pub const LABEL_KIND: &str = "kind";
@@ -52,6 +57,8 @@ pub struct Metrics {
     end_to_end: Histogram,
     retries: IntCounterVec,
     nonce_gap: IntGauge,
+    requeued: IntCounter,
+    stuck: IntGauge,
 }
 
 impl Metrics {
@@ -102,6 +109,14 @@ impl Metrics {
                 NONCE_GAP,
                 "Nonces the leased signer used that the node does not know (next nonce - pending count).",
             )?,
+            requeued: registry.int_counter(
+                SWEEP_REQUEUED_TOTAL,
+                "Unfinished token transactions unchanged for TX_STALE_AFTER that the sweep sent to the queue again.",
+            )?,
+            stuck: registry.int_gauge(
+                STUCK,
+                "Unfinished token transactions recorded more than TX_GIVE_UP_AFTER ago: the sweep no longer drives them; each needs an operator.",
+            )?,
             registry,
         })
     }
@@ -144,6 +159,16 @@ impl Metrics {
     /// Records the leased signer's nonce gap.
     pub fn nonce_gap(&self, gap: u64) {
         self.nonce_gap.set(i64::try_from(gap).unwrap_or(i64::MAX));
+    }
+
+    /// Counts transactions the sweep queued again.
+    pub fn requeued(&self, n: u64) {
+        self.requeued.inc_by(n);
+    }
+
+    /// Sets how many transactions the sweep gave up on.
+    pub fn stuck(&self, n: u64) {
+        self.stuck.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Counts a retry.

@@ -229,6 +229,54 @@ pub async fn history<C: ConnectionTrait>(
         .await?)
 }
 
+/// Unfinished (`pending` or `submitted`) transactions unchanged since
+/// `before`, oldest change first: what the stuck-transaction sweep drives.
+pub async fn unfinished_since<C: ConnectionTrait>(
+    db: &C,
+    before: DateTimeUtc,
+    limit: u64,
+) -> Result<Vec<Model>, EntityError> {
+    Ok(Entity::find()
+        .filter(Column::Status.is_in([TxStatus::Pending, TxStatus::Submitted]))
+        .filter(Column::UpdatedAt.lt(before))
+        .order_by_asc(Column::UpdatedAt)
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// How many unfinished transactions were recorded before `before`.
+pub async fn count_unfinished_recorded_before<C: ConnectionTrait>(
+    db: &C,
+    before: DateTimeUtc,
+) -> Result<u64, EntityError> {
+    Ok(Entity::find()
+        .filter(Column::Status.is_in([TxStatus::Pending, TxStatus::Submitted]))
+        .filter(Column::CreatedAt.lt(before))
+        .count(db)
+        .await?)
+}
+
+/// Marks `row` looked at now, if it has not changed since it was read
+/// (same status, same `updated_at`); `false` when someone else changed it.
+pub async fn touch_if_unchanged<C: ConnectionTrait>(
+    db: &C,
+    row: &Model,
+) -> Result<bool, EntityError> {
+    let updated = Entity::update_many()
+        .col_expr(
+            Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .filter(Column::Id.eq(row.id))
+        .filter(Column::Status.eq(row.status))
+        .filter(Column::UpdatedAt.eq(row.updated_at))
+        .exec(db)
+        .await?;
+    Ok(updated.rows_affected == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;

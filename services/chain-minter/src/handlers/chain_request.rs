@@ -24,6 +24,8 @@ pub async fn handle(
         Ok(request) => request,
         Err(reason) => return Outcome::DeadLetter(reason),
     };
+    // Until the outcome is known, the sweep leaves this row alone.
+    let _handling = minter.handling().enter(request.tx_id());
     let (reply, outcome) = oneshot::channel();
     let job = Job::new(request, reply);
     match &job.request {

@@ -159,6 +159,53 @@ impl Job {
     }
 }
 
+/// The token transactions whose request this process is handling now (a
+/// count per id: a redelivered copy may be handled beside the first); the
+/// stuck-transaction sweep leaves them alone.
+#[derive(Debug, Clone, Default)]
+pub struct Handling(Arc<std::sync::Mutex<std::collections::HashMap<Uuid, u32>>>);
+
+impl Handling {
+    /// Marks `id` handled until the guard is dropped.
+    pub fn enter(&self, id: Uuid) -> HandlingGuard {
+        *self.map().entry(id).or_default() += 1;
+        HandlingGuard {
+            owner: self.clone(),
+            id,
+        }
+    }
+
+    /// Whether a request of `id` is being handled.
+    pub fn contains(&self, id: Uuid) -> bool {
+        self.map().contains_key(&id)
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Uuid, u32>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Held while one request is handled.
+#[derive(Debug)]
+pub struct HandlingGuard {
+    owner: Handling,
+    id: Uuid,
+}
+
+impl Drop for HandlingGuard {
+    fn drop(&mut self) {
+        let mut map = self.owner.map();
+        if let Some(n) = map.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.id);
+            }
+        }
+    }
+}
+
 /// Shared by the batcher and every batch in flight.
 #[derive(Debug)]
 pub struct Minter {
@@ -171,6 +218,8 @@ pub struct Minter {
     shutdown: CancellationToken,
     /// The contract's deployment block, once read.
     first_block: std::sync::OnceLock<u64>,
+    /// The requests being handled now.
+    handling: Handling,
 }
 
 /// Pause between attempts while the chain or the database is away.
@@ -207,7 +256,13 @@ impl Minter {
             outbox,
             shutdown,
             first_block: std::sync::OnceLock::new(),
+            handling: Handling::default(),
         }
+    }
+
+    /// The requests this process is handling now.
+    pub fn handling(&self) -> &Handling {
+        &self.handling
     }
 
     /// Processes a batch of mints sharing one reason (from the batcher).
@@ -238,13 +293,13 @@ impl Minter {
         // earlier run's burn landed and only its recording is missing.
         let reference = job.reference;
         match self.ref_used(reference).await {
-            Some(true) => {
+            Ok(true) => {
                 tracing::info!(tx_id = %job.request.tx_id(), "burn already on chain; recording it");
                 let landed = self.landed_elsewhere(job.request.tx_id()).await;
                 self.finish(vec![job], &landed, None).await;
             }
-            Some(false) => self.send_burn(job).await,
-            None => job.answer(Outcome::Retry("shutting down".into())),
+            Ok(false) => self.send_burn(job).await,
+            Err(reason) => job.answer(Outcome::Retry(reason)),
         }
     }
 
@@ -552,22 +607,31 @@ impl Minter {
         job.answer(Outcome::DeadLetter(reason.to_owned()));
     }
 
-    /// Whether `reference` is used on chain; `None` on shutdown.
-    async fn ref_used(&self, reference: B256) -> Option<bool> {
+    /// Whether `reference` is used on chain, waiting out transport trouble;
+    /// `Err` (why) on shutdown or when the node refuses the call (as for a
+    /// send, the consumer's retry policy then decides).
+    async fn ref_used(&self, reference: B256) -> Result<bool, String> {
         let mut attempt = 0;
         loop {
-            let sender = self.current_sender().await?;
+            let sender = self
+                .current_sender()
+                .await
+                .ok_or_else(|| "shutting down".to_owned())?;
             match sender
                 .rpc()
                 .view(self.contract, &HAVEN::refUsedCall { r#ref: reference })
                 .await
             {
-                Ok(used) => return Some(used),
+                Ok(used) => return Ok(used),
+                Err(err) if !err.is_retryable() => {
+                    tracing::warn!(error = %ErrorChain(&err), "the node refuses to read a reference; leaving the request to the retry policy");
+                    return Err(ErrorChain(&err).to_string());
+                }
                 Err(err) => {
                     self.metrics.retry("transport");
                     tracing::warn!(error = %ErrorChain(&err), "could not read a reference; retrying");
                     if !self.pause(&mut attempt).await {
-                        return None;
+                        return Err("shutting down".to_owned());
                     }
                 }
             }
@@ -711,5 +775,24 @@ impl AsLanded for Landed {
 fn answer_all(jobs: Vec<Job>, outcome: Outcome) {
     for job in jobs {
         job.answer(outcome.clone());
+    }
+}
+
+#[cfg(test)]
+mod handling_tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_handled_until_its_last_copy_is_done() {
+        let handling = Handling::default();
+        let id = Uuid::now_v7();
+        let first = handling.enter(id);
+        let second = handling.enter(id);
+        assert!(handling.contains(id));
+        drop(first);
+        assert!(handling.contains(id), "a redelivered copy is still handled");
+        drop(second);
+        assert!(!handling.contains(id));
+        assert!(handling.map().is_empty(), "no entry is left behind");
     }
 }

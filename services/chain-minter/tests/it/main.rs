@@ -6,3 +6,4 @@ mod faults;
 mod health;
 mod helpers;
 mod minting;
+mod sweep;

@@ -5,6 +5,7 @@ pub mod amqp;
 pub mod app;
 pub mod config;
 pub mod db;
+pub mod gateway;
 pub mod proxy;
 mod workspace;
 
