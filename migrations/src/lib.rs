@@ -37,6 +37,7 @@ mod m20261126_000007_lookup_indexes;
 mod m20261203_000008_delivery_ids;
 mod m20261207_000009_payout_terms;
 mod m20261207_000010_kyc_decisions;
+mod m20261207_000011_clawbacks;
 mod schema;
 
 pub use schema::{WALLET_DERIVATION_COUNTER_TABLE, WALLET_DERIVATION_SEQUENCE, WEI_TYPE};
@@ -62,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000008_delivery_ids::Migration),
             Box::new(m20261207_000009_payout_terms::Migration),
             Box::new(m20261207_000010_kyc_decisions::Migration),
+            Box::new(m20261207_000011_clawbacks::Migration),
         ]
     }
 }

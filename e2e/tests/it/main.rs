@@ -4,6 +4,7 @@
 //! chain, database and broker with a stand-in payout provider.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod clawbacks;
 mod redemptions;
 mod stuck;
 

@@ -50,6 +50,12 @@ pub async fn run(ctx: Arc<Context>, every: Duration, shutdown: CancellationToken
         if let Err(failure) = release_held(&ctx).await {
             tracing::warn!(%failure, "releasing held rewards interrupted; resuming at the next run");
         }
+        match haven_entity::clawbacks::total_outstanding(&ctx.db).await {
+            Ok((owed, users)) => ctx.metrics.set_clawbacks(owed.get(), users),
+            Err(err) => {
+                tracing::warn!(error = %haven_common::telemetry::ErrorChain(&err), "cannot sum the clawbacks owed")
+            }
+        }
         match rewards::held_totals(&ctx.db).await {
             Ok((count, amount)) => ctx.metrics.set_held(count, amount.get()),
             Err(err) => {
@@ -158,6 +164,7 @@ async fn pay_period(
             ctx.outbox.notify();
             Outcome::Granted
         }
+        Granted::Withheld => Outcome::Granted,
         Granted::Held => Outcome::Held,
         Granted::Duplicate => Outcome::Duplicate,
     };
@@ -185,6 +192,13 @@ pub async fn release_held(ctx: &Context) -> Result<(), Failure> {
                     txn.commit().await?;
                     ctx.outbox.notify();
                     tracing::info!(reward_id = %reward.id, source_reference = %reward.source_reference, tx_id = %tx.tx_id, "held reward released");
+                    if let Some(rule) = Rule::ALL.into_iter().find(|r| r.as_str() == reward.rule) {
+                        ctx.metrics.reward(rule, Outcome::Released);
+                    }
+                }
+                Released::Withheld => {
+                    txn.commit().await?;
+                    tracing::info!(reward_id = %reward.id, source_reference = %reward.source_reference, "held reward released, its whole amount withheld to settle a clawback");
                     if let Some(rule) = Rule::ALL.into_iter().find(|r| r.as_str() == reward.rule) {
                         ctx.metrics.reward(rule, Outcome::Released);
                     }

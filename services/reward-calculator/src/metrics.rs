@@ -24,6 +24,13 @@ pub const USERS_CREATED_TOTAL: &str = "haven_users_created_total";
 /// Staking interest periods paid.
 pub const STAKING_ACCRUALS_TOTAL: &str = "haven_staking_accruals_total";
 
+/// Clawbacks opened: reversed rewards whose tokens were spent.
+pub const CLAWBACKS_OPENED_TOTAL: &str = "haven_clawbacks_opened_total";
+/// Gauge: HNV owed by users for reversed rewards they had spent.
+pub const CLAWBACK_OUTSTANDING_HNV: &str = "haven_clawback_outstanding_hnv";
+/// Gauge: users who owe a clawback.
+pub const CLAWBACK_USERS: &str = "haven_clawback_outstanding_users";
+
 /// The rule (`booking`, `review`, ..., `staking_interest`).
 pub const LABEL_RULE: &str = "rule";
 /// What happened to the reward (see [`Outcome`]).
@@ -74,6 +81,9 @@ pub struct Metrics {
     held_hnv: Gauge,
     users_created: IntCounter,
     staking_accruals: IntCounter,
+    clawbacks_opened: IntCounter,
+    clawback_hnv: Gauge,
+    clawback_users: IntGauge,
 }
 
 impl Metrics {
@@ -89,6 +99,15 @@ impl Metrics {
         registry
             .registry()
             .register(Box::new(held_hnv.clone()))
+            .map_err(MetricsError::from)?;
+        let clawback_hnv = Gauge::new(
+            CLAWBACK_OUTSTANDING_HNV,
+            "HNV users owe for reversed rewards whose tokens they had spent, at the last periodic job (approximate; exact in the database).",
+        )
+        .map_err(MetricsError::from)?;
+        registry
+            .registry()
+            .register(Box::new(clawback_hnv.clone()))
             .map_err(MetricsError::from)?;
         Ok(Self {
             rewards: registry.int_counter_vec(
@@ -108,6 +127,15 @@ impl Metrics {
             staking_accruals: registry.int_counter(
                 STAKING_ACCRUALS_TOTAL,
                 "Staking interest periods paid (a reward granted or held per stake and period).",
+            )?,
+            clawbacks_opened: registry.int_counter(
+                CLAWBACKS_OPENED_TOTAL,
+                "Reversed rewards whose tokens were spent: the unburnable part is owed by the user (a clawback).",
+            )?,
+            clawback_hnv,
+            clawback_users: registry.int_gauge(
+                CLAWBACK_USERS,
+                "Users who owe a clawback, at the last periodic job.",
             )?,
             registry,
         })
@@ -133,6 +161,20 @@ impl Metrics {
     /// Counts a staking period paid.
     pub fn staking_accrual(&self) {
         self.staking_accruals.inc();
+    }
+
+    /// Counts a clawback opened.
+    pub fn clawback_opened(&self) {
+        self.clawbacks_opened.inc();
+    }
+
+    /// Sets the clawback gauges.
+    pub fn set_clawbacks(&self, wei: i128, users: u64) {
+        // Display only: a float is fine for a dashboard, never for money.
+        self.clawback_hnv
+            .set(wei as f64 / haven_common::money::WEI_PER_HNV as f64);
+        self.clawback_users
+            .set(i64::try_from(users).unwrap_or(i64::MAX));
     }
 
     /// Sets the held gauges.

@@ -17,9 +17,23 @@
 //!   `submitted` is waited for (the event is retried later); one `confirmed`
 //!   is reversed by a burn; one `failed` minted nothing, so the reward is
 //!   simply cancelled.
+//!
+//! # Clawbacks
+//! A reversal burns only what the user still holds: the part of the reward
+//! they spent (redeemed) is recorded as owed in their clawback account
+//! (`haven_entity::clawbacks`), and the tokens it burns are reserved first
+//! (user available -> reserved, `reversal-reserve:<reward id>`), so a
+//! redemption cannot take them while the burn is on its way and the burn
+//! always finds them on chain and in the ledger. A user who owes has the
+//! debt withheld from their next rewards: the reward keeps its amount, its
+//! mint is smaller by what it settles (`clawback-settle:<reward id>`), and a
+//! reward that settles its whole amount mints nothing.
 
 use chrono::Utc;
+use haven_entity::clawbacks;
 use haven_entity::emission_periods::{self, Reservation};
+use haven_entity::ledger::{self, Account, Movement};
+use haven_entity::ledger_movements::MovementKind;
 use haven_entity::rewards::{self, NewReward, RewardStatus};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
 use haven_entity::{EntityError, SignedWei, users};
@@ -39,6 +53,9 @@ pub const REVERSAL_REASON: &str = "reversal";
 pub enum Granted {
     /// Recorded with a pending mint and its request in the outbox.
     Minted(Box<token_transactions::Model>),
+    /// Recorded, its whole amount withheld to settle what the user owes:
+    /// no mint.
+    Withheld,
     /// Recorded as held: the period's budget is spent.
     Held,
     /// A reward for this source already exists; nothing was written.
@@ -122,7 +139,7 @@ pub async fn grant(
             Ok(Granted::Held)
         }
         None | Some((_, _, Reservation::Reserved { .. })) => {
-            let tx = mint(
+            match mint(
                 txn,
                 reward_id,
                 request.user,
@@ -130,10 +147,50 @@ pub async fn grant(
                 request.grant.rule,
                 request.cause,
             )
-            .await?;
-            Ok(Granted::Minted(Box::new(tx)))
+            .await?
+            {
+                Some(tx) => Ok(Granted::Minted(Box::new(tx))),
+                None => Ok(Granted::Withheld),
+            }
         }
     }
+}
+
+/// Withholds what `user` owes (up to `amount`) from reward `reward_id`:
+/// records the settlement and returns what is left to mint.
+async fn settle_debt(
+    txn: &DatabaseTransaction,
+    reward_id: Uuid,
+    user: &users::Model,
+    amount: SignedWei,
+) -> Result<SignedWei, Failure> {
+    // The common case reads one indexed, empty range and locks nothing.
+    if !clawbacks::outstanding(txn, user.id).await?.is_positive() {
+        return Ok(amount);
+    }
+    clawbacks::lock_user(txn, user.id).await?;
+    let owed = clawbacks::outstanding(txn, user.id).await?;
+    if !owed.is_positive() {
+        return Ok(amount);
+    }
+    let settled = owed.min(amount);
+    let debit = settled
+        .checked_neg()
+        .ok_or_else(|| Failure::permanent("clawback amount overflows"))?;
+    if clawbacks::record(
+        txn,
+        user.id,
+        clawbacks::settled_reference(reward_id),
+        debit,
+        "withheld from a reward",
+    )
+    .await?
+    {
+        tracing::info!(%reward_id, user_id = %user.id, settled_wei = %settled, owed_wei = %owed, "reward withheld to settle a clawback");
+    }
+    amount
+        .checked_sub(settled)
+        .ok_or_else(|| Failure::permanent("reward amount overflows"))
 }
 
 /// Counts `amount` against the current period's budget, if there is one:
@@ -156,8 +213,10 @@ async fn reserve(
     Ok(Some((period, budget, reservation)))
 }
 
-/// Records the pending mint of reward `reward_id`, points the reward at it
-/// and queues its `ChainRequest::Mint`.
+/// Records the pending mint of reward `reward_id` (less what it settles of
+/// the user's debt), points the reward at it and queues its
+/// `ChainRequest::Mint`; `None` when the whole reward settled debt (the
+/// reward is then `minted` with no mint).
 async fn mint(
     txn: &DatabaseTransaction,
     reward_id: Uuid,
@@ -165,7 +224,19 @@ async fn mint(
     amount: SignedWei,
     rule: Rule,
     cause: Option<&Envelope<PartnerEvent>>,
-) -> Result<token_transactions::Model, Failure> {
+) -> Result<Option<token_transactions::Model>, Failure> {
+    let amount = settle_debt(txn, reward_id, user, amount).await?;
+    if amount.is_zero() {
+        rewards::transition(
+            txn,
+            reward_id,
+            RewardStatus::Pending,
+            RewardStatus::Minted,
+            None,
+        )
+        .await?;
+        return Ok(None);
+    }
     let tx_id = mint_tx_id(reward_id);
     let tx = token_transactions::insert_pending(
         txn,
@@ -201,7 +272,7 @@ async fn mint(
         None => Envelope::new(request),
     };
     haven_outbox::enqueue(txn, &envelope).await?;
-    Ok(tx)
+    Ok(Some(tx))
 }
 
 /// What [`release_held`] did with one reward.
@@ -209,6 +280,8 @@ async fn mint(
 pub enum Released {
     /// It got its mint.
     Minted(Box<token_transactions::Model>),
+    /// Its whole amount settled the user's debt: no mint.
+    Withheld,
     /// The current period has no room for it: stop releasing.
     NoRoom,
     /// Another replica released it (or it is no longer held).
@@ -247,8 +320,10 @@ pub async fn release_held(
                 reward.id, reward.rule
             ))
         })?;
-    let tx = mint(txn, reward.id, &user, reward.amount, rule, None).await?;
-    Ok(Released::Minted(Box::new(tx)))
+    match mint(txn, reward.id, &user, reward.amount, rule, None).await? {
+        Some(tx) => Ok(Released::Minted(Box::new(tx))),
+        None => Ok(Released::Withheld),
+    }
 }
 
 /// What [`cancel_reward`] did.
@@ -260,8 +335,14 @@ pub enum Cancelled {
     AlreadyDone,
     /// Withdrawn before its mint was sent (or it was held, or its mint failed).
     Cancelled,
-    /// Its mint was confirmed: a reversal burn is queued.
-    Reversed(Box<token_transactions::Model>),
+    /// Its mint was confirmed: what the user still holds of it is burned
+    /// (`burn`, when anything), the rest is owed (`owed`, a clawback).
+    Reversed {
+        /// The reversal burn queued, unless the user holds none of it.
+        burn: Option<Box<token_transactions::Model>>,
+        /// What the user owes for it now (zero when all of it is burned).
+        owed: SignedWei,
+    },
 }
 
 /// Takes back the reward granted for `source_reference`: a pending mint is
@@ -302,6 +383,22 @@ pub async fn cancel_reward(
             } else {
                 Err(changed())
             };
+        }
+        RewardStatus::Minted if reward.token_tx_id.is_none() => {
+            // Its whole amount settled debt and minted nothing: the debt
+            // is owed again.
+            if !rewards::transition(
+                txn,
+                reward.id,
+                RewardStatus::Minted,
+                RewardStatus::Reversed,
+                None,
+            )
+            .await?
+            {
+                return Err(changed());
+            }
+            return reverse(txn, &reward, SignedWei::ZERO, cause).await;
         }
         RewardStatus::Pending | RewardStatus::Minted => {}
     }
@@ -375,8 +472,7 @@ pub async fn cancel_reward(
             if !settle(RewardStatus::Reversed).await? {
                 return Err(changed());
             }
-            let burn = reverse(txn, &reward, cause).await?;
-            Ok(Cancelled::Reversed(Box::new(burn)))
+            reverse(txn, &reward, tx.amount, cause).await
         }
     }
 }
@@ -398,13 +494,73 @@ async fn user_of(
         })
 }
 
-/// Records the burn reversing `reward` and queues its `ChainRequest::Burn`.
+/// Takes `reward` back from its user: of the `minted` part, what the user
+/// still has available is reserved and burned (the burn recorded and its
+/// `ChainRequest::Burn` queued); the rest of the reward's amount (spent
+/// tokens, and anything withheld to settle earlier debt) is owed, recorded
+/// in the user's clawback account.
 async fn reverse(
     txn: &DatabaseTransaction,
     reward: &rewards::Model,
+    minted: SignedWei,
+    cause: &Envelope<PartnerEvent>,
+) -> Result<Cancelled, Failure> {
+    let user = user_of(txn, reward).await?;
+    clawbacks::lock_user(txn, user.id).await?;
+    let available = ledger::user_balance(txn, user.id).await?.available;
+    let burnable = minted.min(available.max(SignedWei::ZERO));
+    let owed = reward
+        .amount
+        .checked_sub(burnable)
+        .ok_or_else(|| Failure::permanent("reward amount overflows"))?;
+    let burn = if burnable.is_positive() {
+        let hold = Movement::transfer(
+            format!("reversal-reserve:{}", reward.id),
+            MovementKind::Reserve,
+            Account::UserAvailable(user.id),
+            Account::UserReserved(user.id),
+            burnable,
+        )?;
+        match ledger::post(txn, &hold).await {
+            Ok(_) => {}
+            // A redemption took some of it since it was read: do it all again.
+            Err(EntityError::InsufficientBalance { .. }) => {
+                return Err(Failure::Transient(format!(
+                    "the balance of user {} changed while reward {} was reversed",
+                    user.id, reward.id
+                )));
+            }
+            Err(err) => return Err(err.into()),
+        }
+        Some(Box::new(
+            queue_reversal_burn(txn, reward, &user, burnable, cause).await?,
+        ))
+    } else {
+        None
+    };
+    if owed.is_positive() {
+        clawbacks::record(
+            txn,
+            user.id,
+            clawbacks::opened_reference(reward.id),
+            owed,
+            "reversal of a spent reward",
+        )
+        .await?;
+        tracing::warn!(reward_id = %reward.id, user_id = %user.id, owed_wei = %owed, burned_wei = %burnable, "reward reversed after its tokens were spent; the rest is owed (clawback)");
+    }
+    Ok(Cancelled::Reversed { burn, owed })
+}
+
+/// Records the burn of `amount` reversing `reward` and queues its
+/// `ChainRequest::Burn`.
+async fn queue_reversal_burn(
+    txn: &DatabaseTransaction,
+    reward: &rewards::Model,
+    user: &users::Model,
+    amount: SignedWei,
     cause: &Envelope<PartnerEvent>,
 ) -> Result<token_transactions::Model, Failure> {
-    let user = user_of(txn, reward).await?;
     let tx_id = reversal_tx_id(reward.id);
     let burn = token_transactions::insert_pending(
         txn,
@@ -412,7 +568,7 @@ async fn reverse(
             tx_id: tx_id.clone(),
             user_id: user.id,
             tx_type: TxType::Burn,
-            amount: reward.amount,
+            amount,
             reason: REVERSAL_REASON.to_owned(),
         },
     )
@@ -422,7 +578,7 @@ async fn reverse(
         tx_id: burn.id,
         user_id: user.external_id.clone(),
         from_address: user.wallet_address.clone(),
-        amount_wei: chain_wei(reward.amount)?,
+        amount_wei: chain_wei(amount)?,
         reason: REVERSAL_REASON.to_owned(),
         redemption_id: None,
     });

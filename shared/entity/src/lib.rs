@@ -13,6 +13,7 @@
 pub mod bookings;
 pub mod chain_deployments;
 pub mod chain_store;
+pub mod clawbacks;
 pub mod emission_periods;
 pub mod error;
 pub mod idempotency_keys;

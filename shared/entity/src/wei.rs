@@ -47,6 +47,11 @@ impl SignedWei {
         self.0 < 0
     }
 
+    /// Whether the amount is above zero.
+    pub const fn is_positive(self) -> bool {
+        self.0 > 0
+    }
+
     /// Whether the amount is zero.
     pub const fn is_zero(self) -> bool {
         self.0 == 0

@@ -17,7 +17,7 @@ use haven_entity::ledger::{self, Account, Movement};
 use haven_entity::ledger_movements::MovementKind;
 use haven_entity::rewards::{self, RewardStatus};
 use haven_entity::token_transactions::{self, TxStatus};
-use haven_entity::{EntityError, SignedWei};
+use haven_entity::{EntityError, SignedWei, clawbacks};
 use haven_messages::{ChainEvent, Envelope, TxConfirmed, TxFailed};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -206,6 +206,14 @@ pub async fn failed(
         .exec(&txn)
         .await?;
     if updated.rows_affected == 1 {
+        if let Request::Burn {
+            redemption_id: None,
+            amount,
+            ..
+        } = request
+        {
+            reversal_failed(&txn, request.tx_id(), *amount).await?;
+        }
         let event = Envelope::new(ChainEvent::Failed(TxFailed {
             tx_id: request.tx_id(),
             tx_type: request.tx_type(),
@@ -221,6 +229,46 @@ pub async fn failed(
     Ok(())
 }
 
+/// A reversal burn that can never succeed: the tokens reward-calculator
+/// reserved for it go back to the user, and what they should have taken
+/// back becomes debt in the user's clawback account (settled from the
+/// user's next rewards), so a reversal never ends silently.
+async fn reversal_failed(
+    txn: &sea_orm::DatabaseTransaction,
+    tx_id: Uuid,
+    amount: u128,
+) -> Result<(), EntityError> {
+    let Some(row) = token_transactions::Entity::find_by_id(tx_id)
+        .one(txn)
+        .await?
+    else {
+        return Ok(());
+    };
+    let amount = SignedWei::new(
+        i128::try_from(amount)
+            .map_err(|_| EntityError::Corrupt(format!("burn {tx_id} overflows")))?,
+    );
+    let release = Movement::transfer(
+        format!("reversal-release:{tx_id}"),
+        MovementKind::Release,
+        Account::UserReserved(row.user_id),
+        Account::UserAvailable(row.user_id),
+        amount,
+    )?;
+    ledger::post(txn, &release).await?;
+    clawbacks::lock_user(txn, row.user_id).await?;
+    clawbacks::record(
+        txn,
+        row.user_id,
+        clawbacks::opened_reference(tx_id),
+        amount,
+        "reversal burn failed",
+    )
+    .await?;
+    tracing::warn!(%tx_id, user_id = %row.user_id, "reversal burn failed; its amount is owed by the user (clawback)");
+    Ok(())
+}
+
 /// Rows sent before this process started and not confirmed since: the
 /// reconciliation looks each up on chain.
 pub async fn unfinished<C: ConnectionTrait>(
@@ -233,8 +281,8 @@ pub async fn unfinished<C: ConnectionTrait>(
 }
 
 /// The ledger movement of a confirmed request: a mint moves supply to the
-/// user; a redemption burn takes the reserved tokens; any other burn (a
-/// reversal) takes available ones.
+/// user; a burn takes the tokens reserved for it (by the redemption, or by
+/// reward-calculator when it queued a reversal).
 fn movement(request: &Request, user_id: Uuid, amount: SignedWei) -> Result<Movement, EntityError> {
     let id = request.tx_id();
     match request {
@@ -258,7 +306,7 @@ fn movement(request: &Request, user_id: Uuid, amount: SignedWei) -> Result<Movem
         Request::Burn { .. } => Movement::transfer(
             format!("burn:{id}"),
             MovementKind::Reversal,
-            Account::UserAvailable(user_id),
+            Account::UserReserved(user_id),
             Account::Burned,
             amount,
         ),

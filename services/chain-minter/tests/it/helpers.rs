@@ -134,7 +134,8 @@ pub async fn pending_mints(
     out
 }
 
-/// A burn request for an existing user, recorded pending.
+/// A burn request for an existing user, recorded pending, its tokens
+/// reserved.
 pub async fn pending_burn(
     db: &DatabaseConnection,
     external_id: &str,
@@ -158,6 +159,24 @@ pub async fn pending_burn(
     .await
     .unwrap()
     .unwrap();
+    // Every burn takes tokens reserved for it (reward-calculator reserves a
+    // reversal's before queueing it; webhook-ingress a redemption's).
+    {
+        use haven_entity::ledger::{self, Account, Movement};
+        use haven_entity::ledger_movements::MovementKind;
+        use sea_orm::TransactionTrait;
+        let txn = db.begin().await.unwrap();
+        let hold = Movement::transfer(
+            format!("reversal-reserve:{}", tx.id),
+            MovementKind::Reserve,
+            Account::UserAvailable(user.id),
+            Account::UserReserved(user.id),
+            haven_entity::SignedWei::new(i128::try_from(amount).unwrap()),
+        )
+        .unwrap();
+        ledger::post(&txn, &hold).await.unwrap();
+        txn.commit().await.unwrap();
+    }
     ChainRequest::Burn(BurnRequest {
         tx_id: tx.id,
         user_id: external_id.into(),

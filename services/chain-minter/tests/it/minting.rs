@@ -161,3 +161,66 @@ impl FindById for token_transactions::Entity {
             .unwrap()
     }
 }
+
+/// A reversal burn the chain refuses (the wallet does not hold what the
+/// ledger says) fails alone: its reservation goes back to the user and its
+/// amount is owed in the user's clawback account, never dropped silently.
+#[tokio::test]
+async fn a_reversal_burn_that_can_never_succeed_gives_its_reservation_back_and_is_owed() {
+    use haven_entity::ledger::{Account, Movement};
+    use haven_entity::ledger_movements::MovementKind;
+    use sea_orm::TransactionTrait;
+
+    let s = spawn_app().await;
+    // A user the ledger credits with 30 HNV that were never minted on chain.
+    let _ = pending_mints(s.db(), "unbacked", 1, |_| 1).await;
+    let user = haven_entity::users::find_by_external_id(s.db(), "unbacked-0")
+        .await
+        .unwrap()
+        .unwrap();
+    let txn = s.db().begin().await.unwrap();
+    let credit = Movement::transfer(
+        "test-credit:unbacked",
+        MovementKind::Adjustment,
+        Account::Supply,
+        Account::UserAvailable(user.id),
+        haven_entity::SignedWei::new(i128::try_from(30 * HNV).unwrap()),
+    )
+    .unwrap();
+    ledger::post(&txn, &credit).await.unwrap();
+    txn.commit().await.unwrap();
+
+    let burn = pending_burn(s.db(), "unbacked-0", 20 * HNV, "reversal").await;
+    let haven_messages::ChainRequest::Burn(request) = &burn else {
+        panic!()
+    };
+    s.publish(std::slice::from_ref(&burn)).await;
+    let db = s.db();
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while token_transactions::Entity::find_by_id_(db, request.tx_id)
+        .await
+        .status
+        != TxStatus::Failed
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the burn did not fail"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let balance = ledger::user_balance(s.db(), user.id).await.unwrap();
+    assert_eq!(
+        (balance.available.get(), balance.reserved.get()),
+        (i128::try_from(30 * HNV).unwrap(), 0),
+        "the reservation is given back"
+    );
+    assert_eq!(
+        haven_entity::clawbacks::outstanding(s.db(), user.id)
+            .await
+            .unwrap()
+            .get(),
+        i128::try_from(20 * HNV).unwrap(),
+        "what it should have taken back is owed"
+    );
+    s.finish().await;
+}

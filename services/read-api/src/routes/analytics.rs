@@ -45,6 +45,11 @@ pub struct UserAnalytics {
     /// Redemptions burned and not refunded.
     #[schema(value_type = HnvAmount)]
     pub total_redeemed: Wei,
+    /// What the user owes for rewards reversed after their tokens were
+    /// spent (a cancelled booking after a redemption); withheld from the
+    /// user's next rewards.
+    #[schema(value_type = HnvAmount)]
+    pub clawback_outstanding: Wei,
     /// Whether the user passed KYC (needed to redeem above 10,000 HNV).
     pub kyc_verified: bool,
     /// Mints and burns of the user, in every status.
@@ -188,6 +193,7 @@ pub async fn user(
         pending: balance.pending,
         total_earned: row.total_earned,
         total_redeemed: row.total_redeemed,
+        clawback_outstanding: row.clawback_outstanding,
         kyc_verified: row.kyc_verified,
         transaction_count: row.transactions,
         created_at: row.created_at,

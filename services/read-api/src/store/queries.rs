@@ -77,6 +77,8 @@ impl Statements {
                        AND t.reason <> '{REASON_REFUND}') AS earned, \
                    (SELECT {{agg}}(CAST(r.amount AS text), ',') FROM redemptions r \
                      WHERE r.user_id = u.id AND r.state IN ('burned', 'payout_unknown', 'payout_requested', 'paid')) AS redeemed, \
+                   (SELECT {{agg}}(CAST(c.amount AS text), ',') FROM clawbacks c \
+                     WHERE c.user_id = u.id) AS clawbacks, \
                    (SELECT COUNT(*) FROM token_transactions t WHERE t.user_id = u.id) AS transactions \
                  FROM users u LEFT JOIN user_balances b ON b.user_id = u.id \
                  WHERE u.external_id = $1"

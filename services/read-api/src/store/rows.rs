@@ -35,6 +35,8 @@ pub struct UserRow {
     pub total_earned: Wei,
     /// Redemptions burned and not refunded.
     pub total_redeemed: Wei,
+    /// Owed for reversed rewards whose tokens were spent.
+    pub clawback_outstanding: Wei,
     /// Token transactions of the user.
     pub transactions: u64,
     /// When the user was first seen.
@@ -143,6 +145,7 @@ pub(super) fn user_row(row: &QueryResult) -> Result<UserRow, EntityError> {
         kyc_verified: row.try_get("", "kyc_verified")?,
         total_earned: sum(row.try_get("", "earned")?)?,
         total_redeemed: sum(row.try_get("", "redeemed")?)?,
+        clawback_outstanding: signed_sum(row.try_get("", "clawbacks")?)?,
         transactions: count(row, "transactions")?,
         created_at: row.try_get("", "created_at")?,
     })
@@ -239,9 +242,36 @@ fn sum(joined: Option<String>) -> Result<Wei, EntityError> {
     Ok(total)
 }
 
+/// The sum of comma-joined signed wei amounts (the entries of an account
+/// that opens and settles), which must not be negative.
+fn signed_sum(joined: Option<String>) -> Result<Wei, EntityError> {
+    let mut total: i128 = 0;
+    for part in joined.iter().flat_map(|text| text.split(',')) {
+        let value: i128 = part
+            .trim()
+            .parse()
+            .map_err(|_| EntityError::Corrupt(format!("`{part}` is not an amount")))?;
+        total = total
+            .checked_add(value)
+            .ok_or_else(|| EntityError::Corrupt("a sum of amounts overflows".into()))?;
+    }
+    u128::try_from(total)
+        .map(Wei::from_wei)
+        .map_err(|_| EntityError::Corrupt("an account's entries sum below zero".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opened_and_settled_entries_sum_exactly_and_never_below_zero() {
+        assert_eq!(signed_sum(None).unwrap(), Wei::ZERO);
+        let joined = "300000000000000000000,-100000000000000000000".to_owned();
+        assert_eq!(signed_sum(Some(joined)).unwrap().to_string(), "200.0");
+        assert!(signed_sum(Some("5,-6".to_owned())).is_err());
+        assert!(signed_sum(Some("x".to_owned())).is_err());
+    }
 
     #[test]
     fn joined_amounts_add_up_exactly() {

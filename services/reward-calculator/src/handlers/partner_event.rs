@@ -125,9 +125,14 @@ async fn process(ctx: &Context, envelope: &Envelope<PartnerEvent>) -> Result<(),
                 Cancelled::NoReward => Outcome::None,
                 Cancelled::AlreadyDone => Outcome::Duplicate,
                 Cancelled::Cancelled => Outcome::Cancelled,
-                Cancelled::Reversed(burn) => {
-                    ctx.outbox.notify();
-                    tracing::info!(booking_id = %cancellation.booking_id, burn_tx = %burn.tx_id, "booking reward reversed by a burn");
+                Cancelled::Reversed { burn, owed } => {
+                    if let Some(burn) = &burn {
+                        ctx.outbox.notify();
+                        tracing::info!(booking_id = %cancellation.booking_id, burn_tx = %burn.tx_id, "booking reward reversed by a burn");
+                    }
+                    if owed.is_positive() {
+                        ctx.metrics.clawback_opened();
+                    }
                     Outcome::Reversed
                 }
             };
@@ -221,7 +226,7 @@ async fn reward(
             return Ok(());
         }
         Granted::Held => Outcome::Held,
-        Granted::Minted(_) => Outcome::Granted,
+        Granted::Minted(_) | Granted::Withheld => Outcome::Granted,
     };
     txn.commit().await?;
     if let Granted::Minted(tx) = &granted {

@@ -203,3 +203,75 @@ async fn a_completed_booking_is_marked_and_earns_nothing_more() {
     assert_eq!(count::<token_transactions::Entity>(db).await, 1);
     s.finish().await;
 }
+
+/// The guest spent the whole reward (a redemption holds it) before the
+/// booking was cancelled: nothing is burned, all of it is owed. A later
+/// booking worth less than the debt is withheld entirely (no mint), and
+/// cancelling that one owes its amount again.
+#[tokio::test]
+async fn a_reversal_of_spent_tokens_is_owed_and_a_withheld_reward_reverses_into_debt_again() {
+    use haven_entity::clawbacks;
+    use haven_entity::ledger::{self, Account, Movement};
+    use haven_entity::ledger_movements::MovementKind;
+    use sea_orm::TransactionTrait;
+
+    let s = spawn_app().await;
+    let db = s.db();
+    s.send(booking("B-s1", "guest-s", "100", 2)).await;
+    let first = reward_in(db, "aurora:booking:B-s1", RewardStatus::Pending).await;
+    set_tx_status(
+        db,
+        first.token_tx_id.as_deref().unwrap(),
+        TxStatus::Confirmed,
+    )
+    .await;
+    let guest = user(db, "guest-s").await;
+    // A redemption reserves all of it.
+    let txn = db.begin().await.unwrap();
+    let hold = Movement::transfer(
+        "reserve:test-s1",
+        MovementKind::Reserve,
+        Account::UserAvailable(guest.id),
+        Account::UserReserved(guest.id),
+        first.amount,
+    )
+    .unwrap();
+    ledger::post(&txn, &hold).await.unwrap();
+    txn.commit().await.unwrap();
+
+    s.send(cancellation("B-s1", "guest-s")).await;
+    reward_in(db, "aurora:booking:B-s1", RewardStatus::Reversed).await;
+    assert_eq!(
+        clawbacks::outstanding(db, guest.id).await.unwrap(),
+        first.amount
+    );
+    assert!(
+        token_transactions::find_by_tx_id(db, &format!("reversal_{}", first.id))
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing left to burn"
+    );
+    assert_eq!(
+        metric(&s.app, "haven_clawbacks_opened_total", &[]).await,
+        1.0
+    );
+
+    // A smaller booking settles part of the debt and mints nothing.
+    s.send(booking("B-s2", "guest-s", "10", 1)).await;
+    let second = reward_in(db, "aurora:booking:B-s2", RewardStatus::Minted).await;
+    assert_eq!(second.token_tx_id, None, "withheld whole: no mint");
+    let owed = first.amount.checked_sub(second.amount).unwrap();
+    assert_eq!(clawbacks::outstanding(db, guest.id).await.unwrap(), owed);
+
+    // Cancelling it owes its amount again.
+    s.send(cancellation("B-s2", "guest-s")).await;
+    reward_in(db, "aurora:booking:B-s2", RewardStatus::Reversed).await;
+    assert_eq!(
+        clawbacks::outstanding(db, guest.id).await.unwrap(),
+        first.amount
+    );
+    let balance = ledger::user_balance(db, guest.id).await.unwrap();
+    assert_eq!(balance.available.get(), 0);
+    s.finish().await;
+}

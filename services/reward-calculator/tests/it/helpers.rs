@@ -166,8 +166,31 @@ pub async fn token_tx(db: &DatabaseConnection, tx_id: &str) -> token_transaction
         .unwrap_or_else(|| panic!("token transaction {tx_id} exists"))
 }
 
-/// Sets a token transaction's status as chain-minter would.
+/// Sets a token transaction's status as chain-minter would: a mint it
+/// confirms is credited to the user in the ledger (`mint:<id>`) in the same
+/// transaction.
 pub async fn set_tx_status(db: &DatabaseConnection, tx_id: &str, status: TxStatus) {
+    use haven_entity::ledger::{self, Account, Movement};
+    use haven_entity::ledger_movements::MovementKind;
+    use haven_entity::token_transactions::TxType;
+    use sea_orm::TransactionTrait;
+    let txn = db.begin().await.unwrap();
+    let row = token_transactions::find_by_tx_id(&txn, tx_id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("token transaction {tx_id} exists"));
+    if status == TxStatus::Confirmed && row.tx_type == TxType::Mint {
+        let credit = Movement::transfer(
+            format!("mint:{}", row.id),
+            MovementKind::Mint,
+            Account::Supply,
+            Account::UserAvailable(row.user_id),
+            row.amount,
+        )
+        .unwrap();
+        ledger::post(&txn, &credit).await.unwrap();
+    }
+    txn.commit().await.unwrap();
     let updated = token_transactions::Entity::update_many()
         .set(token_transactions::ActiveModel {
             status: Set(status),
