@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod clawbacks;
+mod finality;
 mod redemptions;
 mod stuck;
 

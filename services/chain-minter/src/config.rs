@@ -17,7 +17,7 @@ pub const DEFAULT_PORT: u16 = 8083;
 /// unique on-chain reference each (so a retry can never mint twice), and records
 /// their confirmation. A worker: its HTTP port serves only /health and /metrics.
 #[derive(clap::Parser, Debug, Clone)]
-#[command(name = "chain-minter", version)]
+#[command(name = "chain-minter", version, args_override_self = true)]
 pub struct Config {
     /// Where to listen for HTTP.
     #[command(flatten, next_help_heading = "HTTP")]
@@ -42,6 +42,10 @@ pub struct Config {
     /// Batching and concurrency of the mints.
     #[command(flatten, next_help_heading = "Minting")]
     pub minting: MintingConfig,
+
+    /// When a confirmed transaction is final.
+    #[command(flatten, next_help_heading = "Finality")]
+    pub finality: FinalityConfig,
 
     /// The sweep of token transactions left unfinished.
     #[command(flatten, next_help_heading = "Stuck transactions")]
@@ -92,6 +96,24 @@ pub struct MintingConfig {
     #[arg(long, env = "CHAIN_REQUEST_MAX_ATTEMPTS", default_value_t = 40,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub request_max_attempts: u32,
+}
+
+/// Finality: a confirmed transaction is watched until it is buried deep
+/// enough that a reorganisation cannot remove it; one that vanished is sent
+/// again (same reference).
+#[derive(clap::Args, Debug, Clone)]
+pub struct FinalityConfig {
+    /// Blocks above a confirmed transaction's block before it is final (a
+    /// payout waits for its burn to be final). 0: final when confirmed.
+    /// Production on Ethereum mainnet: about 64 (the `finalized` block).
+    #[arg(long, env = "CHAIN_FINALITY_DEPTH", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub finality_depth: u64,
+
+    /// How often confirmed, not yet final transactions are checked against
+    /// the chain.
+    #[arg(long, env = "FINALITY_CHECK_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub finality_check_interval: Duration,
 }
 
 /// The stuck-transaction sweep: token transactions left `pending` or

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod error;
+pub mod finality;
 pub mod handlers;
 pub mod metrics;
 pub mod minter;
@@ -78,15 +79,18 @@ pub async fn run(
     .map_err(Error::Outbox)?;
     let notifier = relay.notifier();
     let (sender_slot, sender) = watch::channel(None);
-    let minter = Arc::new(Minter::new(
-        db.clone(),
-        config.chain.contract_address,
-        sender,
-        config.minting.max_in_flight as usize,
-        metrics.clone(),
-        relay.notifier(),
-        service.work_token(),
-    ));
+    let minter = Arc::new(
+        Minter::new(
+            db.clone(),
+            config.chain.contract_address,
+            sender,
+            config.minting.max_in_flight as usize,
+            metrics.clone(),
+            relay.notifier(),
+            service.work_token(),
+        )
+        .with_finality_depth(config.finality.finality_depth),
+    );
     service.spawn_publisher("outbox relay", |stop| relay.run(stop));
     service.spawn_worker("signer lease", |stop| {
         minter::lease::hold(
@@ -115,12 +119,22 @@ pub async fn run(
     }
     let sweep = sweep::Sweep {
         db: db.clone(),
-        outbox: notifier,
+        outbox: notifier.clone(),
         handling: minter.handling().clone(),
         metrics: metrics.clone(),
         config: config.sweep.clone(),
     };
     service.spawn_worker("stuck-transaction sweep", |stop| sweep.run(stop));
+    let finality = finality::Finality {
+        db: db.clone(),
+        rpc: chain.rpc().clone(),
+        contract: config.chain.contract_address,
+        outbox: notifier.clone(),
+        metrics: metrics.clone(),
+        config: config.finality.clone(),
+        minter: Arc::clone(&minter),
+    };
+    service.spawn_worker("finality watcher", |stop| finality.run(stop));
     let options = ConsumerOptions {
         prefetch: Some(config.minting.request_prefetch),
         concurrency: Some(usize::from(config.minting.request_prefetch)),

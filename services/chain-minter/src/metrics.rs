@@ -28,6 +28,10 @@ pub const RETRIES_TOTAL: &str = "haven_chain_retries_total";
 /// (its next nonce minus the node's pending count); above 0 for long, every
 /// later transaction of the signer is stuck behind the hole.
 pub const NONCE_GAP: &str = "haven_chain_nonce_gap";
+/// Confirmed token transactions found final.
+pub const FINALIZED_TOTAL: &str = "haven_chain_finalized_total";
+/// Confirmed token transactions a reorganisation removed (sent again).
+pub const REORGED_TOTAL: &str = "haven_chain_reorged_total";
 /// Stuck token transactions the sweep sent to the queue again.
 pub const SWEEP_REQUEUED_TOTAL: &str = "haven_chain_sweep_requeued_total";
 /// Gauge: unfinished token transactions older than `TX_GIVE_UP_AFTER`,
@@ -59,6 +63,8 @@ pub struct Metrics {
     nonce_gap: IntGauge,
     requeued: IntCounter,
     stuck: IntGauge,
+    finalized: IntCounter,
+    reorged: IntCounter,
 }
 
 impl Metrics {
@@ -108,6 +114,14 @@ impl Metrics {
             nonce_gap: registry.int_gauge(
                 NONCE_GAP,
                 "Nonces the leased signer used that the node does not know (next nonce - pending count).",
+            )?,
+            finalized: registry.int_counter(
+                FINALIZED_TOTAL,
+                "Confirmed token transactions found buried under CHAIN_FINALITY_DEPTH blocks: final.",
+            )?,
+            reorged: registry.int_counter(
+                REORGED_TOTAL,
+                "Confirmed token transactions a chain reorganisation removed; each is sent again with the same reference.",
             )?,
             requeued: registry.int_counter(
                 SWEEP_REQUEUED_TOTAL,
@@ -159,6 +173,16 @@ impl Metrics {
     /// Records the leased signer's nonce gap.
     pub fn nonce_gap(&self, gap: u64) {
         self.nonce_gap.set(i64::try_from(gap).unwrap_or(i64::MAX));
+    }
+
+    /// Counts transactions found final.
+    pub fn finalized(&self, n: u64) {
+        self.finalized.inc_by(n);
+    }
+
+    /// Counts a transaction removed by a reorganisation.
+    pub fn reorged(&self) {
+        self.reorged.inc();
     }
 
     /// Counts transactions the sweep queued again.

@@ -110,7 +110,7 @@ impl Sweep {
     /// Queues `row`'s request again and marks the row looked at, in one
     /// transaction; `false` when the row changed since it was read.
     async fn requeue(&self, row: &token_transactions::Model) -> Result<bool, Failure> {
-        let request = self.request_of(row).await?;
+        let request = request_of(&self.db, row).await?;
         let txn = begin_write(&self.db).await.map_err(EntityError::from)?;
         if !token_transactions::touch_if_unchanged(&txn, row).await? {
             return Ok(false);
@@ -121,49 +121,52 @@ impl Sweep {
         txn.commit().await.map_err(EntityError::from)?;
         Ok(true)
     }
+}
 
-    /// The chain request of `row`, as its producer queued it: the user's
-    /// wallet, the amount and reason, and for a burn the redemption it
-    /// belongs to (which decides the ledger movement).
-    async fn request_of(&self, row: &token_transactions::Model) -> Result<ChainRequest, Failure> {
-        let user = users::Entity::find_by_id(row.user_id)
-            .one(&self.db)
-            .await
-            .map_err(EntityError::from)?
-            .ok_or_else(|| {
-                Failure::permanent(format!("user of token transaction {} is gone", row.id))
-            })?;
-        let amount_wei = u128::try_from(row.amount.get()).map_err(|_| {
-            Failure::permanent(format!(
-                "token transaction {} has a negative amount",
-                row.id
-            ))
+/// The chain request of `row`, as its producer queued it: the user's
+/// wallet, the amount and reason, and for a burn the redemption it
+/// belongs to (which decides the ledger movement).
+pub(crate) async fn request_of(
+    db: &DatabaseConnection,
+    row: &token_transactions::Model,
+) -> Result<ChainRequest, Failure> {
+    let user = users::Entity::find_by_id(row.user_id)
+        .one(db)
+        .await
+        .map_err(EntityError::from)?
+        .ok_or_else(|| {
+            Failure::permanent(format!("user of token transaction {} is gone", row.id))
         })?;
-        Ok(match row.tx_type {
-            TxType::Mint => ChainRequest::Mint(MintRequest {
+    let amount_wei = u128::try_from(row.amount.get()).map_err(|_| {
+        Failure::permanent(format!(
+            "token transaction {} has a negative amount",
+            row.id
+        ))
+    })?;
+    Ok(match row.tx_type {
+        TxType::Mint => ChainRequest::Mint(MintRequest {
+            tx_id: row.id,
+            user_id: user.external_id,
+            to_address: user.wallet_address,
+            amount_wei,
+            reason: row.reason.clone(),
+        }),
+        TxType::Burn => {
+            let redemption = redemptions::Entity::find()
+                .filter(redemptions::Column::BurnTxId.eq(row.tx_id.as_str()))
+                .one(db)
+                .await
+                .map_err(EntityError::from)?;
+            ChainRequest::Burn(BurnRequest {
                 tx_id: row.id,
                 user_id: user.external_id,
-                to_address: user.wallet_address,
+                from_address: user.wallet_address,
                 amount_wei,
                 reason: row.reason.clone(),
-            }),
-            TxType::Burn => {
-                let redemption = redemptions::Entity::find()
-                    .filter(redemptions::Column::BurnTxId.eq(row.tx_id.as_str()))
-                    .one(&self.db)
-                    .await
-                    .map_err(EntityError::from)?;
-                ChainRequest::Burn(BurnRequest {
-                    tx_id: row.id,
-                    user_id: user.external_id,
-                    from_address: user.wallet_address,
-                    amount_wei,
-                    reason: row.reason.clone(),
-                    redemption_id: redemption.map(|r| r.request_id),
-                })
-            }
-        })
-    }
+                redemption_id: redemption.map(|r| r.request_id),
+            })
+        }
+    })
 }
 
 fn age(duration: Duration, name: &str) -> Result<chrono::Duration, Failure> {

@@ -27,6 +27,11 @@ pub fn chain_args(rpc_url: &str, contract: impl Display, signers: &[u32]) -> Vec
         &keys,
         "--poll-interval",
         "100ms",
+        // Test chains mine only when sent something: nothing would ever be
+        // buried. A test of finality passes its own depth after these
+        // (a later flag overrides an earlier one).
+        "--finality-depth",
+        "0",
     ]
     .map(str::to_owned)
     .to_vec()

@@ -269,6 +269,12 @@ impl Saga {
             TxStatus::Pending | TxStatus::Submitted => Ok(Step::Stop(Progress::Waiting(
                 RedemptionState::BurnRequested,
             ))),
+            // Confirmed, not final: a reorganisation may still remove it,
+            // and money must not leave for a burn the chain may not keep.
+            // chain-minter announces it again once it is final.
+            TxStatus::Confirmed if burn.final_at.is_none() => Ok(Step::Stop(Progress::Waiting(
+                RedemptionState::BurnRequested,
+            ))),
             TxStatus::Confirmed => {
                 if store::mark_burned(&self.db, redemption).await? {
                     self.entered(

@@ -313,6 +313,14 @@ impl NonceManager {
         })
     }
 
+    /// Forgets the next nonce (after the send in progress, if any): the next
+    /// send reads the chain's pending count. After a reorganisation removed
+    /// transactions of this signer, the chain expects nonces this manager
+    /// has already used, and every later send would wait behind the hole.
+    pub async fn forget(&self) {
+        *self.inner.next.lock().await = None;
+    }
+
     /// Checks the lease before re-sending a nonce this manager already used
     /// (a fee bump): the same fence as a reservation, without a new nonce.
     pub async fn check_fence(&self) -> Result<(), ChainError> {

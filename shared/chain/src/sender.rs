@@ -187,6 +187,14 @@ impl NonceSource {
         }
     }
 
+    /// Forgets the next nonce: the next send reads the chain's pending count.
+    pub async fn forget(&self) {
+        match self {
+            NonceSource::Leased(m) => m.forget().await,
+            NonceSource::Direct(d) => *d.next.lock().await = None,
+        }
+    }
+
     async fn check_fence(&self) -> Result<(), ChainError> {
         match self {
             NonceSource::Leased(m) => m.check_fence().await,

@@ -81,6 +81,12 @@ pub struct Model {
     pub submitted_at: Option<DateTimeUtc>,
     /// When confirmed.
     pub confirmed_at: Option<DateTimeUtc>,
+    /// When chain-minter found it buried under `CHAIN_FINALITY_DEPTH`
+    /// blocks: final. A payout follows only a final burn.
+    pub final_at: Option<DateTimeUtc>,
+    /// How many times a reorganisation removed it after it was confirmed
+    /// (each time it is sent again, same reference).
+    pub reorgs: i32,
 }
 
 /// No relations are declared; queries join explicitly.
@@ -192,6 +198,8 @@ pub async fn insert_pending<C: ConnectionTrait>(
         updated_at: now,
         submitted_at: None,
         confirmed_at: None,
+        final_at: None,
+        reorgs: 0,
     };
     let inserted = Entity::insert(model.clone().into_active_model())
         .on_conflict(OnConflict::column(Column::TxId).do_nothing().to_owned())
@@ -240,6 +248,24 @@ pub async fn unfinished_since<C: ConnectionTrait>(
         .filter(Column::Status.is_in([TxStatus::Pending, TxStatus::Submitted]))
         .filter(Column::UpdatedAt.lt(before))
         .order_by_asc(Column::UpdatedAt)
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Confirmed transactions not yet final, mined at or below block
+/// `up_to`, lowest block first.
+pub async fn confirmed_not_final<C: ConnectionTrait>(
+    db: &C,
+    up_to: i64,
+    limit: u64,
+) -> Result<Vec<Model>, EntityError> {
+    Ok(Entity::find()
+        .filter(Column::Status.eq(TxStatus::Confirmed))
+        .filter(Column::FinalAt.is_null())
+        .filter(Column::BlockNumber.lte(up_to))
+        .order_by_asc(Column::BlockNumber)
         .order_by_asc(Column::Id)
         .limit(limit)
         .all(db)

@@ -220,6 +220,8 @@ pub struct Minter {
     first_block: std::sync::OnceLock<u64>,
     /// The requests being handled now.
     handling: Handling,
+    /// `CHAIN_FINALITY_DEPTH` is 0: a confirmation is final at once.
+    final_when_confirmed: bool,
 }
 
 /// Pause between attempts while the chain or the database is away.
@@ -238,6 +240,7 @@ const GLOBAL_REVERTS: &[&str] = &["EnforcedPause", "AccessControlUnauthorizedAcc
 
 impl Minter {
     /// A minter sending to `contract` with whatever signer `sender` holds.
+    /// What it confirms is final at once; see [`Minter::with_finality_depth`].
     pub fn new(
         db: DatabaseConnection,
         contract: Address,
@@ -257,6 +260,23 @@ impl Minter {
             shutdown,
             first_block: std::sync::OnceLock::new(),
             handling: Handling::default(),
+            final_when_confirmed: true,
+        }
+    }
+
+    /// With a finality depth above 0, what this minter confirms waits for
+    /// the finality watcher to be final.
+    pub fn with_finality_depth(mut self, depth: u64) -> Self {
+        self.final_when_confirmed = depth == 0;
+        self
+    }
+
+    /// Makes the current signer read its next nonce from the chain before
+    /// its next send (a reorganisation took back nonces it had used).
+    pub async fn forget_nonce(&self) {
+        let sender = self.sender.borrow().clone();
+        if let Some(sender) = sender {
+            sender.nonces().forget().await;
         }
     }
 
@@ -553,7 +573,7 @@ impl Minter {
         }
         let mut attempt = 0;
         loop {
-            match record::confirmed(&self.db, &requests).await {
+            match record::confirmed(&self.db, &requests, self.final_when_confirmed).await {
                 Ok(queued) => {
                     if queued > 0 {
                         self.outbox.notify();

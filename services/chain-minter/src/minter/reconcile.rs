@@ -89,9 +89,13 @@ pub async fn run(minter: &Arc<Minter>, rpc: &Rpc) -> Result<Reconciled, String> 
                 },
             },
         };
-        record::confirmed(&minter.db, &[(&request, landed)])
-            .await
-            .map_err(|err| ErrorChain(&err).to_string())?;
+        record::confirmed(
+            &minter.db,
+            &[(&request, landed)],
+            minter.final_when_confirmed,
+        )
+        .await
+        .map_err(|err| ErrorChain(&err).to_string())?;
         found.finished += 1;
     }
     if found.finished > 0 {

@@ -18,7 +18,7 @@ use haven_entity::ledger_movements::MovementKind;
 use haven_entity::rewards::{self, RewardStatus};
 use haven_entity::token_transactions::{self, TxStatus};
 use haven_entity::{EntityError, SignedWei, clawbacks};
-use haven_messages::{ChainEvent, Envelope, TxConfirmed, TxFailed};
+use haven_messages::{ChainEvent, ChainRequest, Envelope, TxConfirmed, TxFailed};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
@@ -91,6 +91,7 @@ pub struct Landed {
 pub async fn confirmed(
     db: &DatabaseConnection,
     requests: &[(&Request, Landed)],
+    final_now: bool,
 ) -> Result<usize, EntityError> {
     let txn = begin_write(db).await?;
     let now = Utc::now();
@@ -132,6 +133,10 @@ pub async fn confirmed(
             )
             .col_expr(token_transactions::Column::BlockNumber, Expr::value(block))
             .col_expr(token_transactions::Column::ConfirmedAt, Expr::value(now))
+            .col_expr(
+                token_transactions::Column::FinalAt,
+                Expr::value(final_now.then_some(now)),
+            )
             .col_expr(token_transactions::Column::UpdatedAt, Expr::value(now))
             .filter(token_transactions::Column::Id.eq(row.id))
             // Re-checked under the row lock: a racing confirmation of the
@@ -181,6 +186,102 @@ pub async fn confirmed(
     ledger::post_many(&txn, &movements).await?;
     txn.commit().await?;
     Ok(queued)
+}
+
+/// Marks confirmed `row` final (it landed in `block`, as `landed_as` when
+/// another transaction carried its reference; buried deep enough),
+/// and queues `event` (a burn's confirmation announced again, now final)
+/// in the same transaction; `false` when the row changed meanwhile.
+pub async fn finalized(
+    db: &DatabaseConnection,
+    row: &token_transactions::Model,
+    block: u64,
+    landed_as: Option<String>,
+    event: Option<Envelope<ChainEvent>>,
+) -> Result<bool, EntityError> {
+    let block =
+        i64::try_from(block).map_err(|_| EntityError::Corrupt(format!("block number {block}")))?;
+    let txn = begin_write(db).await?;
+    let now = Utc::now();
+    let mut update = token_transactions::Entity::update_many()
+        .col_expr(token_transactions::Column::FinalAt, Expr::value(now))
+        .col_expr(token_transactions::Column::BlockNumber, Expr::value(block));
+    if let Some(hash) = landed_as {
+        update = update.col_expr(token_transactions::Column::TxHash, Expr::value(hash));
+    }
+    let updated = update
+        .col_expr(token_transactions::Column::UpdatedAt, Expr::value(now))
+        .filter(token_transactions::Column::Id.eq(row.id))
+        .filter(token_transactions::Column::Status.eq(TxStatus::Confirmed))
+        .filter(token_transactions::Column::FinalAt.is_null())
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Ok(false);
+    }
+    if let Some(event) = event {
+        haven_outbox::enqueue(&txn, &event)
+            .await
+            .map_err(outbox_error)?;
+    }
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Confirmed `row` is no longer on chain (a reorganisation removed its
+/// block and its reference is unused): back to `pending`, its request
+/// queued again, in one transaction. The ledger keeps the movement posted
+/// at its first confirmation: the resend carries the same reference, so
+/// the chain ends with it once, and its confirmation posts nothing twice.
+pub async fn reorged(
+    db: &DatabaseConnection,
+    row: &token_transactions::Model,
+    request: Envelope<ChainRequest>,
+) -> Result<bool, EntityError> {
+    let txn = begin_write(db).await?;
+    let now = Utc::now();
+    let updated = token_transactions::Entity::update_many()
+        .col_expr(
+            token_transactions::Column::Status,
+            Expr::value(TxStatus::Pending.to_value()),
+        )
+        .col_expr(
+            token_transactions::Column::TxHash,
+            Expr::value(None::<String>),
+        )
+        .col_expr(
+            token_transactions::Column::BlockNumber,
+            Expr::value(None::<i64>),
+        )
+        .col_expr(
+            token_transactions::Column::ConfirmedAt,
+            Expr::value(None::<chrono::DateTime<Utc>>),
+        )
+        .col_expr(
+            token_transactions::Column::Reorgs,
+            Expr::value(row.reorgs + 1),
+        )
+        .col_expr(
+            token_transactions::Column::LastError,
+            Expr::value(format!(
+                "removed by a reorganisation from block {}; sent again",
+                row.block_number.unwrap_or_default()
+            )),
+        )
+        .col_expr(token_transactions::Column::UpdatedAt, Expr::value(now))
+        .filter(token_transactions::Column::Id.eq(row.id))
+        .filter(token_transactions::Column::Status.eq(TxStatus::Confirmed))
+        .filter(token_transactions::Column::FinalAt.is_null())
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Ok(false);
+    }
+    haven_outbox::enqueue(&txn, &request)
+        .await
+        .map_err(outbox_error)?;
+    txn.commit().await?;
+    Ok(true)
 }
 
 /// Marks a request that can never succeed `failed` with `reason`, and

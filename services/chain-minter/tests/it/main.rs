@@ -3,6 +3,7 @@
 
 mod config;
 mod faults;
+mod finality;
 mod health;
 mod helpers;
 mod minting;

@@ -33,6 +33,8 @@ async fn round_trip(db: TestDb) {
         updated_at: Set(now),
         submitted_at: Set(None),
         confirmed_at: Set(None),
+        final_at: Set(None),
+        reorgs: Set(0),
     })
     .exec_without_returning(conn)
     .await

@@ -52,6 +52,8 @@ fn tx(user_id: Uuid, tx_id: &str, reference: u8) -> token_transactions::ActiveMo
         updated_at: Set(now),
         submitted_at: Set(None),
         confirmed_at: Set(None),
+        final_at: Set(None),
+        reorgs: Set(0),
     }
 }
 

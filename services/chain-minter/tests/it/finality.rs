@@ -1,0 +1,115 @@
+//! Confirmed means final: a mint recorded confirmed and then removed by a
+//! reorganisation (anvil reverted to a snapshot taken before it) is sent
+//! again with the same reference and ends minted exactly once, on chain and
+//! in the ledger; it is marked final only once buried under the depth.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use alloy::providers::ext::AnvilApi as _;
+use haven_common::testing::app::TestApp;
+use haven_entity::ledger;
+use haven_entity::token_transactions::{self, TxStatus};
+use sea_orm::EntityTrait;
+
+use crate::helpers::*;
+
+async fn row(db: &sea_orm::DatabaseConnection, id: uuid::Uuid) -> token_transactions::Model {
+    token_transactions::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn metric_value(app: &TestApp<chain_minter::Error>, name: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .filter(|line| line.split(['{', ' ']).next() == Some(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn until<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_confirmed_mint_removed_by_a_reorganisation_is_sent_again_and_minted_once() {
+    let s = spawn_stack(&[]).await;
+    let supply = s.total_supply().await;
+    let mints = pending_mints(s.db(), "reorg", 1, |_| 7).await;
+    let (request, wallet, amount) = mints[0].clone();
+    let haven_messages::ChainRequest::Mint(mint) = &request else {
+        panic!()
+    };
+    let id = mint.tx_id;
+    let before = s.rpc().provider().anvil_snapshot().await.unwrap();
+    let app = s
+        .minter(
+            &s.anvil.endpoint(),
+            &[
+                "--finality-depth",
+                "2",
+                "--finality-check-interval",
+                "100ms",
+            ],
+        )
+        .await;
+    s.publish(&[request]).await;
+    let db = s.db();
+    until("the mint confirmed", || async move {
+        row(db, id).await.status == TxStatus::Confirmed
+    })
+    .await;
+    let first = row(db, id).await;
+    assert_eq!(
+        first.final_at, None,
+        "not final: nothing is built on it yet"
+    );
+    assert_eq!(s.balance_of(wallet).await, amount);
+
+    // The block that holds it is reorganised away, and the chain grows past it.
+    assert!(s.rpc().provider().anvil_revert(before).await.unwrap());
+    assert_eq!(s.balance_of(wallet).await, 0, "gone from the chain");
+    s.mine(3).await;
+
+    until("sent again and confirmed", || async move {
+        let now = row(db, id).await;
+        now.reorgs == 1 && now.status == TxStatus::Confirmed
+    })
+    .await;
+    s.mine(3).await;
+    until(
+        "final",
+        || async move { row(db, id).await.final_at.is_some() },
+    )
+    .await;
+
+    let last = row(db, id).await;
+    assert_ne!(last.tx_hash, first.tx_hash, "a new transaction");
+    assert_eq!(s.balance_of(wallet).await, amount, "minted once");
+    assert_eq!(s.total_supply().await, supply + amount);
+    let user = haven_entity::users::find_by_external_id(db, "reorg-0")
+        .await
+        .unwrap()
+        .unwrap();
+    let balance = ledger::user_balance(db, user.id).await.unwrap();
+    assert_eq!(
+        u128::try_from(balance.available.get()).unwrap(),
+        amount,
+        "credited once"
+    );
+    assert_eq!(metric_value(&app, "haven_chain_reorged_total").await, 1.0);
+    assert!(metric_value(&app, "haven_chain_finalized_total").await >= 1.0);
+    app.stop().await;
+    s.finish().await;
+}
