@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use alloy::primitives::{Address, B256, TxHash};
 use haven_chain::rpc::Rpc;
 use haven_common::amqp::Failure;
-use haven_common::shutdown::CancellationToken;
+use haven_common::shutdown::{CancellationToken, every};
 use haven_common::telemetry::ErrorChain;
 use haven_entity::token_transactions;
 use haven_messages::{ChainEvent, ChainRequest, Envelope, TxConfirmed, TxType};
@@ -69,18 +69,12 @@ impl Finality {
         if self.config.finality_depth == 0 {
             return;
         }
-        let mut ticker = tokio::time::interval(self.config.finality_check_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
+        every(self.config.finality_check_interval, &stop, || async {
             if let Err(failure) = self.once().await {
                 tracing::warn!(%failure, "finality check failed; trying again next interval");
             }
-        }
+        })
+        .await;
     }
 
     /// One check of the confirmed, not yet final rows deep enough to judge.

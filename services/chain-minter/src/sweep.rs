@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::Utc;
 use haven_common::amqp::Failure;
 use haven_common::db::begin_write;
-use haven_common::shutdown::CancellationToken;
+use haven_common::shutdown::{CancellationToken, every};
 use haven_entity::token_transactions::{self, TxType};
 use haven_entity::{EntityError, redemptions, users};
 use haven_messages::{BurnRequest, ChainRequest, Envelope, MintRequest};
@@ -53,14 +53,7 @@ pub struct Sweep {
 impl Sweep {
     /// Sweeps every interval until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.config.tx_sweep_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
+        every(self.config.tx_sweep_interval, &stop, || async {
             match self.once().await {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(
@@ -71,7 +64,8 @@ impl Sweep {
                     tracing::warn!(%failure, "the stuck-transaction sweep failed; trying again next interval")
                 }
             }
-        }
+        })
+        .await;
     }
 
     /// One sweep: queues the stale rows again and refreshes the stuck

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use haven_common::shutdown::{CancellationToken, every};
 use haven_entity::redemptions::{self, RedemptionState};
-use tokio_util::sync::CancellationToken;
 
 use crate::saga::Saga;
 use haven_common::amqp::Failure;
@@ -42,14 +42,7 @@ pub async fn run(
     stale_after: Duration,
     stop: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    every(interval, &stop, || async {
         // A sweep in progress is not cut short by shutdown between two
         // redemptions: each step is its own transaction, so stopping is
         // safe anywhere, but stopping mid-call to the provider wastes it.
@@ -59,7 +52,8 @@ pub async fn run(
         if let Err(failure) = gauges(&saga, stale_after).await {
             tracing::warn!(%failure, "could not refresh the redemption gauges");
         }
-    }
+    })
+    .await;
 }
 
 /// Resumes up to [`SWEEP_BATCH`] stale redemptions; returns how many.

@@ -34,16 +34,10 @@ const MAX_PERIODS_PER_RUN: u32 = 10_000;
 /// Most batches of due stakes looked at per run.
 const MAX_BATCHES_PER_RUN: u32 = 100;
 
-/// Runs the job every `every` until `shutdown`. A failing step is logged
+/// Runs the job every `period` until `shutdown`. A failing step is logged
 /// and tried again at the next run.
-pub async fn run(ctx: Arc<Context>, every: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+pub async fn run(ctx: Arc<Context>, period: Duration, shutdown: CancellationToken) {
+    haven_common::shutdown::every(period, &shutdown, || async {
         if let Err(failure) = accrue_staking(&ctx, Utc::now()).await {
             tracing::warn!(%failure, "staking accrual interrupted; resuming at the next run");
         }
@@ -62,7 +56,8 @@ pub async fn run(ctx: Arc<Context>, every: Duration, shutdown: CancellationToken
                 tracing::warn!(error = %haven_common::telemetry::ErrorChain(&err), "cannot count held rewards")
             }
         }
-    }
+    })
+    .await;
 }
 
 /// Pays every staking period completed by `now` and not paid yet.

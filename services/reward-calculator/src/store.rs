@@ -32,8 +32,7 @@
 use chrono::Utc;
 use haven_entity::clawbacks;
 use haven_entity::emission_periods::{self, Reservation};
-use haven_entity::ledger::{self, Account, Movement};
-use haven_entity::ledger_movements::MovementKind;
+use haven_entity::ledger::{self, Movement};
 use haven_entity::rewards::{self, NewReward, RewardStatus};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
 use haven_entity::{EntityError, SignedWei, users};
@@ -514,13 +513,7 @@ async fn reverse(
         .checked_sub(burnable)
         .ok_or_else(|| Failure::permanent("reward amount overflows"))?;
     let burn = if burnable.is_positive() {
-        let hold = Movement::transfer(
-            format!("reversal-reserve:{}", reward.id),
-            MovementKind::Reserve,
-            Account::UserAvailable(user.id),
-            Account::UserReserved(user.id),
-            burnable,
-        )?;
+        let hold = Movement::reserve(format!("reversal-reserve:{}", reward.id), user.id, burnable)?;
         match ledger::post(txn, &hold).await {
             Ok(_) => {}
             // A redemption took some of it since it was read: do it all again.

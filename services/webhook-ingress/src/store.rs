@@ -11,8 +11,7 @@ use haven_common::db::begin_write;
 use haven_common::money::Wei;
 use haven_entity::inbound_events::{self, NewInboundEvent, Recorded};
 use haven_entity::kyc_decisions::{self, NewDecision};
-use haven_entity::ledger::{self, Account, Movement};
-use haven_entity::ledger_movements::MovementKind;
+use haven_entity::ledger::{self, Movement};
 use haven_entity::redemptions::{self, KycRule, NewRedemption, WithdrawalMethod};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxType};
 use haven_entity::{EntityError, users};
@@ -315,11 +314,9 @@ pub async fn reserve_redemption(
     if !user.kyc_verified {
         check_kyc(&kyc, &txn, user.id).await?;
     }
-    let reserve = Movement::transfer(
+    let reserve = Movement::reserve(
         format!("reserve:{}", redemption.request_id),
-        MovementKind::Reserve,
-        Account::UserAvailable(user.id),
-        Account::UserReserved(user.id),
+        user.id,
         amount,
     )?;
     match ledger::post(&txn, &reserve).await {

@@ -10,6 +10,28 @@ use std::time::Duration;
 pub use tokio_util::sync::CancellationToken;
 pub use tokio_util::task::TaskTracker;
 
+/// Runs `job` at once and then every `period` until `stop` is cancelled:
+/// the periodic jobs (sweeps, reconciliation, gauges) written once. A run
+/// that takes longer than the period delays the next one, never stacks
+/// runs; a run in progress is not cut short by `stop` (each job stops at a
+/// safe point of its own).
+pub async fn every<F, Fut>(period: Duration, stop: &CancellationToken, mut job: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        job().await;
+    }
+}
+
 /// A token cancelled on the first SIGINT (Ctrl-C) or SIGTERM (what
 /// orchestrators send). Must be called inside a Tokio runtime.
 ///

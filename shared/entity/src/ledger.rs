@@ -136,6 +136,23 @@ impl Movement {
             .entry(to, amount))
     }
 
+    /// Holds `amount` of user `user_id`'s tokens: user available -> user
+    /// reserved (for a redemption, or for a reversal burn), so nothing else
+    /// spends them while their burn is on its way.
+    pub fn reserve(
+        reference: impl Into<String>,
+        user_id: Uuid,
+        amount: SignedWei,
+    ) -> Result<Self, EntityError> {
+        Self::transfer(
+            reference,
+            MovementKind::Reserve,
+            Account::UserAvailable(user_id),
+            Account::UserReserved(user_id),
+            amount,
+        )
+    }
+
     /// Checks the movement is postable: a reference, at least two non-zero
     /// entries, summing to zero.
     pub fn validate(&self) -> Result<(), EntityError> {

@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use alloy::providers::ext::AnvilApi as _;
-use haven_common::testing::app::TestApp;
 use haven_entity::ledger;
 use haven_entity::token_transactions::{self, TxStatus};
 use sea_orm::EntityTrait;
@@ -20,14 +19,6 @@ async fn row(db: &sea_orm::DatabaseConnection, id: uuid::Uuid) -> token_transact
         .await
         .unwrap()
         .unwrap()
-}
-
-async fn metric_value(app: &TestApp<chain_minter::Error>, name: &str) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .filter(|line| line.split(['{', ' ']).next() == Some(name))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 async fn until<F, Fut>(what: &str, mut done: F)

@@ -162,15 +162,12 @@ pub async fn pending_burn(
     // Every burn takes tokens reserved for it (reward-calculator reserves a
     // reversal's before queueing it; webhook-ingress a redemption's).
     {
-        use haven_entity::ledger::{self, Account, Movement};
-        use haven_entity::ledger_movements::MovementKind;
+        use haven_entity::ledger::{self, Movement};
         use sea_orm::TransactionTrait;
         let txn = db.begin().await.unwrap();
-        let hold = Movement::transfer(
+        let hold = Movement::reserve(
             format!("reversal-reserve:{}", tx.id),
-            MovementKind::Reserve,
-            Account::UserAvailable(user.id),
-            Account::UserReserved(user.id),
+            user.id,
             haven_entity::SignedWei::new(i128::try_from(amount).unwrap()),
         )
         .unwrap();
@@ -464,4 +461,13 @@ pub async fn count_with_hash(db: &DatabaseConnection) -> u64 {
         .count(db)
         .await
         .unwrap()
+}
+
+/// The sum of every sample of metric `name` on `app`'s `/metrics` (0 when absent).
+pub async fn metric_value(app: &TestApp<Error>, name: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .filter(|line| line.split(['{', ' ']).next() == Some(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

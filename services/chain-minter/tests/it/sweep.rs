@@ -9,8 +9,6 @@ use chrono::Utc;
 use haven_entity::token_transactions::{self, TxStatus};
 use sea_orm::{ActiveValue::Set, EntityTrait};
 
-use haven_common::testing::app::TestApp;
-
 use crate::helpers::*;
 
 /// Backdates a token transaction: recorded `recorded` ago, unchanged for `unchanged`.
@@ -29,14 +27,6 @@ async fn backdate(
     .exec(db)
     .await
     .unwrap();
-}
-
-async fn metric_value(app: &TestApp<chain_minter::Error>, name: &str) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .filter(|line| line.split(['{', ' ']).next() == Some(name))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test]

@@ -72,13 +72,7 @@ async fn kill_between_burn_and_payout(first: Reply, payouts_at_kill: usize, rest
     // second call must not settle what the test kills in flight.
     s.provider.script([], first);
     let process = PayoutProcess::start(&s);
-    let user = s.user("guest_killed").await;
-    s.fund(&user, 340).await;
-    let id = s
-        .redeem(&user, 200, "redeem-killed")
-        .await
-        .unwrap()
-        .request_id;
+    let (user, id) = redeem_200_of_340(&s, "guest_killed", "redeem-killed").await;
 
     let (db, provider) = (s.db(), &s.provider);
     eventually("burned, and the payout asked for", SETTLE, || async move {
@@ -188,6 +182,18 @@ const QUICK: &[&str] = &[
     "2s",
 ];
 
+/// A user funded with 340 HNV who redeems 200 (the id of the redemption).
+async fn redeem_200_of_340(
+    s: &Stack,
+    guest: &str,
+    key: &str,
+) -> (haven_entity::users::Model, uuid::Uuid) {
+    let user = s.user(guest).await;
+    s.fund(&user, 340).await;
+    let id = s.redeem(&user, 200, key).await.unwrap().request_id;
+    (user, id)
+}
+
 /// Refund mints of `user`.
 async fn refunds(s: &Stack, user: &haven_entity::users::Model) -> usize {
     transactions(s.db(), user, TxType::Mint)
@@ -206,13 +212,7 @@ async fn a_lost_answer_then_a_422_is_looked_up_and_paid_never_refunded() {
     let s = spawn_stack().await;
     s.provider.script([Reply::AcceptThenHang], Reply::Fail(422));
     let app = s.payout(QUICK).await;
-    let user = s.user("guest_lost_422").await;
-    s.fund(&user, 340).await;
-    let id = s
-        .redeem(&user, 200, "redeem-lost-422")
-        .await
-        .unwrap()
-        .request_id;
+    let (user, id) = redeem_200_of_340(&s, "guest_lost_422", "redeem-lost-422").await;
 
     let row = wait_state(s.db(), id, RedemptionState::Paid).await;
     let payouts = s.provider.payouts();
@@ -252,13 +252,7 @@ async fn a_lost_answer_then_a_404_from_a_wrong_url_waits_and_is_paid_once_the_pr
     let mut args = QUICK.to_vec();
     args.extend(["--payout-provider-retries", "0"]);
     let app = s.payout(&args).await;
-    let user = s.user("guest_lost_404").await;
-    s.fund(&user, 340).await;
-    let id = s
-        .redeem(&user, 200, "redeem-lost-404")
-        .await
-        .unwrap()
-        .request_id;
+    let (user, id) = redeem_200_of_340(&s, "guest_lost_404", "redeem-lost-404").await;
     let provider = &s.provider;
     eventually(
         "the payout created, its answer pending",
@@ -323,13 +317,7 @@ async fn a_timeout_then_no_payout_by_reference_then_a_refusal_refunds_once() {
     let mut args = QUICK.to_vec();
     args.extend(["--payout-provider-retries", "0"]);
     let app = s.payout(&args).await;
-    let user = s.user("guest_none").await;
-    s.fund(&user, 340).await;
-    let id = s
-        .redeem(&user, 200, "redeem-none")
-        .await
-        .unwrap()
-        .request_id;
+    let (user, id) = redeem_200_of_340(&s, "guest_none", "redeem-none").await;
     wait_state(s.db(), id, RedemptionState::Refunded).await;
     assert!(s.provider.payouts().is_empty());
     assert_eq!(s.provider.attempts(&id.to_string()), 2);

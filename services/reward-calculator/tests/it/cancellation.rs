@@ -211,8 +211,7 @@ async fn a_completed_booking_is_marked_and_earns_nothing_more() {
 #[tokio::test]
 async fn a_reversal_of_spent_tokens_is_owed_and_a_withheld_reward_reverses_into_debt_again() {
     use haven_entity::clawbacks;
-    use haven_entity::ledger::{self, Account, Movement};
-    use haven_entity::ledger_movements::MovementKind;
+    use haven_entity::ledger::{self, Movement};
     use sea_orm::TransactionTrait;
 
     let s = spawn_app().await;
@@ -228,14 +227,7 @@ async fn a_reversal_of_spent_tokens_is_owed_and_a_withheld_reward_reverses_into_
     let guest = user(db, "guest-s").await;
     // A redemption reserves all of it.
     let txn = db.begin().await.unwrap();
-    let hold = Movement::transfer(
-        "reserve:test-s1",
-        MovementKind::Reserve,
-        Account::UserAvailable(guest.id),
-        Account::UserReserved(guest.id),
-        first.amount,
-    )
-    .unwrap();
+    let hold = Movement::reserve("reserve:test-s1", guest.id, first.amount).unwrap();
     ledger::post(&txn, &hold).await.unwrap();
     txn.commit().await.unwrap();
 
