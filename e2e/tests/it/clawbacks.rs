@@ -59,6 +59,25 @@ async fn ledger_of(p: &Pipeline, user: &users::Model) -> (i128, i128) {
     (balance.available.get(), balance.reserved.get())
 }
 
+/// `/analytics/user/{guest}` shows `clawback_outstanding` as `expected`.
+async fn assert_clawback_shown(
+    read_api: &haven_common::testing::app::TestApp<read_api::Error>,
+    guest: &str,
+    expected: &str,
+) {
+    let analytics: serde_json::Value = read_api
+        .get(&format!("/analytics/user/{guest}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        analytics["clawback_outstanding"].to_string(),
+        expected,
+        "{analytics}"
+    );
+}
+
 fn wei(hnv: u128) -> i128 {
     i128::try_from(hnv * HNV).unwrap()
 }
@@ -81,17 +100,7 @@ async fn a_booking_cancelled_after_its_tokens_were_paid_out_is_owed_and_withheld
     tokio::time::sleep(Duration::from_secs(1)).await;
     let burns = of_type(&p, &user, TxType::Burn).await;
     assert_eq!(burns.len(), 1, "the redemption's burn only: {burns:?}");
-    let analytics: serde_json::Value = read_api
-        .get("/analytics/user/guest_claw")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        analytics["clawback_outstanding"].to_string(),
-        "200.0",
-        "{analytics}"
-    );
+    assert_clawback_shown(&read_api, "guest_claw", "200.0").await;
 
     // The next booking earns 300: 200 settle the debt, 100 are minted.
     let booking =
@@ -118,17 +127,7 @@ async fn a_booking_cancelled_after_its_tokens_were_paid_out_is_owed_and_withheld
         100 * HNV,
         "200 + 100 minted, 200 burned"
     );
-    let analytics: serde_json::Value = read_api
-        .get("/analytics/user/guest_claw")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        analytics["clawback_outstanding"].to_string(),
-        "0.0",
-        "{analytics}"
-    );
+    assert_clawback_shown(&read_api, "guest_claw", "0.0").await;
     assert_eq!(p.provider.payouts().len(), 1);
     read_api.stop().await;
     p.stop().await;

@@ -152,9 +152,13 @@ impl Finality {
         block: u64,
         landed_as: Option<String>,
     ) -> Result<bool, Failure> {
-        let request = request_of(&self.db, row).await?;
+        // Only a redemption's burn is announced again: a mint needs no look-up.
+        let request = match row.tx_type {
+            token_transactions::TxType::Burn => Some(request_of(&self.db, row).await?),
+            token_transactions::TxType::Mint => None,
+        };
         let event = match &request {
-            ChainRequest::Burn(burn) if burn.redemption_id.is_some() => {
+            Some(ChainRequest::Burn(burn)) if burn.redemption_id.is_some() => {
                 Some(Envelope::new(ChainEvent::Confirmed(TxConfirmed {
                     tx_id: row.id,
                     tx_type: TxType::Burn,

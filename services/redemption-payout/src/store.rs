@@ -242,11 +242,9 @@ pub async fn release(
     if !moved {
         return lost(txn).await;
     }
-    let movement = Movement::transfer(
+    let movement = Movement::release(
         format!("release:{id}"),
-        MovementKind::Release,
-        Account::UserReserved(redemption.user_id),
-        Account::UserAvailable(redemption.user_id),
+        redemption.user_id,
         redemption.amount,
     )?;
     if ledger::post(&txn, &movement).await? == Posted::Duplicate {

@@ -153,6 +153,22 @@ impl Movement {
         )
     }
 
+    /// Gives back `amount` of user `user_id`'s held tokens whose burn will
+    /// not happen: user reserved -> user available.
+    pub fn release(
+        reference: impl Into<String>,
+        user_id: Uuid,
+        amount: SignedWei,
+    ) -> Result<Self, EntityError> {
+        Self::transfer(
+            reference,
+            MovementKind::Release,
+            Account::UserReserved(user_id),
+            Account::UserAvailable(user_id),
+            amount,
+        )
+    }
+
     /// Checks the movement is postable: a reference, at least two non-zero
     /// entries, summing to zero.
     pub fn validate(&self) -> Result<(), EntityError> {

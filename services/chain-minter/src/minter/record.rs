@@ -309,11 +309,10 @@ pub async fn failed(
     if updated.rows_affected == 1 {
         if let Request::Burn {
             redemption_id: None,
-            amount,
             ..
         } = request
         {
-            reversal_failed(&txn, request.tx_id(), *amount).await?;
+            reversal_failed(&txn, request.tx_id()).await?;
         }
         let event = Envelope::new(ChainEvent::Failed(TxFailed {
             tx_id: request.tx_id(),
@@ -337,7 +336,6 @@ pub async fn failed(
 async fn reversal_failed(
     txn: &sea_orm::DatabaseTransaction,
     tx_id: Uuid,
-    amount: u128,
 ) -> Result<(), EntityError> {
     let Some(row) = token_transactions::Entity::find_by_id(tx_id)
         .one(txn)
@@ -345,17 +343,8 @@ async fn reversal_failed(
     else {
         return Ok(());
     };
-    let amount = SignedWei::new(
-        i128::try_from(amount)
-            .map_err(|_| EntityError::Corrupt(format!("burn {tx_id} overflows")))?,
-    );
-    let release = Movement::transfer(
-        format!("reversal-release:{tx_id}"),
-        MovementKind::Release,
-        Account::UserReserved(row.user_id),
-        Account::UserAvailable(row.user_id),
-        amount,
-    )?;
+    let amount = row.amount;
+    let release = Movement::release(format!("reversal-release:{tx_id}"), row.user_id, amount)?;
     ledger::post(txn, &release).await?;
     clawbacks::lock_user(txn, row.user_id).await?;
     clawbacks::record(
