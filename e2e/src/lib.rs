@@ -6,7 +6,8 @@
 //! them as processes; read-api on demand ([`Pipeline::start_read_api`]).
 #![allow(clippy::expect_used)] // a failed expect is a broken test environment, said as such
 
-use chain_minter::testing::chain_args;
+pub mod command_lines;
+
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
@@ -93,42 +94,14 @@ impl Pipeline {
             &DbDeployments::new(deps.db.conn().clone()),
         )
         .await;
-        let base = |name: &str| {
-            std::iter::once(name.to_owned())
-                .chain(deps.args())
-                .collect::<Vec<String>>()
-        };
+        let deps_args = deps.args();
         let rpc_url = anvil.endpoint();
 
-        let mut args = base("webhook-ingress");
-        args.extend(
-            [
-                "--aurora-webhook-secret",
-                AURORA_SECRET,
-                "--tribe-webhook-secret",
-                TRIBE_SECRET,
-                "--api-keys",
-                API_KEY,
-                "--rate-limit-per-minute",
-                "0",
-                "--outbox-poll-interval",
-                "200ms",
-            ]
-            .map(str::to_owned),
-        );
+        let args = command_lines::webhook_ingress(&deps_args);
         let config = webhook_ingress::Config::try_parse_from(args).expect("ingress settings");
         let ingress = TestApp::spawn(|l, s| webhook_ingress::run(config, l, s)).await;
 
-        let mut args = base("reward-calculator");
-        args.extend(
-            [
-                "--custody-xpub",
-                &haven_chain::testing::dev_custody_xpub(),
-                "--outbox-poll-interval",
-                "200ms",
-            ]
-            .map(str::to_owned),
-        );
+        let args = command_lines::reward_calculator(&deps_args);
         let config = reward_calculator::Config::try_parse_from(args).expect("calculator settings");
         let calculator = TestApp::spawn(|l, s| reward_calculator::run(config, l, s)).await;
 
@@ -144,9 +117,7 @@ impl Pipeline {
         let minter_rpc = gateway
             .as_ref()
             .map_or_else(|| rpc_url.clone(), HttpGateway::url);
-        let mut args = base("chain-minter");
-        args.extend(chain_args(&minter_rpc, contract, &[SIGNER]));
-        args.extend(minter_args.iter().map(|s| (*s).to_owned()));
+        let args = command_lines::chain_minter(&deps_args, &minter_rpc, contract, minter_args);
         let config = chain_minter::Config::try_parse_from(args).expect("minter settings");
         let minter = TestApp::spawn(|l, s| chain_minter::run(config, l, s)).await;
 
@@ -156,24 +127,7 @@ impl Pipeline {
         })
         .await
         .expect("start the stand-in payout provider");
-        let mut args = base("redemption-payout");
-        args.extend(
-            [
-                "--payout-provider-url",
-                &provider.url(),
-                "--payout-provider-token",
-                PAYOUT_PROVIDER_TOKEN,
-                "--payout-provider-retry-delay",
-                "50ms",
-                "--outbox-poll-interval",
-                "200ms",
-                "--redemption-sweep-interval",
-                "1s",
-                "--redemption-stale-after",
-                "5s",
-            ]
-            .map(str::to_owned),
-        );
+        let args = command_lines::redemption_payout(&deps_args, &provider.url());
         let config = redemption_payout::Config::try_parse_from(args).expect("payout settings");
         let payout = TestApp::spawn(|l, s| redemption_payout::run(config, l, s)).await;
 
@@ -202,18 +156,12 @@ impl Pipeline {
     /// itself does not need it); `extra_args` e.g. `["--reconcile-interval",
     /// "1s"]`. Stop it before [`Pipeline::stop`].
     pub async fn start_read_api(&self, extra_args: &[&str]) -> TestApp<read_api::Error> {
-        let mut args = vec!["read-api".to_owned()];
-        args.extend(self.deps.database_args());
-        args.extend(
-            [
-                "--rpc-url",
-                &self.anvil.endpoint(),
-                "--contract-address",
-                &self.contract.to_string(),
-            ]
-            .map(str::to_owned),
+        let args = command_lines::read_api(
+            &self.deps.database_args(),
+            &self.anvil.endpoint(),
+            self.contract,
+            extra_args,
         );
-        args.extend(extra_args.iter().map(|s| (*s).to_owned()));
         let config = read_api::Config::try_parse_from(args).expect("read-api settings");
         let app = TestApp::spawn(|l, s| read_api::run(config, l, s)).await;
         wait_healthy(&app.client, &app.address).await;

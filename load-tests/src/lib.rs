@@ -23,6 +23,7 @@
 //! `load-tests/README.md`.
 
 pub mod broker;
+pub mod chaos;
 pub mod goose_scenarios;
 pub mod load;
 

@@ -14,7 +14,7 @@ use crate::console::Console;
 use crate::infra::{self, Endpoint};
 use crate::step::{StepError, StepResult, run_command};
 use crate::workspace::{Workspace, cargo};
-use crate::{coverage, fuzz, npm, ops};
+use crate::{chaos, coverage, fuzz, npm, ops};
 
 /// Workspace package holding the contract tests, run as their own step.
 const CONTRACTS_PACKAGE: &str = "haven-contracts";
@@ -102,6 +102,8 @@ pub enum StepId {
     Contracts,
     /// schemathesis against every service's OpenAPI, on the stack `cargo xtask up` starts.
     Fuzz,
+    /// The fault matrix's short profile (`cargo xtask chaos --short`).
+    Chaos,
 }
 
 /// Test counts read from nextest's JUnit report, summed over the runs.
@@ -254,6 +256,11 @@ pub fn run(args: &TestArgs, ws: &Workspace, console: Console) -> anyhow::Result<
             StepId::Fuzz,
             "schemathesis against every service's OpenAPI (the stack of cargo xtask up)",
             Box::new(|| fuzz::step(ws, console)),
+        ),
+        (
+            StepId::Chaos,
+            "fault matrix, short profile (kill -9 of chain-minter, broker cut)",
+            Box::new(|| chaos::step(ws, console)),
         ),
     ];
     let steps: Vec<(&str, Run<'_>)> = all_steps

@@ -8,6 +8,7 @@
 //! processes, so it needs no async runtime.
 
 mod bench;
+mod chaos;
 mod ci;
 mod console;
 mod coverage;
@@ -78,6 +79,16 @@ enum Command {
     /// `target/bench/latest.md` and `latest.json`: each figure, its baseline
     /// from the same run, the ratio, the target and the machine.
     Bench(bench::BenchArgs),
+    /// Run the fault matrix: the five services as processes under steady
+    /// load (signed webhooks of every kind, token mints, redemptions), one
+    /// fault at a time (broker and database restarts and cuts, kill -9 of
+    /// each service, the chain RPC cut, a reorganisation, stuck
+    /// transactions, two replicas of every worker, the payout provider
+    /// failing), each on a fresh database, broker namespace and chain; then
+    /// the events lost and doubled, checked on chain. Writes
+    /// `target/chaos/latest.md` and `latest.json`; exits 1 when anything was
+    /// lost or doubled.
+    Chaos(chaos::ChaosArgs),
     /// Recompile contracts/HAVEN.sol into contracts/artifacts/ (ABI and
     /// bytecode, committed), with the pinned solc from `node_modules/`.
     Contracts,
@@ -105,6 +116,7 @@ fn main() -> ExitCode {
         Command::Up(args) => up::run(*args, &ws, console),
         Command::Test(args) => ci::run(&args, &ws, console),
         Command::Bench(args) => bench::run(&args, &ws, console),
+        Command::Chaos(args) => chaos::run(&args, &ws, console),
         Command::Contracts => compile_contracts(&ws, console),
     });
     match result {

@@ -108,6 +108,20 @@ impl TestDeps {
         vec!["--database-url".into(), self.database_url()]
     }
 
+    /// Deletes the namespace and keeps the database for a person to look
+    /// into; returns its URL.
+    pub async fn cleanup_keeping_database(self) -> String {
+        let Self {
+            db,
+            db_proxy,
+            amqp,
+            amqp_proxy,
+        } = self;
+        drop((db_proxy, amqp_proxy));
+        amqp.cleanup().await;
+        db.keep()
+    }
+
     /// Drops the database and deletes the namespace now. Call it after
     /// [`TestApp::stop`]; a test that panics earlier cleans up on drop.
     pub async fn cleanup(self) {

@@ -149,6 +149,13 @@ impl TestDb {
         }
     }
 
+    /// Keeps the database for a person to look into (it is not removed on
+    /// drop) and returns its URL.
+    pub fn keep(mut self) -> String {
+        self.cleaned = true;
+        self.url.clone()
+    }
+
     /// Closes the pool and removes the database now.
     pub async fn cleanup(mut self) {
         self.cleaned = true;

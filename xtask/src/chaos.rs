@@ -1,0 +1,223 @@
+//! `cargo xtask chaos`: the fault matrix. Builds the five services and the
+//! matrix (`load-tests`' `chaos` binary), makes sure PostgreSQL, RabbitMQ
+//! and the npm tools are there, and runs it: the services as processes
+//! under steady load, one fault at a time, each row on a fresh database,
+//! broker namespace and chain, lost and doubled events counted on chain.
+//! It writes `target/chaos/latest.md` and `latest.json` and exits non-zero
+//! when anything was lost or doubled.
+//!
+//! `cargo xtask test` runs the short profile (two faults, 300 events each)
+//! as its `chaos` step.
+
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::builder::FalseyValueParser;
+
+use crate::console::Console;
+use crate::infra::{self, Endpoint};
+use crate::npm;
+use crate::stack::SERVICES;
+use crate::step::{StepError, StepResult};
+use crate::workspace::{Workspace, cargo};
+
+/// Package and binary of the matrix.
+const PACKAGE: &str = "load-tests";
+const BIN: &str = "chaos";
+
+/// Options of `cargo xtask chaos`.
+#[derive(Debug, clap::Args)]
+pub struct ChaosArgs {
+    /// Rows to run, comma-separated (default: every fault; see
+    /// `--help` of the `chaos` binary for the names, e.g.
+    /// `broker-restart,rpc-cut,reorg`).
+    #[arg(long, env = "CHAOS_ONLY")]
+    pub only: Option<String>,
+
+    /// The short profile: kill -9 of chain-minter and the broker cut, 300
+    /// events at 50/s each (what `cargo xtask test` runs).
+    #[arg(long, env = "CHAOS_SHORT", value_parser = FalseyValueParser::new())]
+    pub short: bool,
+
+    /// Events sent per row (default 3,000; 300 with `--short`).
+    #[arg(long, env = "CHAOS_EVENTS")]
+    pub events: Option<u64>,
+
+    /// Events started per second (default 100; 50 with `--short`).
+    #[arg(long, env = "CHAOS_RATE")]
+    pub rate: Option<u32>,
+
+    /// Build and run the release profile (default: debug, the binaries
+    /// `cargo xtask up` and the fuzz step already built).
+    #[arg(long, env = "HAVEN_RELEASE", value_parser = FalseyValueParser::new())]
+    pub release: bool,
+
+    /// PostgreSQL the matrix makes its databases on; started when local,
+    /// installed and down.
+    #[arg(
+        long,
+        env = "TEST_DATABASE_ADMIN_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    pub postgres_url: String,
+
+    /// RabbitMQ; started when local, installed and down.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = crate::stack::DEFAULT_AMQP_URL,
+        hide_env_values = true
+    )]
+    pub amqp_url: String,
+
+    /// How long to wait for PostgreSQL or RabbitMQ to answer after starting them.
+    #[arg(long, env = "HAVEN_SERVICE_START_TIMEOUT_SECS", default_value_t = 120)]
+    pub service_start_timeout_secs: u64,
+}
+
+impl ChaosArgs {
+    /// The short profile with every other setting at its default.
+    fn short_profile() -> Self {
+        Self {
+            only: None,
+            short: true,
+            events: None,
+            rate: None,
+            release: false,
+            postgres_url: std::env::var("TEST_DATABASE_ADMIN_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
+            amqp_url: std::env::var("AMQP_URL")
+                .unwrap_or_else(|_| crate::stack::DEFAULT_AMQP_URL.to_owned()),
+            service_start_timeout_secs: 120,
+        }
+    }
+
+    /// The matrix binary's arguments.
+    fn matrix_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.short {
+            args.extend(["--profile".to_owned(), "short".to_owned()]);
+        }
+        if let Some(only) = &self.only {
+            args.extend(["--only".to_owned(), only.clone()]);
+        }
+        if let Some(events) = self.events {
+            args.extend(["--events".to_owned(), events.to_string()]);
+        }
+        if let Some(rate) = self.rate {
+            args.extend(["--rate".to_owned(), rate.to_string()]);
+        }
+        args
+    }
+}
+
+/// `cargo xtask chaos`.
+pub fn run(args: &ChaosArgs, ws: &Workspace, console: Console) -> anyhow::Result<ExitCode> {
+    Ok(if matrix(args, ws, console)? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The `chaos` step of `cargo xtask test`: the short profile.
+pub(crate) fn step(ws: &Workspace, console: Console) -> StepResult {
+    if matrix(&ChaosArgs::short_profile(), ws, console)? {
+        Ok(())
+    } else {
+        Err(StepError::Failed(
+            "events lost or doubled, or a row could not run: see target/chaos/latest.md".to_owned(),
+        ))
+    }
+}
+
+fn matrix(args: &ChaosArgs, ws: &Workspace, console: Console) -> anyhow::Result<bool> {
+    let timeout = Duration::from_secs(args.service_start_timeout_secs);
+    let logs = ws.dev_dir();
+    std::fs::create_dir_all(&logs).with_context(|| format!("create {}", logs.display()))?;
+    let postgres = Endpoint::from_url(&args.postgres_url)
+        .context("--postgres-url / TEST_DATABASE_ADMIN_URL")?;
+    infra::ensure_postgres(&postgres, &logs, timeout, console)?;
+    infra::ensure_rabbitmq(&args.amqp_url, &logs, timeout, console)?;
+    let tools = npm::ensure(&ws.root, console)?;
+
+    let profile = if args.release { "release" } else { "debug" };
+    let mut services = Command::new(cargo());
+    services.args(["build", "--bins"]).current_dir(&ws.root);
+    let mut matrix = Command::new(cargo());
+    matrix
+        .args(["build", "--package", PACKAGE, "--bin", BIN])
+        .current_dir(&ws.root);
+    if args.release {
+        services.arg("--release");
+        matrix.arg("--release");
+    }
+    for service in &SERVICES {
+        services.args(["--package", service.name]);
+    }
+    console.info(&format!("building the services and the matrix ({profile})"));
+    for mut build in [services, matrix] {
+        let status = build
+            .stdin(Stdio::null())
+            .status()
+            .context("running cargo build")?;
+        if !status.success() {
+            bail!("cargo build failed ({status})");
+        }
+    }
+
+    let bin_dir = ws.target_dir.join(profile);
+    let out = ws.target_dir.join("chaos");
+    let matrix_args = args.matrix_args();
+    console.info(&format!(
+        "running the fault matrix {}",
+        matrix_args.join(" ")
+    ));
+    let status = Command::new(bin_dir.join(BIN))
+        .args(&matrix_args)
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .arg("--out")
+        .arg(&out)
+        .env("ANVIL_BIN", tools.anvil())
+        .env("AMQP_URL", &args.amqp_url)
+        .env("TEST_DATABASE_ADMIN_URL", &args.postgres_url)
+        .current_dir(&ws.root)
+        .stdin(Stdio::null())
+        .status()
+        .context("running the fault matrix")?;
+    console.info(&format!(
+        "fault matrix: {} (table in {})",
+        if status.success() { "passed" } else { "FAILED" },
+        out.join("latest.md").display()
+    ));
+    Ok(status.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_short_profile_and_the_flags_reach_the_matrix() {
+        let mut args = ChaosArgs::short_profile();
+        assert_eq!(args.matrix_args(), ["--profile", "short"]);
+        args.short = false;
+        args.only = Some("rpc-cut,reorg".to_owned());
+        args.events = Some(1000);
+        args.rate = Some(150);
+        assert_eq!(
+            args.matrix_args(),
+            [
+                "--only",
+                "rpc-cut,reorg",
+                "--events",
+                "1000",
+                "--rate",
+                "150"
+            ]
+        );
+    }
+}
