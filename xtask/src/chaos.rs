@@ -6,7 +6,7 @@
 //! It writes `target/chaos/latest.md` and `latest.json` and exits non-zero
 //! when anything was lost or doubled.
 //!
-//! `cargo xtask test` runs the short profile (two faults, 300 events each)
+//! `cargo xtask test` runs the short profile (two faults, 500 events each)
 //! as its `chaos` step.
 
 use std::process::{Command, ExitCode, Stdio};
@@ -35,12 +35,12 @@ pub struct ChaosArgs {
     #[arg(long, env = "CHAOS_ONLY")]
     pub only: Option<String>,
 
-    /// The short profile: kill -9 of chain-minter and the broker cut, 300
+    /// The short profile: kill -9 of chain-minter and the broker cut, 500
     /// events at 50/s each (what `cargo xtask test` runs).
     #[arg(long, env = "CHAOS_SHORT", value_parser = FalseyValueParser::new())]
     pub short: bool,
 
-    /// Events sent per row (default 3,000; 300 with `--short`).
+    /// Events sent per row (default 3,000; 500 with `--short`).
     #[arg(long, env = "CHAOS_EVENTS")]
     pub events: Option<u64>,
 

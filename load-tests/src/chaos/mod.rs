@@ -40,7 +40,7 @@ use self::verify::Snapshot;
 pub enum Profile {
     /// Every fault, 3,000 events at 100/s each.
     Full,
-    /// Two faults (kill -9 of chain-minter, the broker cut), 300 events at
+    /// Two faults (kill -9 of chain-minter, the broker cut), 500 events at
     /// 50/s each: small enough for every CI run.
     Short,
 }
@@ -55,7 +55,7 @@ pub struct Args {
     /// Default rows, events and rate.
     #[arg(long, env = "CHAOS_PROFILE", value_enum, default_value_t = Profile::Full)]
     pub profile: Profile,
-    /// Events sent per row (default 3,000; 300 in the short profile).
+    /// Events sent per row (default 3,000; 500 in the short profile).
     #[arg(long, env = "CHAOS_EVENTS", value_parser = clap::value_parser!(u64).range(20..))]
     pub events: Option<u64>,
     /// Events started per second (default 100; 50 in the short profile).
@@ -87,7 +87,7 @@ impl Args {
     fn events(&self) -> u64 {
         self.events.unwrap_or(match self.profile {
             Profile::Full => 3000,
-            Profile::Short => 300,
+            Profile::Short => 500,
         })
     }
 

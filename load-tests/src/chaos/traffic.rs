@@ -31,7 +31,7 @@ const MINT_HNV: u128 = 5;
 const REDEEM_HNV: u128 = 10;
 /// A guest redeems only this long after their first booking was accepted,
 /// so the tokens are usually there (a refusal is counted, not a failure).
-const REDEEM_AFTER: Duration = Duration::from_secs(20);
+const REDEEM_AFTER: Duration = Duration::from_secs(6);
 /// Token mints go to guests whose first booking is this old (the user exists).
 const MINT_AFTER: Duration = Duration::from_secs(5);
 /// A booking is cancelled only this long after it was accepted.

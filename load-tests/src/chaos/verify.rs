@@ -71,6 +71,23 @@ impl Snapshot {
         self.txs.get(reward.token_tx_id.as_deref()?)
     }
 
+    /// Whether a cancelled booking's reward is gone for good: never
+    /// granted, its mint withdrawn before it went out, or its reversal burn
+    /// (`reversal_<reward id>`) confirmed and final.
+    fn reversed(&self, source_reference: &str) -> bool {
+        let Some(reward) = self.rewards.get(source_reference) else {
+            return true;
+        };
+        match reward.status {
+            RewardStatus::Cancelled => true,
+            RewardStatus::Reversed => self
+                .txs
+                .get(&format!("reversal_{}", reward.id))
+                .is_none_or(|t| t.status == TxStatus::Confirmed && t.final_at.is_some()),
+            _ => false,
+        }
+    }
+
     fn redemption(&self, request_id: Option<Uuid>, key: &str) -> Option<&redemptions::Model> {
         request_id
             .or_else(|| self.redemptions_by_key.get(key).copied())
@@ -91,9 +108,7 @@ impl Snapshot {
             } => self.reward_tx(source_reference).is_some_and(is_final),
             Effect::Reward {
                 source_reference, ..
-            } => self.rewards.get(source_reference).is_none_or(|r| {
-                r.status == RewardStatus::Cancelled || r.status == RewardStatus::Reversed
-            }),
+            } => self.reversed(source_reference),
             Effect::Mint { tx_id, .. } => self.txs.get(tx_id).is_some_and(is_final),
             Effect::Redeem {
                 request_id, key, ..
@@ -194,10 +209,7 @@ pub async fn check(stack: &Stack, sent: &[Sent]) -> anyhow::Result<Verdict> {
             } => {
                 if *cancelled {
                     let status = snapshot.rewards.get(source_reference).map(|r| r.status);
-                    if matches!(
-                        status,
-                        None | Some(RewardStatus::Cancelled | RewardStatus::Reversed)
-                    ) {
+                    if snapshot.reversed(source_reference) {
                         verdict.confirmed += 1;
                     } else {
                         verdict.lost += 1;
