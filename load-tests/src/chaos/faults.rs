@@ -14,6 +14,7 @@ use serde_json::json;
 use tokio::process::Command;
 use tokio::time::Instant;
 
+use super::cluster::run;
 use super::stack::Stack;
 
 /// One row of the matrix.
@@ -55,6 +56,10 @@ pub enum Fault {
     /// The payout provider answers 503 for 20 s, then loses the answers of
     /// its next three creations (the payouts are made), then is healthy.
     PayoutFailing,
+    /// On a three-node RabbitMQ cluster of the matrix's own (quorum queues
+    /// on every node), the node the services first connect to stops its
+    /// broker for 20 s and comes back.
+    BrokerNodeLost,
 }
 
 impl Fault {
@@ -88,6 +93,7 @@ impl Fault {
             Fault::StuckTransactions => "mining paused 15 s, base fee 1000 gwei 10 s",
             Fault::Replicas => "2 of each worker, kill -9 one of each",
             Fault::PayoutFailing => "provider 503 for 20 s, 3 answers lost",
+            Fault::BrokerNodeLost => "3-node cluster, 1 node stopped 20 s",
         }
     }
 
@@ -95,6 +101,11 @@ impl Fault {
     /// every worker.
     pub fn needs_replicas(self) -> bool {
         self == Fault::Replicas
+    }
+
+    /// Whether the row runs on a RabbitMQ cluster of its own.
+    pub fn needs_cluster(self) -> bool {
+        self == Fault::BrokerNodeLost
     }
 
     /// Makes the fault on `stack`, returning once it is over (the cut
@@ -149,6 +160,15 @@ impl Fault {
                     .provider
                     .script(std::iter::repeat_n(Reply::AcceptThenHang, 3), Reply::Accept);
                 Ok(())
+            }
+            Fault::BrokerNodeLost => {
+                let cluster = stack
+                    .cluster
+                    .as_ref()
+                    .context("the row runs on a cluster")?;
+                cluster.stop_node(1).await?;
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                cluster.start_node(1).await
             }
         }
     }
@@ -221,21 +241,4 @@ async fn restart_postgres() -> anyhow::Result<()> {
         "fast",
     ]))
     .await
-}
-
-async fn run(command: &mut Command) -> anyhow::Result<()> {
-    let output = command
-        .output()
-        .await
-        .with_context(|| format!("run {:?}", command.as_std().get_program()))?;
-    if !output.status.success() {
-        bail!(
-            "{:?} {:?} failed ({}): {}",
-            command.as_std().get_program(),
-            command.as_std().get_args().collect::<Vec<_>>(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
 }

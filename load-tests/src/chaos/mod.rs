@@ -12,6 +12,7 @@
 //! Run by `cargo xtask chaos` (binary `chaos`), which builds the services
 //! and hands their directory over.
 
+pub mod cluster;
 pub mod faults;
 pub mod process;
 pub mod report;
@@ -29,6 +30,7 @@ use haven_common::config::parse_duration;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
+use self::cluster::RabbitCluster;
 use self::faults::Fault;
 use self::report::Row;
 use self::stack::Stack;
@@ -122,7 +124,22 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
 async fn run_row(args: &Args, fault: Fault) -> anyhow::Result<Row> {
     let dir = args.out.join(fault.name());
     let _ = std::fs::remove_dir_all(&dir);
-    let mut stack = Stack::start(&args.bin_dir, &dir).await?;
+    let mut stack = if fault.needs_cluster() {
+        if !RabbitCluster::available() {
+            return Ok(Row::skipped(
+                fault,
+                "this machine cannot run a RabbitMQ cluster of its own (needs RabbitMQ's server script, a rabbitmq user and root)",
+            ));
+        }
+        Stack::start_on_cluster(
+            &args.bin_dir,
+            &dir,
+            &std::env::temp_dir().join("haven-chaos-rabbit"),
+        )
+        .await?
+    } else {
+        Stack::start(&args.bin_dir, &dir).await?
+    };
     if fault.needs_replicas() {
         stack.add_replicas().await?;
     }

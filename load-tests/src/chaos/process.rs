@@ -190,3 +190,62 @@ pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("find a free port")?;
     Ok(listener.local_addr()?.port())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_killed_process_is_started_again_and_a_stopped_one_is_not() {
+        let log = std::env::temp_dir().join(format!("chaos-process-{}.log", uuid::Uuid::new_v4()));
+        // The service flags the supervisor appends become the shell's $0...
+        let args = ["sh", "-c", "echo started; exec sleep 60"]
+            .map(str::to_owned)
+            .to_vec();
+        let process = Supervised::start(
+            Path::new("/bin/sh"),
+            args,
+            free_port().unwrap(),
+            log.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(process.name(), "sh");
+        assert_eq!(process.restarts(), 0);
+        // Wait for the first run's line, so the kill hits a running shell.
+        let started = |n: usize| {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.matches("started").count() == n)
+        };
+        haven_common::testing::eventually("the first start", Duration::from_secs(10), || async {
+            started(1)
+        })
+        .await;
+
+        assert!(process.kill9());
+        haven_common::testing::eventually("the restart", Duration::from_secs(10), || async {
+            process.restarts() == 1 && started(2)
+        })
+        .await;
+
+        process.stop().await;
+        let _ = std::fs::remove_file(&log);
+    }
+
+    #[tokio::test]
+    async fn a_missing_binary_is_an_error_not_a_restart_loop() {
+        let log = std::env::temp_dir().join(format!("chaos-missing-{}.log", uuid::Uuid::new_v4()));
+        let err = Supervised::start(
+            Path::new("/nonexistent/webhook-ingress"),
+            vec!["webhook-ingress".to_owned()],
+            free_port().unwrap(),
+            log.clone(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("start webhook-ingress"),
+            "{err:#}"
+        );
+        let _ = std::fs::remove_file(&log);
+    }
+}

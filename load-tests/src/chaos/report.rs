@@ -67,6 +67,8 @@ pub struct Row {
     pub problems: Vec<String>,
     /// Nothing lost, nothing doubled, drained.
     pub passed: bool,
+    /// Not run: the machine cannot make the fault.
+    pub skipped: bool,
 }
 
 /// `totalMinted` / `totalBurned` on chain and in the ledger, wei.
@@ -135,7 +137,17 @@ impl Row {
             }),
             problems,
             passed,
+            skipped: false,
         }
+    }
+
+    /// The row of a fault this machine cannot make: not run, not failed.
+    pub fn skipped(fault: Fault, why: &str) -> Self {
+        let mut row = Self::failed(fault, String::new());
+        row.problems = vec![format!("skipped: {why}")];
+        row.passed = true;
+        row.skipped = true;
+        row
     }
 
     /// The row of a run that could not finish.
@@ -160,6 +172,7 @@ impl Row {
             totals: None,
             problems: vec![format!("the row could not run: {error}")],
             passed: false,
+            skipped: false,
         }
     }
 }
@@ -207,7 +220,11 @@ pub fn markdown(rows: &[Row], events: u64, rate: u32) -> String {
             pair(r.fault_latency_s),
             pair(r.latency_s),
             r.restarts,
-            if r.passed { "pass" } else { "FAIL" },
+            match (r.skipped, r.passed) {
+                (true, _) => "skipped",
+                (false, true) => "pass",
+                (false, false) => "FAIL",
+            },
         );
     }
     let troubled: Vec<&Row> = rows.iter().filter(|r| !r.problems.is_empty()).collect();
@@ -233,4 +250,54 @@ pub fn write(dir: &Path, rows: &[Row], events: u64, rate: u32) -> anyhow::Result
     std::fs::write(&json, serde_json::to_vec_pretty(&body)?)
         .with_context(|| format!("write {}", json.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_with_a_loss_fails_and_says_why() {
+        let verdict = Verdict {
+            confirmed: 9,
+            lost: 1,
+            problems: vec!["aurora:booking:b-1: no reward".to_owned()],
+            ..Verdict::default()
+        };
+        let timing = Timing {
+            recovery: Some(Duration::from_secs(3)),
+            drained: Some(Duration::from_secs(2)),
+            during: None,
+            all: None,
+        };
+        let row = Row::new(Fault::KillChainMinter, &[], verdict, timing, 1, (0, 0));
+        assert!(!row.passed);
+        let md = markdown(&[row], 10, 5);
+        assert!(
+            md.contains("| kill-chain-minter | kill -9 chain-minter |"),
+            "{md}"
+        );
+        assert!(md.contains("| **1** | **0** |"), "{md}");
+        assert!(md.contains("FAIL"), "{md}");
+        assert!(md.contains("- aurora:booking:b-1: no reward"), "{md}");
+    }
+
+    #[test]
+    fn a_row_that_never_drained_fails_even_with_nothing_missing() {
+        let timing = Timing {
+            recovery: None,
+            drained: None,
+            during: None,
+            all: None,
+        };
+        let row = Row::new(Fault::RpcCut, &[], Verdict::default(), timing, 0, (0, 0));
+        assert!(!row.passed);
+        assert_eq!(
+            row.problems[0],
+            "the backlog did not drain within the timeout"
+        );
+        let skipped = Row::skipped(Fault::BrokerNodeLost, "no cluster here");
+        assert!(skipped.passed && skipped.skipped);
+        assert!(markdown(&[skipped], 10, 5).contains("| skipped |"));
+    }
 }

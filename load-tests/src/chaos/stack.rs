@@ -23,6 +23,7 @@ use haven_entity::chain_store::DbDeployments;
 use redemption_payout::provider::stand_in::{self, StandIn};
 use sea_orm::DatabaseConnection;
 
+use super::cluster::RabbitCluster;
 use super::process::{Supervised, free_port};
 
 /// chain-minter's settings besides the end-to-end tests' ones: finality as
@@ -56,6 +57,8 @@ pub struct Stack {
     pub provider: StandIn,
     /// The running services, replicas included.
     pub services: Vec<Supervised>,
+    /// The RabbitMQ cluster the row runs on, when not the machine's broker.
+    pub cluster: Option<RabbitCluster>,
     bin_dir: PathBuf,
     log_dir: PathBuf,
     args: Vec<(String, Vec<String>)>,
@@ -66,9 +69,29 @@ impl Stack {
     /// Starts everything and waits until every service's `/health` is 200.
     /// Binaries come from `bin_dir`, logs go to `log_dir`.
     pub async fn start(bin_dir: &Path, log_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_on(TestDeps::new().await, None, bin_dir, log_dir).await
+    }
+
+    /// Like [`Stack::start`] with the broker a three-node cluster of its own
+    /// (its files under `cluster_dir`).
+    pub async fn start_on_cluster(
+        bin_dir: &Path,
+        log_dir: &Path,
+        cluster_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let cluster = RabbitCluster::start(cluster_dir).await?;
+        let deps = TestDeps::on_cluster(&cluster.urls()).await;
+        Self::start_on(deps, Some(cluster), bin_dir, log_dir).await
+    }
+
+    async fn start_on(
+        deps: TestDeps,
+        cluster: Option<RabbitCluster>,
+        bin_dir: &Path,
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(log_dir)
             .with_context(|| format!("create {}", log_dir.display()))?;
-        let deps = TestDeps::new().await;
         let anvil = AnvilInstance::spawn_with(&["--block-time", "1"]);
         let contract = deploy_for_tests(
             &anvil,
@@ -103,6 +126,7 @@ impl Stack {
             contract,
             provider,
             services: Vec::new(),
+            cluster,
             bin_dir: bin_dir.to_owned(),
             log_dir: log_dir.to_owned(),
             args: args
@@ -258,6 +282,7 @@ impl Stack {
             rpc_proxy,
             provider,
             services,
+            cluster,
             ..
         } = self;
         for service in services {
@@ -265,11 +290,15 @@ impl Stack {
         }
         provider.stop().await;
         drop((rpc_proxy, anvil));
-        if keep_database {
+        let kept = if keep_database {
             Some(deps.cleanup_keeping_database().await)
         } else {
             deps.cleanup().await;
             None
+        };
+        if let Some(cluster) = cluster {
+            cluster.stop().await;
         }
+        kept
     }
 }

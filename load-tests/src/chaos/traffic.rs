@@ -644,3 +644,65 @@ fn redeem(id: &str, guest: &str) -> (&'static str, Effect, Request) {
         command("/token/redeem", &body),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wei_of(effect: &Effect) -> u128 {
+        match effect {
+            Effect::Reward { wei, .. } | Effect::Mint { wei, .. } | Effect::Redeem { wei, .. } => {
+                *wei
+            }
+            Effect::Cancel { .. } | Effect::Nothing => 0,
+        }
+    }
+
+    #[test]
+    fn expected_rewards_follow_the_spec_table() {
+        // SPEC.md: 100 CAD, 2 nights -> 240; one night: 2 per CAD.
+        assert_eq!(wei_of(&booking("x", "g", 100, 2).1), 240 * WEI);
+        assert_eq!(wei_of(&booking("x", "g", 73, 1).1), 146 * WEI);
+        assert_eq!(wei_of(&review("x", "g").1), 50 * WEI);
+        assert_eq!(wei_of(&contribution("x", "t").1), 10 * WEI);
+        assert_eq!(wei_of(&attendance("x", "t").1), 75 * WEI);
+        assert_eq!(wei_of(&coaching("x", "t").1), 100 * WEI);
+        assert_eq!(wei_of(&referral("x", "t").1), 100 * WEI);
+        assert_eq!(wei_of(&mint("x", "g").1), MINT_HNV * WEI);
+        assert_eq!(wei_of(&redeem("x", "g").1), REDEEM_HNV * WEI);
+    }
+
+    #[test]
+    fn source_references_are_the_calculators_once_per_keys() {
+        let Effect::Reward {
+            source_reference, ..
+        } = attendance("1", "t-1").1
+        else {
+            panic!("a reward");
+        };
+        assert_eq!(source_reference, "tribe:event:e-1\u{1f}t-1");
+        let Effect::Reward {
+            source_reference, ..
+        } = booking("1", "g-1", 50, 1).1
+        else {
+            panic!("a reward");
+        };
+        assert_eq!(source_reference, "aurora:booking:b-1");
+    }
+
+    #[test]
+    fn webhooks_are_signed_with_their_partners_secret_and_commands_carry_the_key() {
+        let request = booking("1", "g-1", 50, 1).2;
+        let (header, signature) = &request.headers[0];
+        assert_eq!(*header, "X-Aurora-Signature");
+        assert_eq!(
+            signature,
+            &sender::hex_signature(AURORA_SECRET, &request.body).unwrap()
+        );
+        assert_eq!(contribution("1", "t-1").2.headers[0].0, "X-Tribe-Signature");
+        assert_eq!(
+            mint("1", "g-1").2.headers,
+            vec![("X-API-Key", API_KEY.to_owned())]
+        );
+    }
+}

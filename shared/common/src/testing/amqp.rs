@@ -31,6 +31,15 @@ pub fn test_amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_TEST_AMQP_URL.to_owned())
 }
 
+/// `host:port` of the broker at AMQP URL `url`.
+///
+/// # Panics
+/// When `url` is not an AMQP URL.
+pub fn broker_addr(url: &str) -> String {
+    let uri: AMQPUri = url.parse().expect("test AMQP URL parses");
+    format!("{}:{}", uri.authority.host, uri.authority.port)
+}
+
 /// One test's namespace on the shared broker. Call [`TestAmqp::cleanup`] at
 /// the end; if the test panics first, dropping it cleans up (blocking).
 #[derive(Debug)]
@@ -44,10 +53,15 @@ pub struct TestAmqp {
 impl TestAmqp {
     /// A fresh namespace `test-<random>` declaring `queues`.
     pub fn new(queues: &[QueueSpec]) -> Self {
+        Self::on(test_amqp_url(), queues)
+    }
+
+    /// Like [`TestAmqp::new`] on the broker at `url`.
+    pub fn on(url: String, queues: &[QueueSpec]) -> Self {
         let id = Uuid::new_v4().simple().to_string();
         let namespace = Namespace::new(format!("test-{}", &id[..12]));
         Self {
-            url: test_amqp_url(),
+            url,
             topology: Topology::new(namespace, queues),
             extra_queues: Mutex::new(Vec::new()),
             cleaned: false,
@@ -85,8 +99,7 @@ impl TestAmqp {
 
     /// `host:port` of the broker, the target of a [`super::proxy::TcpProxy`].
     pub fn broker_addr(&self) -> String {
-        let uri = self.uri();
-        format!("{}:{}", uri.authority.host, uri.authority.port)
+        broker_addr(&self.url)
     }
 
     /// A started client of this namespace declaring its queues.

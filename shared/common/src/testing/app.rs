@@ -50,6 +50,32 @@ impl TestDeps {
         Self::with(TestDb::sqlite().await, None).await
     }
 
+    /// Like [`TestDeps::new`] with the namespace on a cluster of brokers:
+    /// `nodes` are the nodes' AMQP URLs (same credentials), the namespace is
+    /// made and removed through the first, and the services reach the
+    /// cluster through a proxy that connects to the first node that accepts.
+    pub async fn on_cluster(nodes: &[String]) -> Self {
+        let db = TestDb::new().await;
+        let db_proxy = TcpProxy::start(db.addr().to_string())
+            .await
+            .expect("start the database proxy");
+        let targets = nodes
+            .iter()
+            .map(|url| super::amqp::broker_addr(url))
+            .collect();
+        let first = nodes.first().cloned().expect("a cluster has nodes");
+        let amqp = TestAmqp::on(first, names::ALL_QUEUES);
+        let amqp_proxy = TcpProxy::start_any(targets)
+            .await
+            .expect("start the broker proxy");
+        Self {
+            db,
+            db_proxy: Some(db_proxy),
+            amqp,
+            amqp_proxy,
+        }
+    }
+
     async fn with(db: TestDb, db_proxy: Option<TcpProxy>) -> Self {
         let amqp = TestAmqp::new(names::ALL_QUEUES);
         let amqp_proxy = TcpProxy::start(amqp.broker_addr())

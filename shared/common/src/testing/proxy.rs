@@ -25,7 +25,8 @@ pub struct TcpProxy {
 
 #[derive(Debug)]
 struct State {
-    target: String,
+    /// Tried in order for each new connection: the first that accepts wins.
+    targets: Vec<String>,
     /// `None` while cut; otherwise the token every live connection watches.
     open: Mutex<Option<CancellationToken>>,
 }
@@ -39,10 +40,17 @@ impl State {
 impl TcpProxy {
     /// Starts a proxy on `127.0.0.1:0` forwarding to `target` (`host:port`).
     pub async fn start(target: impl Into<String>) -> std::io::Result<Self> {
+        Self::start_any(vec![target.into()]).await
+    }
+
+    /// Like [`TcpProxy::start`] in front of several servers of one service
+    /// (the nodes of a cluster): each new connection goes to the first of
+    /// `targets` that accepts it, so clients fail over when a node stops.
+    pub async fn start_any(targets: Vec<String>) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
-            target: target.into(),
+            targets,
             open: Mutex::new(Some(CancellationToken::new())),
         });
         let accept = tokio::spawn(accept_loop(listener, state.clone()));
@@ -58,9 +66,9 @@ impl TcpProxy {
         self.addr
     }
 
-    /// The target connections are forwarded to.
+    /// The (first) target connections are forwarded to.
     pub fn target(&self) -> &str {
-        &self.state.target
+        self.state.targets.first().map_or("", String::as_str)
     }
 
     /// Drops every live connection and refuses new ones until [`Self::restore`].
@@ -106,9 +114,9 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
             drop(client);
             continue;
         };
-        let target = state.target.clone();
+        let targets = state.targets.clone();
         tokio::spawn(async move {
-            let Ok(mut upstream) = TcpStream::connect(&target).await else {
+            let Some(mut upstream) = connect_any(&targets).await else {
                 return;
             };
             let mut client = client;
@@ -122,6 +130,15 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
             // Both sockets are dropped here, closing the connection on both sides.
         });
     }
+}
+
+async fn connect_any(targets: &[String]) -> Option<TcpStream> {
+    for target in targets {
+        if let Ok(stream) = TcpStream::connect(target).await {
+            return Some(stream);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -174,5 +191,21 @@ mod tests {
         proxy.restore();
         let mut again = TcpStream::connect(proxy.addr()).await.unwrap();
         assert_eq!(roundtrip(&mut again).await.unwrap(), b"ping");
+    }
+
+    #[tokio::test]
+    async fn fails_over_to_the_next_target_that_accepts() {
+        // A port nothing listens on: bound, then released.
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let proxy = TcpProxy::start_any(vec![closed.to_string(), echo_server().await.to_string()])
+            .await
+            .unwrap();
+        assert_eq!(proxy.target(), closed.to_string());
+        let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(roundtrip(&mut stream).await.unwrap(), b"ping");
     }
 }
