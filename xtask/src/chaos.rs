@@ -3,8 +3,11 @@
 //! and the npm tools are there, and runs it: the services as processes
 //! under steady load, one fault at a time, each row on a fresh database,
 //! broker namespace and chain, lost and doubled events counted on chain.
-//! It writes `target/chaos/latest.md` and `latest.json` and exits non-zero
-//! when anything was lost or doubled.
+//! Each row's alerts are evaluated by a real Prometheus (Debian's package,
+//! unpacked into `target/ops-tools/bin/` like promtool) scraping the row's
+//! services with `deploy/prometheus/alerts.yml`. It writes
+//! `target/chaos/latest.md` and `latest.json` and exits non-zero when
+//! anything was lost or doubled, or an alert did not fire where it should.
 //!
 //! `cargo xtask test` runs the short profile (two faults, 500 events each)
 //! as its `chaos` step.
@@ -142,6 +145,7 @@ fn matrix(args: &ChaosArgs, ws: &Workspace, console: Console) -> anyhow::Result<
     infra::ensure_postgres(&postgres, &logs, timeout, console)?;
     infra::ensure_rabbitmq(&args.amqp_url, &logs, timeout, console)?;
     let tools = npm::ensure(&ws.root, console)?;
+    let prometheus = crate::ops::ensure_prometheus(ws, console)?;
 
     let profile = if args.release { "release" } else { "debug" };
     let mut services = Command::new(cargo());
@@ -181,6 +185,8 @@ fn matrix(args: &ChaosArgs, ws: &Workspace, console: Console) -> anyhow::Result<
         .arg(&bin_dir)
         .arg("--out")
         .arg(&out)
+        .arg("--prometheus")
+        .arg(&prometheus)
         .env("ANVIL_BIN", tools.anvil())
         .env("AMQP_URL", &args.amqp_url)
         .env("TEST_DATABASE_ADMIN_URL", &args.postgres_url)

@@ -49,6 +49,20 @@ const DEB_TOOLS: [DebTool; 2] = [
     },
 ];
 
+/// The Prometheus server the fault matrix evaluates the alert rules with.
+const PROMETHEUS: DebTool = DebTool {
+    package: "prometheus",
+    path_in_package: "usr/bin/prometheus",
+    name: "prometheus",
+};
+
+/// `target/ops-tools/bin/prometheus`, installed when missing.
+pub fn ensure_prometheus(ws: &Workspace, console: Console) -> anyhow::Result<PathBuf> {
+    let tools = tools_dir(ws);
+    ensure_deb_tool(&tools, &PROMETHEUS, console)?;
+    Ok(tools.join("bin").join(PROMETHEUS.name))
+}
+
 /// `target/ops-tools/`.
 pub fn tools_dir(ws: &Workspace) -> PathBuf {
     ws.target_dir.join("ops-tools")

@@ -103,6 +103,19 @@ impl Fault {
         self == Fault::Replicas
     }
 
+    /// The alerts of `deploy/prometheus/alerts.yml` the fault must raise
+    /// (pending or firing) while it lasts. The `none` row must raise none.
+    pub fn expected_alerts(self) -> &'static [&'static str] {
+        match self {
+            Fault::BrokerRestart | Fault::BrokerCut | Fault::DatabaseCut | Fault::RpcCut => {
+                &["HavenDependencyDown"]
+            }
+            Fault::Reorg => &["HavenChainReorganisation"],
+            Fault::PayoutFailing => &["HavenPayoutFailures"],
+            _ => &[],
+        }
+    }
+
     /// Whether the row runs on a RabbitMQ cluster of its own.
     pub fn needs_cluster(self) -> bool {
         self == Fault::BrokerNodeLost

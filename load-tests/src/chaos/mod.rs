@@ -12,6 +12,7 @@
 //! Run by `cargo xtask chaos` (binary `chaos`), which builds the services
 //! and hands their directory over.
 
+pub mod alerts;
 pub mod cluster;
 pub mod faults;
 pub mod process;
@@ -30,6 +31,7 @@ use haven_common::config::parse_duration;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
+use self::alerts::Prometheus;
 use self::cluster::RabbitCluster;
 use self::faults::Fault;
 use self::report::Row;
@@ -69,6 +71,14 @@ pub struct Args {
     /// Where `latest.md`, `latest.json` and each row's service logs go.
     #[arg(long, env = "CHAOS_OUT", default_value = "target/chaos")]
     pub out: PathBuf,
+    /// A Prometheus server binary: when given, each row's services are
+    /// scraped and `--alert-rules` evaluated, and the alerts raised are
+    /// checked against what the fault should raise.
+    #[arg(long, env = "CHAOS_PROMETHEUS")]
+    pub prometheus: Option<PathBuf>,
+    /// The alert rules the Prometheus evaluates.
+    #[arg(long, env = "CHAOS_ALERT_RULES", default_value = alerts::DEFAULT_RULES)]
+    pub alert_rules: PathBuf,
     /// How long after the load and the fault the backlog may take to drain
     /// before what is missing counts as lost.
     #[arg(long, env = "CHAOS_DRAIN_TIMEOUT", default_value = "240s", value_parser = parse_duration)]
@@ -143,6 +153,10 @@ async fn run_row(args: &Args, fault: Fault) -> anyhow::Result<Row> {
     if fault.needs_replicas() {
         stack.add_replicas().await?;
     }
+    let prometheus = match &args.prometheus {
+        Some(bin) => Some(Prometheus::start(bin, &args.alert_rules, &dir, &stack.targets()).await?),
+        None => None,
+    };
     let traffic = Traffic::new(stack.ingress_url(), stack.read_api_url());
     let (events, rate) = (args.events(), args.rate());
     let load_secs = events as f64 / f64::from(rate);
@@ -172,6 +186,7 @@ async fn run_row(args: &Args, fault: Fault) -> anyhow::Result<Row> {
     let mut recovery = None;
     let mut drained_at = None;
     let mut load_done = None;
+    let mut polls = 0u64;
     loop {
         if load_done.is_none() && load.is_finished() {
             load_done = Some(Instant::now());
@@ -186,6 +201,17 @@ async fn run_row(args: &Args, fault: Fault) -> anyhow::Result<Row> {
                 .count()
         };
         let healthy = stack.healthy(&client).await;
+        polls += 1;
+        if polls.is_multiple_of(10) {
+            let mut waiting: std::collections::BTreeMap<&str, usize> = Default::default();
+            for s in sent
+                .iter()
+                .filter(|s| s.outcome == Outcome::Accepted && !snapshot.settled(s))
+            {
+                *waiting.entry(s.kind).or_default() += 1;
+            }
+            tracing::info!(fault = %fault.name(), healthy, ?waiting, "waiting for the backlog");
+        }
         if recovery.is_none() && healthy && unsettled(Some(fault_end)) == 0 {
             recovery = Some(fault_ended.elapsed());
         }
@@ -232,6 +258,11 @@ async fn run_row(args: &Args, fault: Fault) -> anyhow::Result<Row> {
         stack.restarts(),
         traffic.reads(),
     );
+    if let Some(prometheus) = prometheus {
+        let seen = prometheus.seen().await?;
+        prometheus.stop().await;
+        row.check_alerts(fault, seen);
+    }
     if let Some(url) = stack.stop(!row.passed).await {
         row.problems
             .push(format!("database kept for a look: {url}"));

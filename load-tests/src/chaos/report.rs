@@ -1,6 +1,6 @@
 //! The matrix's table: `latest.md` for people, `latest.json` for tools.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -63,6 +63,9 @@ pub struct Row {
     pub reads: (u64, u64),
     /// The chain's totals and the ledger's.
     pub totals: Option<Totals>,
+    /// Alerts of `deploy/prometheus/alerts.yml` raised during the row
+    /// (`name (pending|firing)`); `None` when no Prometheus ran.
+    pub alerts: Option<Vec<String>>,
     /// What went wrong, in words.
     pub problems: Vec<String>,
     /// Nothing lost, nothing doubled, drained.
@@ -135,10 +138,32 @@ impl Row {
                 minted: verdict.total_minted,
                 burned: verdict.total_burned,
             }),
+            alerts: None,
             problems,
             passed,
             skipped: false,
         }
+    }
+
+    /// Records the alerts raised during the row; an expected alert that was
+    /// not raised, or any alert in the quiet `none` row, fails it.
+    pub fn check_alerts(&mut self, fault: Fault, seen: BTreeSet<String>) {
+        for expected in fault.expected_alerts() {
+            if !seen.iter().any(|a| a.starts_with(&format!("{expected} ("))) {
+                self.problems.push(format!(
+                    "alert {expected} was neither pending nor firing during the fault"
+                ));
+                self.passed = false;
+            }
+        }
+        if fault == Fault::None && !seen.is_empty() {
+            self.problems.push(format!(
+                "a run with nothing broken raised alerts: {}",
+                seen.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+            self.passed = false;
+        }
+        self.alerts = Some(seen.into_iter().collect());
     }
 
     /// The row of a fault this machine cannot make: not run, not failed.
@@ -170,6 +195,7 @@ impl Row {
             restarts: 0,
             reads: (0, 0),
             totals: None,
+            alerts: None,
             problems: vec![format!("the row could not run: {error}")],
             passed: false,
             skipped: false,
@@ -199,13 +225,13 @@ pub fn markdown(rows: &[Row], events: u64, rate: u32) -> String {
     let mut out = format!(
         "# Fault matrix\n\n{events} events per row at {rate}/s; lost and duplicated are checked on chain \
          (`balanceOf`, `refUsed`, `totalMinted`, `totalBurned`) and at the payout provider.\n\n\
-         | fault | how | sent | accepted | refused | unanswered | confirmed | **lost** | **duplicated** | recovery s | drain s | accepted→confirmed p50/p99 s during fault | over run | restarts | result |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+         | fault | how | sent | accepted | refused | unanswered | confirmed | **lost** | **duplicated** | recovery s | drain s | accepted→confirmed p50/p99 s during fault | over run | restarts | alerts raised | result |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | **{}** | **{}** | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | **{}** | **{}** | {} | {} | {} | {} | {} | {} | {} |",
             r.fault,
             r.how,
             r.sent,
@@ -220,6 +246,13 @@ pub fn markdown(rows: &[Row], events: u64, rate: u32) -> String {
             pair(r.fault_latency_s),
             pair(r.latency_s),
             r.restarts,
+            r.alerts
+                .as_ref()
+                .map_or("not checked".to_owned(), |a| if a.is_empty() {
+                    "none".to_owned()
+                } else {
+                    a.join(", ")
+                }),
             match (r.skipped, r.passed) {
                 (true, _) => "skipped",
                 (false, true) => "pass",
@@ -278,6 +311,7 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| **1** | **0** |"), "{md}");
+        assert!(md.contains("| not checked | FAIL |"), "{md}");
         assert!(md.contains("FAIL"), "{md}");
         assert!(md.contains("- aurora:booking:b-1: no reward"), "{md}");
     }
@@ -296,6 +330,45 @@ mod tests {
             row.problems[0],
             "the backlog did not drain within the timeout"
         );
+        let mut quiet = Row::new(
+            Fault::None,
+            &[],
+            Verdict::default(),
+            Timing {
+                recovery: None,
+                drained: Some(Duration::ZERO),
+                during: None,
+                all: None,
+            },
+            0,
+            (0, 0),
+        );
+        assert!(quiet.passed);
+        quiet.check_alerts(
+            Fault::None,
+            BTreeSet::from(["HavenServiceDown (pending)".to_owned()]),
+        );
+        assert!(!quiet.passed, "a quiet run must raise no alert");
+        let mut cut = Row::new(
+            Fault::BrokerCut,
+            &[],
+            Verdict::default(),
+            Timing {
+                recovery: None,
+                drained: Some(Duration::ZERO),
+                during: None,
+                all: None,
+            },
+            0,
+            (0, 0),
+        );
+        cut.check_alerts(
+            Fault::BrokerCut,
+            BTreeSet::from(["HavenDependencyDown (pending)".to_owned()]),
+        );
+        assert!(cut.passed, "{:?}", cut.problems);
+        cut.check_alerts(Fault::BrokerCut, BTreeSet::new());
+        assert!(!cut.passed);
         let skipped = Row::skipped(Fault::BrokerNodeLost, "no cluster here");
         assert!(skipped.passed && skipped.skipped);
         assert!(markdown(&[skipped], 10, 5).contains("| skipped |"));

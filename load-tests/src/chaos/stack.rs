@@ -61,6 +61,8 @@ pub struct Stack {
     pub cluster: Option<RabbitCluster>,
     bin_dir: PathBuf,
     log_dir: PathBuf,
+    /// Stops the readiness prober.
+    prober: tokio_util::sync::CancellationToken,
     args: Vec<(String, Vec<String>)>,
     rpc: Rpc,
 }
@@ -127,6 +129,7 @@ impl Stack {
             provider,
             services: Vec::new(),
             cluster,
+            prober: tokio_util::sync::CancellationToken::new(),
             bin_dir: bin_dir.to_owned(),
             log_dir: log_dir.to_owned(),
             args: args
@@ -140,7 +143,40 @@ impl Stack {
             stack.spawn(name, name).await?;
         }
         stack.wait_healthy(Duration::from_secs(90)).await?;
+        stack.probe_readiness();
         Ok(stack)
+    }
+
+    /// Calls every service's `/health` every 2 s, as Kubernetes' readiness
+    /// probes do (their dependency gauges, which the alerts read, are
+    /// refreshed by these calls).
+    fn probe_readiness(&self) {
+        let urls: Vec<String> = self.services.iter().map(|s| s.url().to_owned()).collect();
+        let stop = self.prober.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            loop {
+                for url in &urls {
+                    let _ = client
+                        .get(format!("{url}/health"))
+                        .timeout(Duration::from_secs(2))
+                        .send()
+                        .await;
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        });
+    }
+
+    /// `(service, base URL)` of every running process, replicas included.
+    pub fn targets(&self) -> Vec<(String, String)> {
+        self.services
+            .iter()
+            .map(|s| (s.name().to_owned(), s.url().to_owned()))
+            .collect()
     }
 
     async fn spawn(&mut self, service: &str, instance: &str) -> anyhow::Result<()> {
@@ -166,7 +202,12 @@ impl Stack {
         for worker in WORKERS {
             self.spawn(worker, &format!("{worker}-2")).await?;
         }
-        self.wait_healthy(Duration::from_secs(60)).await
+        self.wait_healthy(Duration::from_secs(60)).await?;
+        // The prober learns the replicas too.
+        self.prober.cancel();
+        self.prober = tokio_util::sync::CancellationToken::new();
+        self.probe_readiness();
+        Ok(())
     }
 
     /// The first process of `name`.
@@ -283,8 +324,10 @@ impl Stack {
             provider,
             services,
             cluster,
+            prober,
             ..
         } = self;
+        prober.cancel();
         for service in services {
             service.stop().await;
         }
