@@ -457,6 +457,16 @@ pub async fn cancel_reward(
             "mint `{tx_id}` is in flight ({:?}); the cancellation waits until it settles",
             tx.status
         ))),
+        // A confirmed mint a reorganisation may still remove: burning its
+        // tokens now could find them gone (the burn would fail and the
+        // reversal turn into debt while the mint is sent again and lands).
+        (TxStatus::Confirmed, RewardStatus::Pending | RewardStatus::Minted)
+            if tx.final_at.is_none() =>
+        {
+            Err(Failure::Transient(format!(
+                "mint `{tx_id}` is confirmed but not final yet; the cancellation waits until it is"
+            )))
+        }
         (_, RewardStatus::Cancelled | RewardStatus::Reversed) => Ok(Cancelled::AlreadyDone),
         (_, RewardStatus::Held) => Err(changed()),
         // Nothing was minted: nothing to take back.

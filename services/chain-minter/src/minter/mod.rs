@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, U256};
 use haven_chain::contract::{HAVEN, encode_reason};
-use haven_chain::error::ChainError;
+use haven_chain::error::{ChainError, RevertReason};
 use haven_chain::sender::{ConfirmedTx, SentTx, TxRequest, TxSender};
 use haven_common::amqp::Outcome;
 use haven_common::retry::RetryPolicy;
@@ -529,6 +529,16 @@ impl Minter {
             if GLOBAL_REVERTS.contains(&name) {
                 self.metrics.retry("contract_refuses");
                 tracing::error!(error = %ErrorChain(&err), "the contract refuses every request; waiting");
+            } else if matches!(reason, RevertReason::NoData) {
+                // A revert that says nothing is not the request's fault: the
+                // contract names every refusal. It is the gas estimate made
+                // on other state (a batch estimated while its references
+                // were used, mined after a reorganisation freed them, runs
+                // out of gas) or a state the replay could not reach. Sent
+                // again, it is estimated anew; the references keep it once.
+                self.metrics.retry("reverted_without_reason");
+                tracing::warn!(error = %ErrorChain(&err), "reverted without a reason; the request goes back to its queue");
+                return Next::Stop(Sent::GaveUp(format!("reverted without a reason: {err}")));
             } else {
                 return Next::Stop(Sent::Reverted(reason.to_string()));
             }

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use alloy::providers::Provider as _;
 use alloy::providers::ext::AnvilApi as _;
 use haven_entity::ledger;
 use haven_entity::token_transactions::{self, TxStatus};
@@ -101,6 +102,51 @@ async fn a_confirmed_mint_removed_by_a_reorganisation_is_sent_again_and_minted_o
     );
     assert_eq!(metric_value(&app, "haven_chain_reorged_total").await, 1.0);
     assert!(metric_value(&app, "haven_chain_finalized_total").await >= 1.0);
+    app.stop().await;
+    s.finish().await;
+}
+
+/// Found by the fault matrix's reorg row: a batch estimated on one state and
+/// mined on another ran out of gas, which reverts with no reason, and the
+/// minter called its mints failed for good (dead-lettered, rewards lost).
+/// A revert that names no reason is now sent again. Made here by giving the
+/// contract's address code that reverts with no data, then the real code back.
+#[tokio::test]
+async fn a_revert_that_names_no_reason_goes_back_to_the_queue_and_mints_once() {
+    let s = spawn_stack(&[]).await;
+    let supply = s.total_supply().await;
+    let mints = pending_mints(s.db(), "noreason", 1, |_| 9).await;
+    let (request, wallet, amount) = mints[0].clone();
+    let haven_messages::ChainRequest::Mint(mint) = &request else {
+        panic!()
+    };
+    let id = mint.tx_id;
+    let provider = s.rpc().provider().clone();
+    let code = provider.get_code_at(s.contract).await.unwrap();
+    // PUSH1 0, PUSH1 0, REVERT: every call reverts with empty data.
+    provider
+        .anvil_set_code(s.contract, alloy::primitives::bytes!("60006000fd"))
+        .await
+        .unwrap();
+    let app = s.minter(&s.anvil.endpoint(), &[]).await;
+    s.publish(&[request]).await;
+    // Long enough for the first attempt and its retry to meet the revert.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let db = s.db();
+    assert_ne!(
+        row(db, id).await.status,
+        TxStatus::Failed,
+        "a revert without a reason is not the request's fault"
+    );
+    assert!(metric_value(&app, "haven_chain_retries_total").await >= 1.0);
+
+    provider.anvil_set_code(s.contract, code).await.unwrap();
+    until("minted once the contract answers again", || async move {
+        row(db, id).await.status == TxStatus::Confirmed
+    })
+    .await;
+    assert_eq!(s.balance_of(wallet).await, amount, "minted once");
+    assert_eq!(s.total_supply().await, supply + amount);
     app.stop().await;
     s.finish().await;
 }

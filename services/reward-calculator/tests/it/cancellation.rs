@@ -12,7 +12,7 @@ use sea_orm::EntityTrait;
 
 use crate::helpers::{
     HANDLED, booking, cancellation, chain_requests, count, eventually, hnv, metric, reward_in,
-    set_tx_status, spawn_app, token_tx, user,
+    set_final, set_tx_status, spawn_app, token_tx, user,
 };
 
 #[tokio::test]
@@ -141,6 +141,48 @@ async fn a_cancellation_waits_while_the_mint_is_in_flight() {
     set_tx_status(db, &mint_tx_id, TxStatus::Confirmed).await;
     reward_in(db, "aurora:booking:B-c3", RewardStatus::Reversed).await;
     token_tx(db, &format!("reversal_{}", granted.id)).await;
+    s.finish().await;
+}
+
+/// Found by the fault matrix's reorg row: a cancellation that burned a
+/// confirmed mint a reorganisation then removed failed on chain (no
+/// balance), became debt, and the mint was sent again and landed.
+#[tokio::test]
+async fn a_cancellation_waits_until_the_confirmed_mint_is_final() {
+    let s = spawn_app().await;
+    let db = s.db();
+    s.send(booking("B-c5", "guest-c5", "10", 1)).await;
+    let granted = reward_in(db, "aurora:booking:B-c5", RewardStatus::Pending).await;
+    let mint_tx_id = granted.token_tx_id.clone().unwrap();
+    set_tx_status(db, &mint_tx_id, TxStatus::Confirmed).await;
+    set_final(db, &mint_tx_id, false).await;
+
+    s.send(cancellation("B-c5", "guest-c5")).await;
+    eventually("the cancellation retried", HANDLED, || async {
+        let retried = metric(&s.app, "haven_amqp_consumed_total", &[("outcome", "retry")]).await;
+        (retried >= 1.0).then_some(())
+    })
+    .await;
+    let reversal = format!("reversal_{}", granted.id);
+    assert!(
+        token_transactions::find_by_tx_id(db, &reversal)
+            .await
+            .unwrap()
+            .is_none(),
+        "no burn of tokens a reorganisation may still take away"
+    );
+    assert_eq!(
+        rewards::find_by_source_reference(db, "aurora:booking:B-c5")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        RewardStatus::Pending
+    );
+
+    set_final(db, &mint_tx_id, true).await;
+    reward_in(db, "aurora:booking:B-c5", RewardStatus::Reversed).await;
+    token_tx(db, &reversal).await;
     s.finish().await;
 }
 

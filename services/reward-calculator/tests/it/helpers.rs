@@ -191,15 +191,34 @@ pub async fn set_tx_status(db: &DatabaseConnection, tx_id: &str, status: TxStatu
         ledger::post(&txn, &credit).await.unwrap();
     }
     txn.commit().await.unwrap();
+    // Confirmed means final here, as chain-minter records it at depth 0
+    // (a test of the time between the two clears it: `set_not_final`).
+    let final_at = (status == TxStatus::Confirmed).then(chrono::Utc::now);
     let updated = token_transactions::Entity::update_many()
         .set(token_transactions::ActiveModel {
             status: Set(status),
+            final_at: Set(final_at),
             ..Default::default()
         })
         .col_expr(
             token_transactions::Column::UpdatedAt,
             Expr::current_timestamp(),
         )
+        .filter(token_transactions::Column::TxId.eq(tx_id))
+        .exec(db)
+        .await
+        .unwrap();
+    assert_eq!(updated.rows_affected, 1);
+}
+
+/// Marks a confirmed transaction not final (or final again): a block a
+/// reorganisation may still remove.
+pub async fn set_final(db: &DatabaseConnection, tx_id: &str, is_final: bool) {
+    let updated = token_transactions::Entity::update_many()
+        .set(token_transactions::ActiveModel {
+            final_at: Set(is_final.then(chrono::Utc::now)),
+            ..Default::default()
+        })
         .filter(token_transactions::Column::TxId.eq(tx_id))
         .exec(db)
         .await
