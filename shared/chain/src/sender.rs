@@ -395,10 +395,20 @@ impl TxSender {
             }
         };
         let Some(fees) = self.fees.bump(last.fees, fresh) else {
+            // At the ceiling. The node may have dropped the transaction (a
+            // base fee above what it offers evicts it from the pool), and
+            // then waiting alone waits for ever: send the same transaction
+            // again. Harmless when the node still has it ("already known");
+            // signing is deterministic, so it is the same hash.
+            let resent = match self.sign(&sent.request, sent.nonce, sent.gas_limit, last.fees) {
+                Ok((hash, raw)) if hash == last.hash => self.broadcast(&raw).await.is_ok(),
+                _ => false,
+            };
             tracing::warn!(
                 tx_hash = %last.hash,
                 max_fee_per_gas = last.fees.max_fee_per_gas,
-                "transaction is stuck but its fees cannot be raised past MAX_FEE_PER_GAS; waiting"
+                resent,
+                "transaction is stuck but its fees cannot be raised past MAX_FEE_PER_GAS; sent again as it was, waiting"
             );
             if let Some(a) = sent.attempts.last_mut() {
                 a.sent_at_block = head;

@@ -12,6 +12,48 @@ use haven_chain::testing::{AnvilInstance, dev_key, test_tx_config};
 
 use crate::helpers::{deploy_haven, direct_sender};
 
+/// Found by the fault matrix (`stuck-transactions`): a base fee spike made
+/// anvil drop the minter's transactions, whose fees had reached the ceiling;
+/// the sender waited for them for ever and every later mint queued behind
+/// their nonces.
+#[tokio::test]
+async fn a_transaction_the_node_dropped_at_the_fee_ceiling_is_sent_again_and_mined() {
+    let anvil = AnvilInstance::spawn_with(&["--no-mining"]);
+    let mut tx = test_tx_config();
+    // Its tip is the highest allowed from the start: a stuck transaction
+    // cannot be replaced with higher fees, only waited for.
+    tx.max_priority_fee_per_gas = tx.min_priority_fee_per_gas;
+    let sender = direct_sender(&anvil, dev_key(1), &tx);
+    let provider = sender.rpc().provider().clone();
+    let to = Address::repeat_byte(0x43);
+
+    let mut sent = sender
+        .send(TxRequest::transfer(to, U256::from(777u64)))
+        .await
+        .expect("sent");
+    let first = sent.attempts[0].hash;
+    // The node forgets it, as anvil does when the base fee outgrows it.
+    provider.anvil_drop_transaction(first).await.unwrap();
+
+    let confirm = tokio::spawn(async move { sender.confirm(&mut sent).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !confirm.is_finished() {
+        assert!(tokio::time::Instant::now() < deadline, "never confirmed");
+        provider.anvil_mine(Some(1), None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let confirmed = confirm.await.unwrap().expect("confirmed");
+    assert_eq!(confirmed.tx_hash, first, "the same transaction, sent again");
+    assert_eq!(provider.get_balance(to).await.unwrap(), U256::from(777u64));
+    assert_eq!(
+        provider
+            .get_transaction_count(dev_key(1).address())
+            .await
+            .unwrap(),
+        1
+    );
+}
+
 #[tokio::test]
 async fn a_stuck_transaction_is_replaced_with_higher_fees_and_mined() {
     // No automine: blocks only come when the test mines them, each with a
