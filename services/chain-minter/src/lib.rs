@@ -83,7 +83,7 @@ pub async fn run(
         Minter::new(
             db.clone(),
             config.chain.contract_address,
-            sender,
+            sender.clone(),
             config.minting.max_in_flight as usize,
             metrics.clone(),
             relay.notifier(),
@@ -135,6 +135,20 @@ pub async fn run(
         minter: Arc::clone(&minter),
     };
     service.spawn_worker("finality watcher", |stop| finality.run(stop));
+    // Only a replica that holds a signer lease takes requests: another
+    // would keep its prefetched requests waiting for a lease it may never
+    // get (the matrix's `replicas` row: minutes), while the holder idles.
+    let (lease_held, leased) = watch::channel(false);
+    let mut lease = sender.clone();
+    service.spawn_worker("request gate", |stop| async move {
+        loop {
+            lease_held.send_replace(lease.borrow_and_update().is_some());
+            tokio::select! {
+                () = stop.cancelled() => return,
+                changed = lease.changed() => if changed.is_err() { return },
+            }
+        }
+    });
     let options = ConsumerOptions {
         prefetch: Some(config.minting.request_prefetch),
         concurrency: Some(usize::from(config.minting.request_prefetch)),
@@ -143,6 +157,7 @@ pub async fn run(
             ..RetryPolicy::PATIENT
         },
         drain_timeout: service.grace(),
+        gate: Some(leased),
     };
     let handler = handler_fn(move |envelope, ctx| {
         handlers::chain_request::handle(Arc::clone(&minter), batches.clone(), envelope, ctx)

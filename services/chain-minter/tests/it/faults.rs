@@ -192,6 +192,77 @@ async fn two_replicas_share_1000_mints_each_once_without_nonce_errors() {
     s.finish().await;
 }
 
+/// Found by the fault matrix's `replicas` row (one signer, two replicas):
+/// the replica without the lease kept its prefetched requests waiting for a
+/// lease it never got, for minutes, while the holder idled. Now only a
+/// lease holder consumes; the other stands by and takes over when it goes.
+#[tokio::test]
+async fn a_replica_without_a_signer_takes_no_requests_until_it_holds_one() {
+    let s = spawn_stack(&[]).await;
+    let supply = s.total_supply().await;
+    let key = format!("0x{}", hex::encode(dev_key(SIGNERS[0]).to_bytes()));
+    let one_signer = ["--signer-private-keys", key.as_str()];
+    let stack = &s;
+    let queue = names::CHAIN_REQUESTS.name;
+    let holder = s.minter(&s.anvil.endpoint(), &one_signer).await;
+    wait_for(
+        "the holder consuming",
+        Duration::from_secs(30),
+        move || async move { stack.consumer_count(queue).await == 1 },
+    )
+    .await;
+    let standby = s.minter(&s.anvil.endpoint(), &one_signer).await;
+    standby.wait_for_health(200, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        s.consumer_count(queue).await,
+        1,
+        "the standby consumes nothing"
+    );
+
+    let mints = pending_mints(s.db(), "standby", 200, |i| 1 + i as u128 % 7).await;
+    s.publish(&requests_of(&mints)).await;
+    wait_settled(s.db(), SETTLE).await;
+    assert_minted_exactly_once(&s, &mints, supply).await;
+    let acked = |metrics: &str| {
+        metric_sum(
+            metrics,
+            "haven_amqp_consumed_total",
+            &[r#"outcome="ack""#, r#"queue="chain-minter.requests""#],
+        )
+    };
+    let standby_metrics = standby.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        acked(&standby_metrics),
+        0.0,
+        "every request went to the holder"
+    );
+
+    // The holder stops (its lease released): the standby takes over.
+    holder.stop().await;
+    wait_for(
+        "the standby consuming",
+        Duration::from_secs(60),
+        move || async move { stack.consumer_count(queue).await == 1 },
+    )
+    .await;
+    let supply = s.total_supply().await;
+    let more = pending_mints(s.db(), "takeover", 20, |_| 3).await;
+    s.publish(&requests_of(&more)).await;
+    wait_settled(s.db(), SETTLE).await;
+    assert_eq!(count_status(s.db(), TxStatus::Confirmed).await, 220);
+    let expected: u128 = more.iter().map(|(_, _, amount)| amount).sum();
+    assert_eq!(
+        s.total_supply().await - supply,
+        expected,
+        "minted once each"
+    );
+    let standby_metrics = standby.get("/metrics").await.text().await.unwrap();
+    assert!(acked(&standby_metrics) >= 20.0, "{standby_metrics}");
+    standby.stop().await;
+    s.finish().await;
+}
+
 #[tokio::test]
 async fn the_same_request_delivered_100_times_mints_once() {
     let s = spawn_stack(&[]).await;

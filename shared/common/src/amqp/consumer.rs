@@ -21,7 +21,7 @@ use lapin::{
     },
     types::FieldTable,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -122,6 +122,13 @@ pub struct ConsumerOptions {
     /// How long shutdown waits for in-flight handlers before abandoning them
     /// (their messages are then redelivered).
     pub drain_timeout: Duration,
+    /// Consume only while this is `true` (e.g. while the replica holds the
+    /// lease its handlers need). When it turns `false` the consumer is
+    /// cancelled, in-flight handlers finish and the channel closes, which
+    /// gives its prefetched messages back to the queue for a replica that
+    /// can handle them; consuming resumes when it turns `true`. `None`:
+    /// always consume.
+    pub gate: Option<watch::Receiver<bool>>,
 }
 
 impl Default for ConsumerOptions {
@@ -131,6 +138,7 @@ impl Default for ConsumerOptions {
             concurrency: None,
             retry: RetryPolicy::STANDARD,
             drain_timeout: Duration::from_secs(30),
+            gate: None,
         }
     }
 }
@@ -178,7 +186,24 @@ where
     let limiter = Arc::new(Semaphore::new(concurrency));
     let mut in_flight = JoinSet::new();
 
+    let mut gate = options.gate.clone();
     loop {
+        if let Some(gate) = gate.as_mut()
+            && !*gate.borrow_and_update()
+        {
+            tracing::info!(
+                queue = spec.name,
+                "not consuming until this replica can handle messages"
+            );
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                opened = gate.wait_for(|open| *open) => if opened.is_err() {
+                    // The gate's owner is gone: the service is stopping.
+                    return Ok(());
+                },
+            }
+        }
         let link = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Ok(()),
@@ -216,26 +241,27 @@ where
             &mut in_flight,
             &shutdown,
             client.lost(link.generation),
+            gate_closes(gate.clone()),
         )
         .await;
         sampler.abort();
 
         match end {
             SessionEnd::Shutdown => {
-                // Stop new deliveries first so the drain is not racing new work.
-                let cancel =
-                    channel.basic_cancel(consumer.tag(), BasicCancelOptions { nowait: false });
-                match tokio::time::timeout(BROKER_REPLY_TIMEOUT, cancel).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::warn!(queue = spec.name, error = %e, "basic.cancel failed")
-                    }
-                    Err(_) => tracing::warn!(queue = spec.name, "basic.cancel timed out"),
-                }
+                stop_consuming(&channel, &consumer, spec.name).await;
                 drain(&mut in_flight, options.drain_timeout).await;
                 close(&channel, "consumer shut down").await;
                 tracing::info!(queue = spec.name, "consumer stopped");
                 return Ok(());
+            }
+            SessionEnd::Gated => {
+                stop_consuming(&channel, &consumer, spec.name).await;
+                drain(&mut in_flight, options.drain_timeout).await;
+                close(&channel, "consumer paused").await;
+                tracing::info!(
+                    queue = spec.name,
+                    "consumer paused; its prefetched messages went back to the queue"
+                );
             }
             SessionEnd::Lost(reason) => {
                 tracing::warn!(queue = spec.name, %reason, "consumer interrupted; resuming when the broker is back");
@@ -252,6 +278,30 @@ where
 enum SessionEnd {
     Shutdown,
     Lost(String),
+    /// The gate closed: stop consuming until it opens.
+    Gated,
+}
+
+/// Resolves when `gate` turns `false` (never without a gate).
+async fn gate_closes(gate: Option<watch::Receiver<bool>>) {
+    match gate {
+        Some(mut gate) => {
+            if gate.wait_for(|open| !*open).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// `basic.cancel`: no new deliveries, so a drain is not racing new work.
+async fn stop_consuming(channel: &Channel, consumer: &Consumer, queue: &str) {
+    let cancel = channel.basic_cancel(consumer.tag(), BasicCancelOptions { nowait: false });
+    match tokio::time::timeout(BROKER_REPLY_TIMEOUT, cancel).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(queue, error = %e, "basic.cancel failed"),
+        Err(_) => tracing::warn!(queue, "basic.cancel timed out"),
+    }
 }
 
 async fn open(link: &Link, queue: &str, prefetch: u16) -> Result<(Channel, Consumer), AmqpError> {
@@ -295,12 +345,14 @@ async fn run_session<P, H>(
     in_flight: &mut JoinSet<()>,
     shutdown: &CancellationToken,
     lost: impl Future<Output = ()>,
+    gated: impl Future<Output = ()>,
 ) -> SessionEnd
 where
     P: QueueMessage,
     H: Handler<P>,
 {
     let mut lost = std::pin::pin!(lost);
+    let mut gated = std::pin::pin!(gated);
     loop {
         while let Some(done) = in_flight.try_join_next() {
             log_join(done);
@@ -311,6 +363,7 @@ where
             biased;
             _ = shutdown.cancelled() => return SessionEnd::Shutdown,
             _ = &mut lost => return SessionEnd::Lost("the broker connection was lost".to_owned()),
+            () = &mut gated => return SessionEnd::Gated,
             permit = limiter.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 // The semaphore is never closed; if it were, stop as on shutdown.
@@ -321,6 +374,7 @@ where
             biased;
             _ = shutdown.cancelled() => return SessionEnd::Shutdown,
             _ = &mut lost => return SessionEnd::Lost("the broker connection was lost".to_owned()),
+            () = &mut gated => return SessionEnd::Gated,
             next = consumer.next() => next,
         };
         match next {
