@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::ValueEnum;
@@ -19,7 +19,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::console::Console;
-use crate::infra::{self, Endpoint};
 use crate::npm;
 use crate::workspace::{Workspace, cargo};
 
@@ -108,28 +107,8 @@ pub struct BenchArgs {
     #[arg(long, env = "HAVEN_BENCH_SOAK_DURATION")]
     pub soak_duration: Option<String>,
 
-    /// PostgreSQL the benchmarks use (same variable as the test helpers);
-    /// started when local, installed and down.
-    #[arg(
-        long,
-        env = "TEST_DATABASE_ADMIN_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
-        hide_env_values = true
-    )]
-    pub postgres_url: String,
-
-    /// RabbitMQ the benchmarks use; started when local, installed and down.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = crate::stack::DEFAULT_AMQP_URL,
-        hide_env_values = true
-    )]
-    pub amqp_url: String,
-
-    /// How long to wait for PostgreSQL or RabbitMQ to answer after starting them.
-    #[arg(long, env = "HAVEN_SERVICE_START_TIMEOUT_SECS", default_value_t = 120)]
-    pub service_start_timeout_secs: u64,
+    #[command(flatten)]
+    pub servers: crate::infra::Servers,
 }
 
 /// One line of the result table.
@@ -184,13 +163,7 @@ pub fn run(args: &BenchArgs, ws: &Workspace, console: Console) -> anyhow::Result
     let machine = machine();
 
     // What the benchmarks need: the database, the broker, anvil.
-    let timeout = Duration::from_secs(args.service_start_timeout_secs);
-    let logs = ws.dev_dir();
-    std::fs::create_dir_all(&logs).with_context(|| format!("create {}", logs.display()))?;
-    let postgres = Endpoint::from_url(&args.postgres_url)
-        .context("--postgres-url / TEST_DATABASE_ADMIN_URL")?;
-    infra::ensure_postgres(&postgres, &logs, timeout, console)?;
-    infra::ensure_rabbitmq(&args.amqp_url, &logs, timeout, console)?;
+    args.servers.ensure(&ws.dev_dir(), console)?;
     let tools = npm::ensure(&ws.root, console)?;
 
     let out_dir = ws.target_dir.join("bench");
@@ -225,8 +198,8 @@ pub fn run(args: &BenchArgs, ws: &Workspace, console: Console) -> anyhow::Result
             .arg("--json")
             .arg(&json_path)
             .env("ANVIL_BIN", tools.anvil())
-            .env("AMQP_URL", &args.amqp_url)
-            .env("TEST_DATABASE_ADMIN_URL", &args.postgres_url)
+            .env("AMQP_URL", &args.servers.amqp_url)
+            .env("TEST_DATABASE_ADMIN_URL", &args.servers.postgres_url)
             .current_dir(&ws.root)
             .stdin(Stdio::null())
             .status()

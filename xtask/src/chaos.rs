@@ -13,13 +13,12 @@
 //! as its `chaos` step.
 
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::builder::FalseyValueParser;
 
 use crate::console::Console;
-use crate::infra::{self, Endpoint};
+use crate::infra::Servers;
 use crate::npm;
 use crate::stack::SERVICES;
 use crate::step::{StepError, StepResult};
@@ -56,44 +55,20 @@ pub struct ChaosArgs {
     #[arg(long, env = "HAVEN_RELEASE", value_parser = FalseyValueParser::new())]
     pub release: bool,
 
-    /// PostgreSQL the matrix makes its databases on; started when local,
-    /// installed and down.
-    #[arg(
-        long,
-        env = "TEST_DATABASE_ADMIN_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
-        hide_env_values = true
-    )]
-    pub postgres_url: String,
-
-    /// RabbitMQ; started when local, installed and down.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = crate::stack::DEFAULT_AMQP_URL,
-        hide_env_values = true
-    )]
-    pub amqp_url: String,
-
-    /// How long to wait for PostgreSQL or RabbitMQ to answer after starting them.
-    #[arg(long, env = "HAVEN_SERVICE_START_TIMEOUT_SECS", default_value_t = 120)]
-    pub service_start_timeout_secs: u64,
+    #[command(flatten)]
+    pub servers: crate::infra::Servers,
 }
 
 impl ChaosArgs {
-    /// The short profile with every other setting at its default.
-    fn short_profile() -> Self {
+    /// The short profile on `servers`, every other setting at its default.
+    fn short_profile(servers: &Servers) -> Self {
         Self {
             only: None,
             short: true,
             events: None,
             rate: None,
             release: false,
-            postgres_url: std::env::var("TEST_DATABASE_ADMIN_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
-            amqp_url: std::env::var("AMQP_URL")
-                .unwrap_or_else(|_| crate::stack::DEFAULT_AMQP_URL.to_owned()),
-            service_start_timeout_secs: 120,
+            servers: servers.clone(),
         }
     }
 
@@ -126,8 +101,8 @@ pub fn run(args: &ChaosArgs, ws: &Workspace, console: Console) -> anyhow::Result
 }
 
 /// The `chaos` step of `cargo xtask test`: the short profile.
-pub(crate) fn step(ws: &Workspace, console: Console) -> StepResult {
-    if matrix(&ChaosArgs::short_profile(), ws, console)? {
+pub(crate) fn step(ws: &Workspace, servers: &Servers, console: Console) -> StepResult {
+    if matrix(&ChaosArgs::short_profile(servers), ws, console)? {
         Ok(())
     } else {
         Err(StepError::Failed(
@@ -137,13 +112,7 @@ pub(crate) fn step(ws: &Workspace, console: Console) -> StepResult {
 }
 
 fn matrix(args: &ChaosArgs, ws: &Workspace, console: Console) -> anyhow::Result<bool> {
-    let timeout = Duration::from_secs(args.service_start_timeout_secs);
-    let logs = ws.dev_dir();
-    std::fs::create_dir_all(&logs).with_context(|| format!("create {}", logs.display()))?;
-    let postgres = Endpoint::from_url(&args.postgres_url)
-        .context("--postgres-url / TEST_DATABASE_ADMIN_URL")?;
-    infra::ensure_postgres(&postgres, &logs, timeout, console)?;
-    infra::ensure_rabbitmq(&args.amqp_url, &logs, timeout, console)?;
+    args.servers.ensure(&ws.dev_dir(), console)?;
     let tools = npm::ensure(&ws.root, console)?;
     let prometheus = crate::ops::ensure_prometheus(ws, console)?;
 
@@ -188,8 +157,8 @@ fn matrix(args: &ChaosArgs, ws: &Workspace, console: Console) -> anyhow::Result<
         .arg("--prometheus")
         .arg(&prometheus)
         .env("ANVIL_BIN", tools.anvil())
-        .env("AMQP_URL", &args.amqp_url)
-        .env("TEST_DATABASE_ADMIN_URL", &args.postgres_url)
+        .env("AMQP_URL", &args.servers.amqp_url)
+        .env("TEST_DATABASE_ADMIN_URL", &args.servers.postgres_url)
         .current_dir(&ws.root)
         .stdin(Stdio::null())
         .status()
@@ -208,7 +177,12 @@ mod tests {
 
     #[test]
     fn the_short_profile_and_the_flags_reach_the_matrix() {
-        let mut args = ChaosArgs::short_profile();
+        let servers = Servers {
+            postgres_url: "postgres://postgres@127.0.0.1:5432/postgres".to_owned(),
+            amqp_url: crate::stack::DEFAULT_AMQP_URL.to_owned(),
+            service_start_timeout_secs: 120,
+        };
+        let mut args = ChaosArgs::short_profile(&servers);
         assert_eq!(args.matrix_args(), ["--profile", "short"]);
         args.short = false;
         args.only = Some("rpc-cut,reorg".to_owned());

@@ -11,7 +11,6 @@ use clap::builder::FalseyValueParser;
 use serde::Deserialize;
 
 use crate::console::Console;
-use crate::infra::{self, Endpoint};
 use crate::step::{StepError, StepResult, run_command};
 use crate::workspace::{Workspace, cargo};
 use crate::{chaos, coverage, fuzz, npm, ops};
@@ -35,29 +34,8 @@ pub struct TestArgs {
     #[arg(long, env = "NEXTEST_PROFILE")]
     pub nextest_profile: Option<String>,
 
-    /// PostgreSQL the tests use (same variable as the test helpers); started
-    /// when local, installed and down.
-    #[arg(
-        long,
-        env = "TEST_DATABASE_ADMIN_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
-        hide_env_values = true
-    )]
-    pub postgres_url: String,
-
-    /// RabbitMQ the tests use (same variable as the test helpers); started
-    /// when local, installed and down.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = crate::stack::DEFAULT_AMQP_URL,
-        hide_env_values = true
-    )]
-    pub amqp_url: String,
-
-    /// How long to wait for PostgreSQL or RabbitMQ to answer after starting them.
-    #[arg(long, env = "HAVEN_SERVICE_START_TIMEOUT_SECS", default_value_t = 120)]
-    pub service_start_timeout_secs: u64,
+    #[command(flatten)]
+    pub servers: crate::infra::Servers,
 
     /// Run the test suite without coverage instrumentation (and skip the
     /// coverage step): quicker feedback while working on one thing.
@@ -260,7 +238,7 @@ pub fn run(args: &TestArgs, ws: &Workspace, console: Console) -> anyhow::Result<
         (
             StepId::Chaos,
             "fault matrix, short profile (kill -9 of chain-minter, broker cut)",
-            Box::new(|| chaos::step(ws, console)),
+            Box::new(|| chaos::step(ws, &args.servers, console)),
         ),
     ];
     let steps: Vec<(&str, Run<'_>)> = all_steps
@@ -320,13 +298,7 @@ fn seconds(duration: Duration) -> String {
 }
 
 fn services(args: &TestArgs, ws: &Workspace, console: Console) -> StepResult {
-    let timeout = Duration::from_secs(args.service_start_timeout_secs);
-    let logs = ws.dev_dir();
-    let postgres = Endpoint::from_url(&args.postgres_url)
-        .context("--postgres-url / TEST_DATABASE_ADMIN_URL")?;
-    infra::ensure_postgres(&postgres, &logs, timeout, console)?;
-    infra::ensure_rabbitmq(&args.amqp_url, &logs, timeout, console)?;
-    Ok(())
+    Ok(args.servers.ensure(&ws.dev_dir(), console)?)
 }
 
 fn cargo_step<const N: usize>(ws: &Workspace, args: [&str; N]) -> StepResult {

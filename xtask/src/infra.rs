@@ -91,6 +91,48 @@ pub fn amqp_answers(endpoint: &Endpoint) -> bool {
     })
 }
 
+/// The PostgreSQL and RabbitMQ the tests, the benchmarks and the fault
+/// matrix use (the test helpers read the same variables).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Servers {
+    /// PostgreSQL (same variable as the test helpers); started when local,
+    /// installed and down.
+    #[arg(
+        long,
+        env = "TEST_DATABASE_ADMIN_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    pub postgres_url: String,
+
+    /// RabbitMQ (same variable as the test helpers); started when local,
+    /// installed and down.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = crate::stack::DEFAULT_AMQP_URL,
+        hide_env_values = true
+    )]
+    pub amqp_url: String,
+
+    /// How long to wait for PostgreSQL or RabbitMQ to answer after starting them.
+    #[arg(long, env = "HAVEN_SERVICE_START_TIMEOUT_SECS", default_value_t = 120)]
+    pub service_start_timeout_secs: u64,
+}
+
+impl Servers {
+    /// Starts whichever of the two is local, installed and down, and waits
+    /// until both answer; their logs go to `logs`.
+    pub fn ensure(&self, logs: &Path, console: Console) -> anyhow::Result<()> {
+        let timeout = Duration::from_secs(self.service_start_timeout_secs);
+        std::fs::create_dir_all(logs).with_context(|| format!("create {}", logs.display()))?;
+        let postgres = Endpoint::from_url(&self.postgres_url)
+            .context("--postgres-url / TEST_DATABASE_ADMIN_URL")?;
+        ensure_postgres(&postgres, logs, timeout, console)?;
+        ensure_rabbitmq(&self.amqp_url, logs, timeout, console)
+    }
+}
+
 /// Makes sure the broker at `amqp_url` answers, starting the local
 /// `rabbitmq-server` when it is installed and the URL points at this machine.
 pub fn ensure_rabbitmq(

@@ -289,6 +289,15 @@ pub fn write(dir: &Path, rows: &[Row], events: u64, rate: u32) -> anyhow::Result
 mod tests {
     use super::*;
 
+    fn timing(drained: Option<Duration>) -> Timing {
+        Timing {
+            recovery: drained,
+            drained,
+            during: None,
+            all: None,
+        }
+    }
+
     #[test]
     fn a_row_with_a_loss_fails_and_says_why() {
         let verdict = Verdict {
@@ -297,13 +306,14 @@ mod tests {
             problems: vec!["aurora:booking:b-1: no reward".to_owned()],
             ..Verdict::default()
         };
-        let timing = Timing {
-            recovery: Some(Duration::from_secs(3)),
-            drained: Some(Duration::from_secs(2)),
-            during: None,
-            all: None,
-        };
-        let row = Row::new(Fault::KillChainMinter, &[], verdict, timing, 1, (0, 0));
+        let row = Row::new(
+            Fault::KillChainMinter,
+            &[],
+            verdict,
+            timing(Some(Duration::from_secs(2))),
+            1,
+            (0, 0),
+        );
         assert!(!row.passed);
         let md = markdown(&[row], 10, 5);
         assert!(
@@ -318,13 +328,14 @@ mod tests {
 
     #[test]
     fn a_row_that_never_drained_fails_even_with_nothing_missing() {
-        let timing = Timing {
-            recovery: None,
-            drained: None,
-            during: None,
-            all: None,
-        };
-        let row = Row::new(Fault::RpcCut, &[], Verdict::default(), timing, 0, (0, 0));
+        let row = Row::new(
+            Fault::RpcCut,
+            &[],
+            Verdict::default(),
+            timing(None),
+            0,
+            (0, 0),
+        );
         assert!(!row.passed);
         assert_eq!(
             row.problems[0],
@@ -334,12 +345,7 @@ mod tests {
             Fault::None,
             &[],
             Verdict::default(),
-            Timing {
-                recovery: None,
-                drained: Some(Duration::ZERO),
-                during: None,
-                all: None,
-            },
+            timing(Some(Duration::ZERO)),
             0,
             (0, 0),
         );
@@ -353,12 +359,7 @@ mod tests {
             Fault::BrokerCut,
             &[],
             Verdict::default(),
-            Timing {
-                recovery: None,
-                drained: Some(Duration::ZERO),
-                during: None,
-                all: None,
-            },
+            timing(Some(Duration::ZERO)),
             0,
             (0, 0),
         );

@@ -137,6 +137,13 @@ impl TestDeps {
     /// Deletes the namespace and keeps the database for a person to look
     /// into; returns its URL.
     pub async fn cleanup_keeping_database(self) -> String {
+        let (db, amqp) = self.without_proxies();
+        amqp.cleanup().await;
+        db.keep()
+    }
+
+    /// Stops both proxies and hands back the database and the namespace.
+    fn without_proxies(self) -> (TestDb, TestAmqp) {
         let Self {
             db,
             db_proxy,
@@ -144,20 +151,13 @@ impl TestDeps {
             amqp_proxy,
         } = self;
         drop((db_proxy, amqp_proxy));
-        amqp.cleanup().await;
-        db.keep()
+        (db, amqp)
     }
 
     /// Drops the database and deletes the namespace now. Call it after
     /// [`TestApp::stop`]; a test that panics earlier cleans up on drop.
     pub async fn cleanup(self) {
-        let Self {
-            db,
-            db_proxy,
-            amqp,
-            amqp_proxy,
-        } = self;
-        drop((db_proxy, amqp_proxy));
+        let (db, amqp) = self.without_proxies();
         db.cleanup().await;
         amqp.cleanup().await;
     }
