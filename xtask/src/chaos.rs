@@ -19,8 +19,7 @@ use clap::builder::FalseyValueParser;
 
 use crate::console::Console;
 use crate::infra::Servers;
-use crate::npm;
-use crate::stack::SERVICES;
+use crate::{npm, up};
 use crate::step::{StepError, StepResult};
 use crate::workspace::{Workspace, cargo};
 
@@ -117,18 +116,18 @@ fn matrix(args: &ChaosArgs, ws: &Workspace, console: Console) -> anyhow::Result<
     let prometheus = crate::ops::ensure_prometheus(ws, console)?;
 
     let profile = if args.release { "release" } else { "debug" };
-    let mut services = Command::new(cargo());
-    services.args(["build", "--bins"]).current_dir(&ws.root);
+    let deploy_package = ws.package_of_bin(up::DEPLOY_BIN).map(str::to_owned);
+    let services = up::stack_build(
+        ws,
+        &up::stack_packages(deploy_package.as_deref()),
+        args.release,
+    );
     let mut matrix = Command::new(cargo());
     matrix
         .args(["build", "--package", PACKAGE, "--bin", BIN])
         .current_dir(&ws.root);
     if args.release {
-        services.arg("--release");
         matrix.arg("--release");
-    }
-    for service in &SERVICES {
-        services.args(["--package", service.name]);
     }
     console.info(&format!("building the services and the matrix ({profile})"));
     for mut build in [services, matrix] {

@@ -27,7 +27,7 @@ const MIGRATIONS_PACKAGE: &str = "haven-migrations";
 /// Binary that deploys the token contract (shared/deploy/src/main.rs).
 /// It gets `RPC_URL`, `CHAIN_ID` and `DEPLOYER_PRIVATE_KEY` and prints the
 /// contract address (0x + 40 hex digits) as the last line of its stdout.
-const DEPLOY_BIN: &str = "haven-deploy";
+pub const DEPLOY_BIN: &str = "haven-deploy";
 /// Shutdown stages: services stop before the chain they may still be using.
 const STAGE_CHAIN: u8 = 0;
 const STAGE_SERVICES: u8 = 1;
@@ -328,20 +328,8 @@ fn build(
     deploy_package: Option<&str>,
     console: Console,
 ) -> anyhow::Result<bool> {
-    let packages: BTreeSet<&str> = SERVICES
-        .iter()
-        .map(|s| s.name)
-        .chain([MIGRATIONS_PACKAGE])
-        .chain(deploy_package)
-        .collect();
-    let mut command = Command::new(cargo());
-    command.args(["build", "--bins"]).current_dir(&ws.root);
-    if args.release {
-        command.arg("--release");
-    }
-    for package in &packages {
-        command.args(["--package", package]);
-    }
+    let packages = stack_packages(deploy_package);
+    let mut command = stack_build(ws, &packages, args.release);
     console.info(&format!(
         "build: cargo build --bins{} of {}",
         if args.release { " --release" } else { "" },
@@ -363,6 +351,31 @@ fn build(
         started.elapsed().as_secs_f64()
     ));
     Ok(true)
+}
+
+/// The packages of the stack: the services, the migrations, the deployer.
+pub fn stack_packages(deploy_package: Option<&str>) -> BTreeSet<&str> {
+    SERVICES
+        .iter()
+        .map(|s| s.name)
+        .chain([MIGRATIONS_PACKAGE])
+        .chain(deploy_package)
+        .collect()
+}
+
+/// `cargo build --bins` of `packages`, as `cargo xtask up` builds them (the
+/// same packages in one build, so the same features: a second build of the
+/// stack, by the fault matrix, compiles nothing again).
+pub fn stack_build(ws: &Workspace, packages: &BTreeSet<&str>, release: bool) -> Command {
+    let mut command = Command::new(cargo());
+    command.args(["build", "--bins"]).current_dir(&ws.root);
+    if release {
+        command.arg("--release");
+    }
+    for package in packages {
+        command.args(["--package", package]);
+    }
+    command
 }
 
 /// Whether a command ended because of Ctrl-C or SIGTERM.
