@@ -19,9 +19,9 @@ use clap::builder::FalseyValueParser;
 
 use crate::console::Console;
 use crate::infra::Servers;
-use crate::{npm, up};
 use crate::step::{StepError, StepResult};
 use crate::workspace::{Workspace, cargo};
+use crate::{npm, up};
 
 /// Package and binary of the matrix.
 const PACKAGE: &str = "load-tests";

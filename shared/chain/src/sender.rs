@@ -26,6 +26,8 @@ const NONCE_RESYNC_ATTEMPTS: usize = 3;
 /// Polls [`TxSender::confirm`] waits, once the nonce is seen used without a
 /// receipt of ours, before it reports [`ChainError::NonceTaken`].
 const NONCE_TAKEN_AFTER_POLLS: u32 = 5;
+/// Gas of a plain transfer (a nonce gap's filler).
+const TRANSFER_GAS: u64 = 21_000;
 
 /// What to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +214,9 @@ pub struct TxSender {
     fees: FeePolicy,
     confirmations: u64,
     stuck_after_blocks: u64,
+    /// The last nonce gap filled and the block it was tried at (one try per
+    /// gap every `stuck_after_blocks`, however many transactions wait on it).
+    last_fill: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 impl TxSender {
@@ -229,6 +234,7 @@ impl TxSender {
             fees: FeePolicy::from_config(config)?,
             confirmations: config.confirmations.max(1),
             stuck_after_blocks: config.stuck_after_blocks.max(1),
+            last_fill: std::sync::Mutex::new(None),
         })
     }
 
@@ -410,6 +416,7 @@ impl TxSender {
                 resent,
                 "transaction is stuck but its fees cannot be raised past MAX_FEE_PER_GAS; sent again as it was, waiting"
             );
+            self.fill_gap(sent, head).await;
             if let Some(a) = sent.attempts.last_mut() {
                 a.sent_at_block = head;
             }
@@ -446,6 +453,61 @@ impl TxSender {
                 Ok(())
             }
             Err(Broadcast::Failed(err)) => Err(err),
+        }
+    }
+
+    /// A nonce below `sent`'s that the chain has not used and no one will
+    /// send (its transaction was dropped by the node after the job that sent
+    /// it gave up) blocks `sent` and every later transaction for ever: it is
+    /// filled with a transfer of nothing to the signer itself. Where a
+    /// transaction does hold that nonce, the node refuses the filler (an
+    /// underpriced replacement) or the filler replaces it, and that
+    /// transaction's job sees its nonce taken and sends it again: the
+    /// references keep every mint and burn once either way.
+    async fn fill_gap(&self, sent: &SentTx, head: u64) {
+        let Ok(mined) = self.rpc.mined_nonce(sent.from).await else {
+            return;
+        };
+        if mined >= sent.nonce {
+            return;
+        }
+        {
+            let mut last = self.last_fill.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((nonce, at)) = *last
+                && nonce == mined
+                && head < at.saturating_add(self.stuck_after_blocks)
+            {
+                return;
+            }
+            *last = Some((mined, head));
+        }
+        let Ok(Ok(fees)) = self
+            .rpc
+            .fee_history()
+            .await
+            .map(|history| self.fees.estimate(&history))
+        else {
+            return;
+        };
+        let filler = TxRequest::transfer(sent.from, U256::ZERO);
+        let Ok((hash, raw)) = self.sign(&filler, mined, TRANSFER_GAS, fees) else {
+            return;
+        };
+        match self.broadcast(&raw).await {
+            Ok(()) => tracing::warn!(
+                nonce = mined,
+                tx_hash = %hash,
+                waiting = sent.nonce,
+                "a nonce below a stuck transaction was never mined: filled with an empty transfer"
+            ),
+            Err(Broadcast::Rejected(rejection)) => tracing::debug!(
+                nonce = mined,
+                ?rejection,
+                "a transaction holds the nonce below: no gap"
+            ),
+            Err(Broadcast::Failed(err)) => {
+                tracing::warn!(error = %err, nonce = mined, "could not fill a nonce gap; will try again")
+            }
         }
     }
 

@@ -54,6 +54,53 @@ async fn a_transaction_the_node_dropped_at_the_fee_ceiling_is_sent_again_and_min
     );
 }
 
+/// Found by the fault matrix (`stuck-transactions`), after the resend:
+/// a transaction the node dropped after its job had given up left its nonce
+/// unused, and every later transaction of the signer waited behind it. The
+/// gap is filled with an empty transfer.
+#[tokio::test]
+async fn a_nonce_gap_below_a_stuck_transaction_is_filled_and_it_is_mined() {
+    let anvil = AnvilInstance::spawn_with(&["--no-mining"]);
+    let mut tx = test_tx_config();
+    tx.max_priority_fee_per_gas = tx.min_priority_fee_per_gas;
+    let sender = direct_sender(&anvil, dev_key(1), &tx);
+    let provider = sender.rpc().provider().clone();
+    let to = Address::repeat_byte(0x44);
+
+    // Nonce 0: sent, then dropped by the node, and its job gone.
+    let abandoned = sender
+        .send(TxRequest::transfer(to, U256::from(1u64)))
+        .await
+        .expect("sent");
+    let mut waiting = sender
+        .send(TxRequest::transfer(to, U256::from(2u64)))
+        .await
+        .expect("sent");
+    assert_eq!((abandoned.nonce, waiting.nonce), (0, 1));
+    provider
+        .anvil_drop_transaction(abandoned.attempts[0].hash)
+        .await
+        .unwrap();
+
+    let confirm = tokio::spawn(async move { sender.confirm(&mut waiting).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !confirm.is_finished() {
+        assert!(tokio::time::Instant::now() < deadline, "never confirmed");
+        provider.anvil_mine(Some(1), None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    confirm.await.unwrap().expect("confirmed");
+    // Only the second transfer moved value; nonce 0 went to the filler.
+    assert_eq!(provider.get_balance(to).await.unwrap(), U256::from(2u64));
+    assert_eq!(
+        provider
+            .get_transaction_count(dev_key(1).address())
+            .await
+            .unwrap(),
+        2
+    );
+}
+
 #[tokio::test]
 async fn a_stuck_transaction_is_replaced_with_higher_fees_and_mined() {
     // No automine: blocks only come when the test mines them, each with a
