@@ -80,8 +80,10 @@ pub struct Args {
     #[arg(long, env = "CHAOS_ALERT_RULES", default_value = alerts::DEFAULT_RULES)]
     pub alert_rules: PathBuf,
     /// How long after the load and the fault the backlog may take to drain
-    /// before what is missing counts as lost.
-    #[arg(long, env = "CHAOS_DRAIN_TIMEOUT", default_value = "240s", value_parser = parse_duration)]
+    /// before what is missing counts as lost. Longer than the longest retry
+    /// tier (10 minutes): a cancellation that waited for a stuck mint may
+    /// sit there.
+    #[arg(long, env = "CHAOS_DRAIN_TIMEOUT", default_value = "12m", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 }
 

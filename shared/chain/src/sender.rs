@@ -28,6 +28,8 @@ const NONCE_RESYNC_ATTEMPTS: usize = 3;
 const NONCE_TAKEN_AFTER_POLLS: u32 = 5;
 /// Gas of a plain transfer (a nonce gap's filler).
 const TRANSFER_GAS: u64 = 21_000;
+/// Nonces one stuck transaction fills at most per round.
+const MAX_GAP_FILL: u64 = 1_000;
 
 /// What to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -456,13 +458,14 @@ impl TxSender {
         }
     }
 
-    /// A nonce below `sent`'s that the chain has not used and no one will
-    /// send (its transaction was dropped by the node after the job that sent
-    /// it gave up) blocks `sent` and every later transaction for ever: it is
-    /// filled with a transfer of nothing to the signer itself. Where a
-    /// transaction does hold that nonce, the node refuses the filler (an
-    /// underpriced replacement) or the filler replaces it, and that
-    /// transaction's job sees its nonce taken and sends it again: the
+    /// Nonces below `sent`'s that the chain has not used and no one will
+    /// send (their transactions were dropped by the node after the jobs that
+    /// sent them gave up) block `sent` and every later transaction for ever:
+    /// each is filled with a transfer of nothing to the signer itself, at
+    /// the network's current fees. Where a transaction does hold a nonce
+    /// (stuck ones at the ceiling pay more), the node refuses the filler as
+    /// an underpriced replacement; should a filler replace one, that
+    /// transaction's job sees its nonce taken and sends it again. The
     /// references keep every mint and burn once either way.
     async fn fill_gap(&self, sent: &SentTx, head: u64) {
         let Ok(mined) = self.rpc.mined_nonce(sent.from).await else {
@@ -490,24 +493,27 @@ impl TxSender {
             return;
         };
         let filler = TxRequest::transfer(sent.from, U256::ZERO);
-        let Ok((hash, raw)) = self.sign(&filler, mined, TRANSFER_GAS, fees) else {
-            return;
-        };
-        match self.broadcast(&raw).await {
-            Ok(()) => tracing::warn!(
-                nonce = mined,
-                tx_hash = %hash,
-                waiting = sent.nonce,
-                "a nonce below a stuck transaction was never mined: filled with an empty transfer"
-            ),
-            Err(Broadcast::Rejected(rejection)) => tracing::debug!(
-                nonce = mined,
-                ?rejection,
-                "a transaction holds the nonce below: no gap"
-            ),
-            Err(Broadcast::Failed(err)) => {
-                tracing::warn!(error = %err, nonce = mined, "could not fill a nonce gap; will try again")
+        let mut filled = 0u64;
+        for nonce in mined..sent.nonce.min(mined.saturating_add(MAX_GAP_FILL)) {
+            let Ok((_, raw)) = self.sign(&filler, nonce, TRANSFER_GAS, fees) else {
+                return;
+            };
+            match self.broadcast(&raw).await {
+                Ok(()) => filled += 1,
+                Err(Broadcast::Rejected(_)) => {} // held by a transaction: no gap
+                Err(Broadcast::Failed(err)) => {
+                    tracing::warn!(error = %err, nonce, "could not fill a nonce gap; will try again");
+                    break;
+                }
             }
+        }
+        if filled > 0 {
+            tracing::warn!(
+                from = mined,
+                waiting = sent.nonce,
+                filled,
+                "nonces below a stuck transaction were never mined: filled with empty transfers"
+            );
         }
     }
 

@@ -67,20 +67,24 @@ async fn a_nonce_gap_below_a_stuck_transaction_is_filled_and_it_is_mined() {
     let provider = sender.rpc().provider().clone();
     let to = Address::repeat_byte(0x44);
 
-    // Nonce 0: sent, then dropped by the node, and its job gone.
-    let abandoned = sender
-        .send(TxRequest::transfer(to, U256::from(1u64)))
-        .await
-        .expect("sent");
+    // Nonces 0 and 1: sent, then dropped by the node, and their jobs gone.
+    let mut abandoned = Vec::new();
+    for value in [1u64, 3] {
+        let sent = sender
+            .send(TxRequest::transfer(to, U256::from(value)))
+            .await
+            .expect("sent");
+        abandoned.push(sent.attempts[0].hash);
+    }
     let mut waiting = sender
         .send(TxRequest::transfer(to, U256::from(2u64)))
         .await
         .expect("sent");
-    assert_eq!((abandoned.nonce, waiting.nonce), (0, 1));
-    provider
-        .anvil_drop_transaction(abandoned.attempts[0].hash)
-        .await
-        .unwrap();
+    assert_eq!(waiting.nonce, 2);
+    // Newest first: dropping a transaction may take those after it along.
+    for hash in abandoned.into_iter().rev() {
+        provider.anvil_drop_transaction(hash).await.unwrap();
+    }
 
     let confirm = tokio::spawn(async move { sender.confirm(&mut waiting).await });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -90,14 +94,14 @@ async fn a_nonce_gap_below_a_stuck_transaction_is_filled_and_it_is_mined() {
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     confirm.await.unwrap().expect("confirmed");
-    // Only the second transfer moved value; nonce 0 went to the filler.
+    // Only the last transfer moved value; nonces 0 and 1 went to fillers.
     assert_eq!(provider.get_balance(to).await.unwrap(), U256::from(2u64));
     assert_eq!(
         provider
             .get_transaction_count(dev_key(1).address())
             .await
             .unwrap(),
-        2
+        3
     );
 }
 
