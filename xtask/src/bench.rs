@@ -193,13 +193,12 @@ pub fn run(args: &BenchArgs, ws: &Workspace, console: Console) -> anyhow::Result
         let bench_args = bench.args(args.quick, args.soak_duration.as_deref());
         console.info(&format!("running {} {}", bench.bin(), bench_args.join(" ")));
         let began = Instant::now();
-        let status = Command::new(ws.target_dir.join("release").join(bench.bin()))
+        let mut run = Command::new(ws.target_dir.join("release").join(bench.bin()));
+        args.servers.env_of(&mut run, &tools.anvil());
+        let status = run
             .args(&bench_args)
             .arg("--json")
             .arg(&json_path)
-            .env("ANVIL_BIN", tools.anvil())
-            .env("AMQP_URL", &args.servers.amqp_url)
-            .env("TEST_DATABASE_ADMIN_URL", &args.servers.postgres_url)
             .current_dir(&ws.root)
             .stdin(Stdio::null())
             .status()

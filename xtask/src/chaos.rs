@@ -147,7 +147,9 @@ fn matrix(args: &ChaosArgs, ws: &Workspace, console: Console) -> anyhow::Result<
         "running the fault matrix {}",
         matrix_args.join(" ")
     ));
-    let status = Command::new(bin_dir.join(BIN))
+    let mut run = Command::new(bin_dir.join(BIN));
+    args.servers.env_of(&mut run, &tools.anvil());
+    let status = run
         .args(&matrix_args)
         .arg("--bin-dir")
         .arg(&bin_dir)
@@ -155,9 +157,6 @@ fn matrix(args: &ChaosArgs, ws: &Workspace, console: Console) -> anyhow::Result<
         .arg(&out)
         .arg("--prometheus")
         .arg(&prometheus)
-        .env("ANVIL_BIN", tools.anvil())
-        .env("AMQP_URL", &args.servers.amqp_url)
-        .env("TEST_DATABASE_ADMIN_URL", &args.servers.postgres_url)
         .current_dir(&ws.root)
         .stdin(Stdio::null())
         .status()

@@ -121,6 +121,15 @@ pub struct Servers {
 }
 
 impl Servers {
+    /// Points a test-helper process (a benchmark, the fault matrix) at
+    /// these servers and at `anvil`.
+    pub fn env_of(&self, command: &mut std::process::Command, anvil: &Path) {
+        command
+            .env("ANVIL_BIN", anvil)
+            .env("AMQP_URL", &self.amqp_url)
+            .env("TEST_DATABASE_ADMIN_URL", &self.postgres_url);
+    }
+
     /// Starts whichever of the two is local, installed and down, and waits
     /// until both answer; their logs go to `logs`.
     pub fn ensure(&self, logs: &Path, console: Console) -> anyhow::Result<()> {

@@ -12,6 +12,23 @@ use haven_chain::testing::{AnvilInstance, dev_key, test_tx_config};
 
 use crate::helpers::{deploy_haven, direct_sender};
 
+/// Confirms `sent` while a block is mined every 150 ms (the node does not
+/// mine by itself); panics after a minute.
+async fn confirm_while_mining(
+    sender: haven_chain::sender::TxSender,
+    mut sent: haven_chain::sender::SentTx,
+) -> haven_chain::sender::ConfirmedTx {
+    let provider = sender.rpc().provider().clone();
+    let confirm = tokio::spawn(async move { sender.confirm(&mut sent).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !confirm.is_finished() {
+        assert!(tokio::time::Instant::now() < deadline, "never confirmed");
+        provider.anvil_mine(Some(1), None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    confirm.await.unwrap().expect("confirmed")
+}
+
 /// Found by the fault matrix (`stuck-transactions`): a base fee spike made
 /// anvil drop the minter's transactions, whose fees had reached the ceiling;
 /// the sender waited for them for ever and every later mint queued behind
@@ -27,7 +44,7 @@ async fn a_transaction_the_node_dropped_at_the_fee_ceiling_is_sent_again_and_min
     let provider = sender.rpc().provider().clone();
     let to = Address::repeat_byte(0x43);
 
-    let mut sent = sender
+    let sent = sender
         .send(TxRequest::transfer(to, U256::from(777u64)))
         .await
         .expect("sent");
@@ -35,14 +52,7 @@ async fn a_transaction_the_node_dropped_at_the_fee_ceiling_is_sent_again_and_min
     // The node forgets it, as anvil does when the base fee outgrows it.
     provider.anvil_drop_transaction(first).await.unwrap();
 
-    let confirm = tokio::spawn(async move { sender.confirm(&mut sent).await });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !confirm.is_finished() {
-        assert!(tokio::time::Instant::now() < deadline, "never confirmed");
-        provider.anvil_mine(Some(1), None).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-    let confirmed = confirm.await.unwrap().expect("confirmed");
+    let confirmed = confirm_while_mining(sender, sent).await;
     assert_eq!(confirmed.tx_hash, first, "the same transaction, sent again");
     assert_eq!(provider.get_balance(to).await.unwrap(), U256::from(777u64));
     assert_eq!(
@@ -76,7 +86,7 @@ async fn a_nonce_gap_below_a_stuck_transaction_is_filled_and_it_is_mined() {
             .expect("sent");
         abandoned.push(sent.attempts[0].hash);
     }
-    let mut waiting = sender
+    let waiting = sender
         .send(TxRequest::transfer(to, U256::from(2u64)))
         .await
         .expect("sent");
@@ -86,14 +96,7 @@ async fn a_nonce_gap_below_a_stuck_transaction_is_filled_and_it_is_mined() {
         provider.anvil_drop_transaction(hash).await.unwrap();
     }
 
-    let confirm = tokio::spawn(async move { sender.confirm(&mut waiting).await });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !confirm.is_finished() {
-        assert!(tokio::time::Instant::now() < deadline, "never confirmed");
-        provider.anvil_mine(Some(1), None).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-    confirm.await.unwrap().expect("confirmed");
+    confirm_while_mining(sender, waiting).await;
     // Only the last transfer moved value; nonces 0 and 1 went to fillers.
     assert_eq!(provider.get_balance(to).await.unwrap(), U256::from(2u64));
     assert_eq!(
