@@ -30,9 +30,11 @@ const BIN: &str = "chaos";
 /// Options of `cargo xtask chaos`.
 #[derive(Debug, clap::Args)]
 pub struct ChaosArgs {
-    /// Rows to run, comma-separated (default: every fault; see
-    /// `--help` of the `chaos` binary for the names, e.g.
-    /// `broker-restart,rpc-cut,reorg`).
+    /// Rows to run, comma-separated (default: every one): none,
+    /// broker-restart, broker-cut, database-restart, database-cut,
+    /// kill-webhook-ingress, kill-reward-calculator, kill-chain-minter,
+    /// kill-redemption-payout, kill-read-api, rpc-cut, reorg,
+    /// stuck-transactions, replicas, payout-failing, broker-node-lost.
     #[arg(long, env = "CHAOS_ONLY")]
     pub only: Option<String>,
 

@@ -84,10 +84,11 @@ enum Command {
     /// fault at a time (broker and database restarts and cuts, kill -9 of
     /// each service, the chain RPC cut, a reorganisation, stuck
     /// transactions, two replicas of every worker, the payout provider
-    /// failing), each on a fresh database, broker namespace and chain; then
-    /// the events lost and doubled, checked on chain. Writes
-    /// `target/chaos/latest.md` and `latest.json`; exits 1 when anything was
-    /// lost or doubled.
+    /// failing, a node of a three-node broker cluster lost), each on a fresh
+    /// database, broker namespace and chain; then the events lost and
+    /// doubled, checked on chain, and the alerts a real Prometheus raised.
+    /// Writes `target/chaos/latest.md` and `latest.json`; exits 1 when
+    /// anything was lost or doubled or an alert did not fire where it should.
     Chaos(chaos::ChaosArgs),
     /// Recompile contracts/HAVEN.sol into contracts/artifacts/ (ABI and
     /// bytecode, committed), with the pinned solc from `node_modules/`.
