@@ -233,8 +233,8 @@ async fn run_row(args: &Args, fault: Fault) -> anyhow::Result<Row> {
     load.await?;
 
     let sent = traffic.sent();
-    let verdict = verify::check(&stack, &sent).await?;
     let snapshot = Snapshot::load(stack.db()).await?;
+    let verdict = verify::check(&stack, &snapshot, &sent).await?;
     let mut during = Histogram::<u64>::new(3)?;
     let mut all = Histogram::<u64>::new(3)?;
     for s in &sent {

@@ -244,6 +244,12 @@ impl Stack {
 
     /// Whether every service's `/health` answers 200 now.
     pub async fn healthy(&self, client: &reqwest::Client) -> bool {
+        self.down(client).await.is_empty()
+    }
+
+    /// The services whose `/health` does not answer 200 now.
+    async fn down(&self, client: &reqwest::Client) -> Vec<&str> {
+        let mut down = Vec::new();
         for service in &self.services {
             let ok = client
                 .get(format!("{}/health", service.url()))
@@ -252,29 +258,22 @@ impl Stack {
                 .await
                 .is_ok_and(|r| r.status().is_success());
             if !ok {
-                return false;
+                down.push(service.name());
             }
         }
-        true
+        down
     }
 
     /// Waits until [`Stack::healthy`].
     pub async fn wait_healthy(&self, within: Duration) -> anyhow::Result<()> {
         let client = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + within;
-        while !self.healthy(&client).await {
+        loop {
+            let down = self.down(&client).await;
+            if down.is_empty() {
+                return Ok(());
+            }
             if tokio::time::Instant::now() > deadline {
-                let mut down = Vec::new();
-                for service in &self.services {
-                    let ok = client
-                        .get(format!("{}/health", service.url()))
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success());
-                    if !ok {
-                        down.push(service.name().to_owned());
-                    }
-                }
                 bail!(
                     "not healthy within {within:?}: {} (logs in {})",
                     down.join(", "),
@@ -283,7 +282,6 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        Ok(())
     }
 
     /// A JSON-RPC call to anvil (its `anvil_*` test methods).

@@ -139,14 +139,7 @@ fn counts(sent: &Sent, snapshot: &Snapshot) -> bool {
     match &sent.outcome {
         Outcome::Accepted => true,
         Outcome::Refused(_) => false,
-        Outcome::Unanswered(_) => match &sent.effect {
-            Effect::Reward {
-                source_reference, ..
-            } => snapshot.rewards.contains_key(source_reference),
-            Effect::Mint { tx_id, .. } => snapshot.txs.contains_key(tx_id),
-            Effect::Redeem { key, .. } => snapshot.redemptions_by_key.contains_key(key),
-            Effect::Cancel { .. } | Effect::Nothing => false,
-        },
+        Outcome::Unanswered(_) => had_effect(sent, snapshot),
     }
 }
 
@@ -176,9 +169,9 @@ impl Verdict {
     }
 }
 
-/// Checks every event of the run against the chain and the provider.
-pub async fn check(stack: &Stack, sent: &[Sent]) -> anyhow::Result<Verdict> {
-    let snapshot = Snapshot::load(stack.db()).await?;
+/// Checks every event of the run against the chain and the provider;
+/// `snapshot` is the database read after the drain.
+pub async fn check(stack: &Stack, snapshot: &Snapshot, sent: &[Sent]) -> anyhow::Result<Verdict> {
     let mut verdict = Verdict::default();
     let mut expected: BTreeMap<Guest, i128> = BTreeMap::new();
     let mut short_guests: HashSet<Guest> = HashSet::new();
@@ -191,9 +184,9 @@ pub async fn check(stack: &Stack, sent: &[Sent]) -> anyhow::Result<Verdict> {
     }
 
     for event in sent {
-        if !counts(event, &snapshot) {
+        if !counts(event, snapshot) {
             if let Outcome::Refused(why) = &event.outcome
-                && had_effect(event, &snapshot)
+                && had_effect(event, snapshot)
             {
                 verdict.duplicated += 1;
                 verdict.problem(format!("{} refused ({why}) but took effect", event.kind));
@@ -403,15 +396,13 @@ async fn on_chain(stack: &Stack, tx: &token_transactions::Model) -> anyhow::Resu
         .context("refUsed")
 }
 
+/// Whether the database holds what `sent` would have written (a refused
+/// event must not have; the load never sends one event twice).
 fn had_effect(sent: &Sent, snapshot: &Snapshot) -> bool {
     match &sent.effect {
         Effect::Reward {
             source_reference, ..
-        } => {
-            // A refused event's reward exists only if the same event was
-            // accepted another way; the load never sends one twice.
-            snapshot.rewards.contains_key(source_reference)
-        }
+        } => snapshot.rewards.contains_key(source_reference),
         Effect::Mint { tx_id, .. } => snapshot.txs.contains_key(tx_id),
         Effect::Redeem { key, .. } => snapshot.redemptions_by_key.contains_key(key),
         Effect::Cancel { .. } | Effect::Nothing => false,
