@@ -548,7 +548,7 @@ fn parse_mem_total_kib(text: &str) -> Option<u64> {
 }
 
 /// Now as `YYYY-MM-DD HH:MM UTC`.
-fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::console::Console;
 use crate::step::{StepError, StepResult, run_command};
 use crate::workspace::{Workspace, cargo};
-use crate::{chaos, coverage, fuzz, npm, ops};
+use crate::{chaos, coverage, fuzz, image, npm, ops};
 
 /// Workspace package holding the contract tests, run as their own step.
 const CONTRACTS_PACKAGE: &str = "haven-contracts";
@@ -82,6 +82,14 @@ pub enum StepId {
     Fuzz,
     /// The fault matrix's short profile (`cargo xtask chaos --short`).
     Chaos,
+    /// The Dockerfile built and its image run (base images made locally,
+    /// each service's container checked). Slow: only when named.
+    Image,
+}
+
+impl StepId {
+    /// Steps a plain `cargo xtask test` leaves out: run only with `--step`.
+    const OPT_IN: [StepId; 1] = [StepId::Image];
 }
 
 /// Test counts read from nextest's JUnit report, summed over the runs.
@@ -240,10 +248,15 @@ pub fn run(args: &TestArgs, ws: &Workspace, console: Console) -> anyhow::Result<
             "fault matrix, short profile (kill -9 of chain-minter, broker cut)",
             Box::new(|| chaos::step(ws, &args.servers, console)),
         ),
+        (
+            StepId::Image,
+            "container image: Dockerfile built, each service's container run and checked",
+            Box::new(|| image::step(ws, &args.servers, console)),
+        ),
     ];
     let steps: Vec<(&str, Run<'_>)> = all_steps
         .into_iter()
-        .filter(|(id, _, _)| args.steps.is_empty() || args.steps.contains(id))
+        .filter(|(id, _, _)| selected(&args.steps, *id))
         .map(|(_, name, step)| (name, step))
         .collect();
 
@@ -285,6 +298,15 @@ pub fn run(args: &TestArgs, ws: &Workspace, console: Console) -> anyhow::Result<
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a step runs: the named ones, or every step but the opt-in ones.
+fn selected(named: &[StepId], step: StepId) -> bool {
+    if named.is_empty() {
+        !StepId::OPT_IN.contains(&step)
+    } else {
+        named.contains(&step)
+    }
 }
 
 fn print_timings(timings: &[(&str, Duration)], console: Console) {
@@ -584,6 +606,17 @@ mod tests {
         assert!(cli.args.no_coverage);
         assert!(Cli::try_parse_from(["test", "--coverage-min", "120"]).is_err());
         assert!(Cli::try_parse_from(["test", "--step", "everything"]).is_err());
+    }
+
+    #[test]
+    fn the_image_step_runs_only_when_named() {
+        assert!(!selected(&[], StepId::Image));
+        assert!(selected(&[], StepId::Chaos));
+        assert!(selected(&[StepId::Image], StepId::Image));
+        assert!(!selected(&[StepId::Image], StepId::Nextest));
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["test", "--step", "image"]).expect("valid");
+        assert_eq!(cli.args.steps, [StepId::Image]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod ci;
 mod console;
 mod coverage;
 mod fuzz;
+mod image;
 mod infra;
 mod npm;
 mod ops;

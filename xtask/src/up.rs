@@ -148,10 +148,39 @@ impl UpArgs {
     fn start_timeout(&self) -> Duration {
         Duration::from_secs(self.start_timeout_secs)
     }
+
+    fn anvil_options(&self, ws: &Workspace) -> AnvilOptions {
+        AnvilOptions {
+            port: self.anvil_port,
+            chain_id: self.chain_id,
+            block_time: self.block_time,
+            start_timeout: self.start_timeout(),
+            logs: self.anvil_logs,
+            config_out: ws.dev_dir().join("anvil.json"),
+        }
+    }
+}
+
+/// How [`start_anvil`] runs anvil (`cargo xtask up`'s flags, or the image
+/// check's free port).
+#[derive(Debug, Clone)]
+pub(crate) struct AnvilOptions {
+    /// JSON-RPC port on 127.0.0.1.
+    pub port: u16,
+    /// Chain id.
+    pub chain_id: u64,
+    /// Seconds between blocks; 0 mines a block per transaction.
+    pub block_time: u64,
+    /// How long to wait for it to answer.
+    pub start_timeout: Duration,
+    /// Echo its output.
+    pub logs: bool,
+    /// Where it writes its accounts (`--config-out`, private keys: owner-only).
+    pub config_out: PathBuf,
 }
 
 /// How a run ended when it did not fail outright.
-enum Outcome {
+pub(crate) enum Outcome {
     /// Ctrl-C or SIGTERM: a clean stop.
     Stopped,
     /// Something did not come up or died; the message says what.
@@ -417,7 +446,7 @@ fn start_and_watch(
         mut plan,
     } = prepared;
 
-    plan.chain.accounts = proceed!(start_anvil(args, ws, supervisor, &anvil)?);
+    plan.chain.accounts = proceed!(start_anvil(&args.anvil_options(ws), supervisor, &anvil)?);
     console.info(&format!(
         "anvil: chain {} at {} ({} funded dev accounts)",
         plan.chain.chain_id,
@@ -430,10 +459,17 @@ fn start_and_watch(
         &ws.dev_dir().join("deployment.json"),
         &plan,
         supervisor,
-        console
+        console,
+        |command| command,
     )?);
 
-    proceed!(migrate(&bin_dir, &plan, supervisor, console)?);
+    proceed!(migrate(
+        &bin_dir.join("migrate"),
+        &plan,
+        supervisor,
+        console,
+        |command| command
+    )?);
 
     // The local payout provider redemption-payout pays through; stopped
     // with the chain, after the services that call it.
@@ -499,41 +535,34 @@ fn start_and_watch(
     }
 }
 
-type Step<T> = ControlFlow<Outcome, T>;
+pub(crate) type Step<T> = ControlFlow<Outcome, T>;
 
 /// Starts anvil with a random mnemonic and waits until it serves JSON-RPC.
-fn start_anvil(
-    args: &UpArgs,
-    ws: &Workspace,
+pub(crate) fn start_anvil(
+    args: &AnvilOptions,
     supervisor: &mut Supervisor,
     anvil: &Path,
 ) -> anyhow::Result<Step<Vec<stack::DevAccount>>> {
-    let config_out = ws.dev_dir().join("anvil.json");
-    let _ = fs::remove_file(&config_out);
+    let config_out = &args.config_out;
+    let _ = fs::remove_file(config_out);
     let mut command = Command::new(anvil);
     command
         .args(["--host", "127.0.0.1"])
-        .args(["--port", &args.anvil_port.to_string()])
+        .args(["--port", &args.port.to_string()])
         .args(["--chain-id", &args.chain_id.to_string()])
         // Fresh keys every run: no well-known dev key ever signs anything here.
         .arg("--mnemonic-random")
         .args(["--accounts", "10"])
         .arg("--config-out")
-        .arg(&config_out);
+        .arg(config_out);
     if args.block_time > 0 {
         command.args(["--block-time", &args.block_time.to_string()]);
     }
-    supervisor.spawn(
-        "anvil",
-        STAGE_CHAIN,
-        Some(Color::Grey),
-        args.anvil_logs,
-        command,
-    )?;
+    supervisor.spawn("anvil", STAGE_CHAIN, Some(Color::Grey), args.logs, command)?;
 
-    let rpc_url = format!("http://127.0.0.1:{}", args.anvil_port);
+    let rpc_url = format!("http://127.0.0.1:{}", args.port);
     let client = http_client()?;
-    let deadline = Instant::now() + args.start_timeout();
+    let deadline = Instant::now() + args.start_timeout;
     loop {
         if let Some(chain_id) = rpc_chain_id(&client, &rpc_url) {
             if chain_id != args.chain_id {
@@ -543,9 +572,9 @@ fn start_anvil(
                 );
             }
             // anvil writes --config-out before it serves, but read defensively.
-            if let Ok(text) = fs::read_to_string(&config_out) {
+            if let Ok(text) = fs::read_to_string(config_out) {
                 // It holds private keys: owner-only, like secrets.json.
-                fs::set_permissions(&config_out, fs::Permissions::from_mode(0o600))
+                fs::set_permissions(config_out, fs::Permissions::from_mode(0o600))
                     .with_context(|| format!("restricting {}", config_out.display()))?;
                 return Ok(ControlFlow::Continue(stack::parse_anvil_accounts(&text)?));
             }
@@ -553,7 +582,7 @@ fn start_anvil(
         if Instant::now() >= deadline {
             return Ok(ControlFlow::Break(Outcome::Failed(format!(
                 "anvil did not answer at {rpc_url} within {}s; {}",
-                args.start_timeout_secs,
+                args.start_timeout.as_secs(),
                 supervisor.tail_report("anvil")
             ))));
         }
@@ -597,13 +626,15 @@ fn http_client() -> anyhow::Result<reqwest::blocking::Client> {
 }
 
 /// Deploys the token contract with the `haven-deploy` binary (skipped, with
-/// a log line, in a workspace without it).
-fn deploy_contract(
+/// a log line, in a workspace without it). `wrap` turns the command into
+/// the one that runs (the image check runs it in a container).
+pub(crate) fn deploy_contract(
     deploy: Option<&Path>,
     record: &Path,
     plan: &Plan,
     supervisor: &mut Supervisor,
     console: Console,
+    wrap: impl FnOnce(Command) -> Command,
 ) -> anyhow::Result<Step<Option<String>>> {
     let Some(deploy) = deploy else {
         console.info(&format!(
@@ -632,7 +663,8 @@ fn deploy_contract(
     if let Some(signer) = plan.chain.accounts.get(1) {
         command.env("SIGNER_PRIVATE_KEYS", &signer.private_key);
     }
-    let Some(finished) = supervisor.run_to_completion(DEPLOY_BIN, Color::Grey, command)? else {
+    let Some(finished) = supervisor.run_to_completion(DEPLOY_BIN, Color::Grey, wrap(command))?
+    else {
         return Ok(ControlFlow::Break(Outcome::Stopped));
     };
     if !finished.status.success() {
@@ -646,20 +678,22 @@ fn deploy_contract(
     Ok(ControlFlow::Continue(Some(address)))
 }
 
-/// `migrate up` against the stack's database.
-fn migrate(
-    bin_dir: &Path,
+/// `migrate up` against the stack's database (`wrap` as in [`deploy_contract`]).
+pub(crate) fn migrate(
+    migrate: &Path,
     plan: &Plan,
     supervisor: &mut Supervisor,
     console: Console,
+    wrap: impl FnOnce(Command) -> Command,
 ) -> anyhow::Result<Step<()>> {
     console.info("migrations: migrate up");
-    let mut command = Command::new(bin_dir.join("migrate"));
+    let mut command = Command::new(migrate);
     command
         .arg("up")
         .env("DATABASE_URL", &plan.database_url)
         .env("RUST_LOG", &plan.rust_log);
-    let Some(finished) = supervisor.run_to_completion("migrate", Color::Grey, command)? else {
+    let Some(finished) = supervisor.run_to_completion("migrate", Color::Grey, wrap(command))?
+    else {
         return Ok(ControlFlow::Break(Outcome::Stopped));
     };
     if !finished.status.success() {
@@ -673,7 +707,7 @@ fn migrate(
 }
 
 /// A URL without its password, for messages.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             let _ = parsed.set_password(Some("***"));
@@ -685,7 +719,7 @@ fn redact(url: &str) -> String {
 
 /// Polls every service's `/health` until all answer 200, one dies, a stop
 /// is requested or `timeout` passes.
-fn wait_healthy(
+pub(crate) fn wait_healthy(
     plan: &Plan,
     supervisor: &mut Supervisor,
     timeout: Duration,
