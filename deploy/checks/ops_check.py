@@ -712,7 +712,62 @@ def check_k8s(tools: Tools) -> None:
         jobs = kinds.get("Job", {}).values()
         problems.expect(any(j["spec"]["template"]["spec"]["containers"][0].get("args") == ["migrate", "up"] for j in jobs), "no Job runs `migrate up`")
         info(f"{label}: ServiceMonitor covers every service; PrometheusRule equals alerts.yml; migrations run as a Job")
+        check_network_policies(problems, label, kinds)
         problems.raise_if_any()
+
+
+# The port a setting's endpoint is reached on, for the egress a pod needs.
+EGRESS_BY_SETTING = {"DATABASE_URL": ("TCP", 5432), "AMQP_URL": ("TCP", 5672), "RPC_URL": ("TCP", 443), "PAYOUT_PROVIDER_URL": ("TCP", 443)}
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels and matchExpressions) against pod labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        if not {"In": lambda: labels.get(key) in values, "NotIn": lambda: labels.get(key) not in values,
+                "Exists": lambda: key in labels, "DoesNotExist": lambda: key not in labels}[operator]():
+            return False
+    return True
+
+
+def check_network_policies(problems: Problems, label: str, kinds: dict) -> None:
+    """Default deny, then each pod exactly the egress its settings need, and ingress to its `http` port."""
+    policies = list(kinds.get("NetworkPolicy", {}).values())
+    problems.expect(any(p["spec"].get("podSelector") == {} and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+                        and not p["spec"].get("ingress") and not p["spec"].get("egress") for p in policies),
+                    "no default-deny NetworkPolicy (podSelector {}, policyTypes Ingress and Egress, no rules)")
+    pods = {}
+    for kind in ("Deployment", "Job"):
+        for name, workload in kinds.get(kind, {}).items():
+            template = workload["spec"]["template"]
+            env = {e["name"] for c in template["spec"]["containers"] for e in c.get("env", [])}
+            pods[name] = (template["metadata"]["labels"], env)
+    names = {labels.get("app.kubernetes.io/name") for labels, _ in pods.values()}
+    for policy in policies:
+        for expression in policy["spec"].get("podSelector", {}).get("matchExpressions", []):
+            if expression["key"] == "app.kubernetes.io/name":
+                for value in expression.get("values", []):
+                    problems.expect(value in names, f"NetworkPolicy {policy['metadata']['name']} selects {value}, which no Deployment or Job runs")
+    for name, (labels, env) in pods.items():
+        egress, ingress = set(), set()
+        for policy in policies:
+            if not selects(policy["spec"].get("podSelector", {}), labels):
+                continue
+            for rule in policy["spec"].get("egress", []):
+                egress |= {(p.get("protocol", "TCP"), p.get("port")) for p in rule.get("ports", [])}
+            for rule in policy["spec"].get("ingress", []):
+                ingress |= {p.get("port") for p in rule.get("ports", [])}
+        needed = {EGRESS_BY_SETTING[key] for key in env if key in EGRESS_BY_SETTING}
+        problems.expect(("UDP", 53) in egress, f"{name}: no NetworkPolicy lets it resolve names (UDP 53)")
+        for need in sorted(needed):
+            problems.expect(need in egress, f"{name}: no NetworkPolicy allows egress to {need[0]} {need[1]}, which its settings need")
+        for extra in sorted({("TCP", 5432), ("TCP", 5672), ("TCP", 443)} & egress - needed):
+            problems.expect(False, f"{name}: a NetworkPolicy allows egress to {extra[0]} {extra[1]}, which none of its settings uses")
+        if name in SERVICES:
+            problems.expect("http" in ingress, f"{name}: no NetworkPolicy lets Prometheus (or the ingress controller) reach its `http` port")
+    info(f"{label}: {len(policies)} NetworkPolicies: default deny; each pod gets DNS and exactly the egress its settings need")
 
 
 def sync_rules() -> None:
