@@ -1145,13 +1145,61 @@ fn psql(admin_url: &str, sql: &str) -> anyhow::Result<()> {
     let psql =
         find_program("psql").context("psql is missing (apt-get install postgresql-client)")?;
     let mut command = Command::new(psql);
-    // The URL (it may hold a password) goes through the environment.
-    command
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-        .env("PGDATABASE", admin_url);
+    command.args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql]);
+    // Through libpq's variables, so a password never shows in `ps`.
+    for (key, value) in libpq_env(admin_url)? {
+        command.env(key, value);
+    }
     command_output(&mut command)
         .map(drop)
         .with_context(|| format!("psql on {}: {sql}", up::redact(admin_url)))
+}
+
+/// A `postgres://` URL as libpq's PG* variables.
+fn libpq_env(url: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let parsed = reqwest::Url::parse(url).context("--postgres-url is no URL")?;
+    let mut env = vec![
+        (
+            "PGHOST",
+            parsed.host_str().unwrap_or("127.0.0.1").to_owned(),
+        ),
+        ("PGPORT", parsed.port().unwrap_or(5432).to_string()),
+        (
+            "PGDATABASE",
+            percent_decode(parsed.path().trim_start_matches('/')),
+        ),
+    ];
+    if !parsed.username().is_empty() {
+        env.push(("PGUSER", percent_decode(parsed.username())));
+    }
+    if let Some(password) = parsed.password() {
+        env.push(("PGPASSWORD", percent_decode(password)));
+    }
+    Ok(env)
+}
+
+/// `%XX` escapes of a URL part decoded (invalid ones kept as written).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 // ------------------------------------------------------------- the checks --
@@ -1614,6 +1662,27 @@ mod tests {
             || Err("read-api exited".to_owned()),
         );
         assert_eq!(died, Err("read-api exited".to_owned()));
+    }
+
+    #[test]
+    fn the_admin_url_reaches_psql_as_libpq_variables() {
+        let env =
+            libpq_env("postgres://ad%40min:p%2Fss%3Aw@db.internal:6543/postgres").expect("url");
+        assert_eq!(
+            env,
+            [
+                ("PGHOST", "db.internal".to_owned()),
+                ("PGPORT", "6543".to_owned()),
+                ("PGDATABASE", "postgres".to_owned()),
+                ("PGUSER", "ad@min".to_owned()),
+                ("PGPASSWORD", "p/ss:w".to_owned()),
+            ]
+        );
+        let env = libpq_env("postgres://postgres@127.0.0.1/postgres").expect("url");
+        assert_eq!(env[1], ("PGPORT", "5432".to_owned()));
+        assert!(!env.iter().any(|(k, _)| *k == "PGPASSWORD"));
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%41"), "%zzA");
     }
 
     #[test]

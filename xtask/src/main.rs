@@ -75,6 +75,8 @@ enum Command {
     /// (`node contracts/compile.mjs --check`) and the contract tests (the
     /// `haven-contracts` package or the `test:contracts` npm script, whichever
     /// exists). Arguments after `--` go to `cargo nextest run`.
+    /// `--step image` (only when named: it builds the release image) builds
+    /// the Dockerfile and runs each service's container; see docs/deploying.md.
     Test(ci::TestArgs),
     /// Run the benchmarks (load-tests, release) and write
     /// `target/bench/latest.md` and `latest.json`: each figure, its baseline
