@@ -450,16 +450,7 @@ fn debootstrap(release: &str, tar: &Path, out: &Path, console: Console) -> anyho
         .arg(&rootfs)
         .arg(DEBIAN_MIRROR);
     run_logged(command, &log)?;
-    // What a slim image leaves out: downloaded packages and package lists.
-    for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
-        let dir = rootfs.join(dir);
-        for entry in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
-            let path = entry?.path();
-            if path.is_file() {
-                fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-            }
-        }
-    }
+    slim_rootfs(&rootfs)?;
     let cas = local_cas();
     if !cas.is_empty() {
         let dir = rootfs.join(LOCAL_CA_DIR.trim_start_matches('/'));
@@ -486,6 +477,99 @@ fn debootstrap(release: &str, tar: &Path, out: &Path, console: Console) -> anyho
     run_quiet(pack)?;
     fs::rename(&partial, tar).with_context(|| format!("renaming to {}", tar.display()))?;
     remove_rootfs(&rootfs)
+}
+
+/// The apt and dpkg settings of Docker's official Debian images (written by
+/// debuerreotype): no package caches kept, no translations, and for the
+/// slim variant no documentation, manuals or locales installed.
+const SLIM_CONFIG: [(&str, &str); 5] = [
+    (
+        "etc/apt/apt.conf.d/docker-clean",
+        "DPkg::Post-Invoke { \"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true\"; };\n\
+         APT::Update::Post-Invoke { \"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true\"; };\n\
+         Dir::Cache::pkgcache \"\";\nDir::Cache::srcpkgcache \"\";\n",
+    ),
+    (
+        "etc/apt/apt.conf.d/docker-no-languages",
+        "Acquire::Languages \"none\";\n",
+    ),
+    (
+        "etc/apt/apt.conf.d/docker-gzip-indexes",
+        "Acquire::GzipIndexes \"true\";\n",
+    ),
+    (
+        "etc/apt/apt.conf.d/docker-autoremove-suggests",
+        "Apt::AutoRemove::SuggestsImportant \"false\";\n",
+    ),
+    (
+        "etc/dpkg/dpkg.cfg.d/docker",
+        "path-exclude /usr/share/doc/*\npath-include /usr/share/doc/*/copyright\n\
+         path-exclude /usr/share/info/*\npath-exclude /usr/share/linda/*\n\
+         path-exclude /usr/share/lintian/overrides/*\npath-exclude /usr/share/locale/*\n\
+         path-exclude /usr/share/man/*\n",
+    ),
+];
+
+/// A debootstrap rootfs made like `debian:<release>-slim`: [`SLIM_CONFIG`]
+/// written, and what it excludes, the package caches and lists removed.
+fn slim_rootfs(rootfs: &Path) -> anyhow::Result<()> {
+    for (path, text) in SLIM_CONFIG {
+        let path = rootfs.join(path);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let empty = [
+        "usr/share/info",
+        "usr/share/linda",
+        "usr/share/lintian/overrides",
+        "usr/share/locale",
+        "usr/share/man",
+        "var/cache/apt/archives",
+        "var/lib/apt/lists",
+    ];
+    for dir in empty {
+        let dir = rootfs.join(dir);
+        if dir.is_dir() {
+            remove_contents(&dir, |_| false)?;
+        }
+    }
+    let docs = rootfs.join("usr/share/doc");
+    if docs.is_dir() {
+        remove_contents(&docs, |path| {
+            // usr/share/doc/<package>/copyright stays (and its directory).
+            path.parent()
+                .is_some_and(|p| p.parent() == Some(docs.as_path()))
+                && path.file_name().is_some_and(|n| n == "copyright")
+        })?;
+    }
+    for bin in ["pkgcache.bin", "srcpkgcache.bin"] {
+        let _ = fs::remove_file(rootfs.join("var/cache/apt").join(bin));
+    }
+    Ok(())
+}
+
+/// Removes everything under `dir` except the files `keep` accepts (and the
+/// directories holding them). Symlinks are removed, never followed.
+fn remove_contents(dir: &Path, keep: impl Fn(&Path) -> bool + Copy) -> anyhow::Result<bool> {
+    let mut kept_any = false;
+    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        let meta = fs::symlink_metadata(&path)?;
+        if meta.is_dir() {
+            if remove_contents(&path, keep)? {
+                kept_any = true;
+            } else {
+                fs::remove_dir(&path).with_context(|| format!("removing {}", path.display()))?;
+            }
+        } else if keep(&path) {
+            kept_any = true;
+        } else {
+            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(kept_any)
 }
 
 /// Removes a rootfs, unmounting what an interrupted debootstrap left mounted.
@@ -1506,6 +1590,43 @@ mod tests {
             let err = Base::parse(unknown).expect_err(unknown);
             assert!(err.to_string().contains("no local recipe"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_rootfs_is_slimmed_like_the_official_slim_image() {
+        let root = std::env::temp_dir().join(format!("xtask-rootfs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let files = [
+            "usr/share/doc/apt/copyright",
+            "usr/share/doc/apt/changelog.gz",
+            "usr/share/doc/apt/examples/sources.list",
+            "usr/share/doc/README",
+            "usr/share/man/man1/ls.1.gz",
+            "usr/share/locale/de/LC_MESSAGES/apt.mo",
+            "var/cache/apt/archives/apt.deb",
+            "var/cache/apt/pkgcache.bin",
+            "var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease",
+            "usr/bin/apt",
+        ];
+        for file in files {
+            let path = root.join(file);
+            fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+            fs::write(&path, b"x").expect("write");
+        }
+        slim_rootfs(&root).expect("slimmed");
+        let left: Vec<&str> = files
+            .into_iter()
+            .filter(|f| root.join(f).exists())
+            .collect();
+        assert_eq!(left, ["usr/share/doc/apt/copyright", "usr/bin/apt"]);
+        assert!(root.join("usr/share/man").is_dir(), "the directories stay");
+        assert!(!root.join("usr/share/doc/apt/examples").exists());
+        let clean =
+            fs::read_to_string(root.join("etc/apt/apt.conf.d/docker-clean")).expect("clean");
+        assert!(clean.contains("Dir::Cache::pkgcache \"\";"), "{clean}");
+        let dpkg = fs::read_to_string(root.join("etc/dpkg/dpkg.cfg.d/docker")).expect("dpkg");
+        assert!(dpkg.contains("path-exclude /usr/share/man/*\n"), "{dpkg}");
+        fs::remove_dir_all(&root).expect("cleanup");
     }
 
     #[test]
