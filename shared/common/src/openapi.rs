@@ -57,8 +57,8 @@ pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; \
     connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// How long browsers keep the page's assets: a year, unchanged. Safe because
-/// the page links them with their content hash in the URL, so a new bundle
-/// is a new URL.
+/// the page's links carry a version ([`assets_version`]), so new files are
+/// new URLs.
 const ASSET_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
 /// A file the docs page loads, served at `/docs/{name}`.
@@ -97,11 +97,9 @@ impl DocsAsset {
     }
 
     /// The link the page uses: relative (so the page also works behind a
-    /// proxy that mounts the service under a prefix) and versioned by the
-    /// content's hash (so the long cache lifetime never serves a stale file).
-    fn link(&self) -> String {
-        let digest = Sha256::digest(self.body);
-        let version: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    /// proxy that mounts the service under a prefix) and versioned (so the
+    /// long cache lifetime never serves a stale file): see [`assets_version`].
+    fn link(&self, version: &str) -> String {
         format!("docs/{}?v={version}", self.name)
     }
 
@@ -123,12 +121,26 @@ impl DocsAsset {
     }
 }
 
+/// The `?v=` of the assets' links: Swagger UI's version (its files change
+/// only with it: a test holds them to the pinned npm package) and a hash of
+/// the page's own script `init`. Hashing the 2 MB bundle too would cost
+/// every service start, and so every test, tens of milliseconds in a debug
+/// build.
+fn assets_version(init: &[u8]) -> String {
+    let hash: String = Sha256::digest(init)[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{SWAGGER_UI_VERSION}-{hash}")
+}
+
 /// The docs page of `doc`, with the document embedded.
 fn docs_page(doc: &OpenApi, json: &str) -> String {
     // Inside a <script> element only `</script` (and `<!--`) can end the
     // text early: `<` only occurs inside JSON strings, where `\u003c` is the
     // same character.
     let embedded = json.replace('<', "\\u003c");
+    let version = assets_version(DOCS_INIT.body);
     let title = doc
         .info
         .title
@@ -137,9 +149,9 @@ fn docs_page(doc: &OpenApi, json: &str) -> String {
         .replace('>', "&gt;");
     DOCS_PAGE
         .replace("{title}", &title)
-        .replace("{css}", &SWAGGER_UI_CSS.link())
-        .replace("{bundle}", &SWAGGER_UI_BUNDLE.link())
-        .replace("{init}", &DOCS_INIT.link())
+        .replace("{css}", &SWAGGER_UI_CSS.link(&version))
+        .replace("{bundle}", &SWAGGER_UI_BUNDLE.link(&version))
+        .replace("{init}", &DOCS_INIT.link(&version))
         .replace("{document}", &embedded)
 }
 /// The operations every service serves, from the handlers' annotations.
@@ -347,12 +359,13 @@ mod tests {
             assert_eq!(res.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
             assert_eq!(res.bytes().await.unwrap().as_ref(), asset.body, "{link}");
         }
-        // The hash in the link changes with the content.
-        let other = DocsAsset {
-            body: b"other",
-            ..SWAGGER_UI_CSS
-        };
-        assert_ne!(other.link(), SWAGGER_UI_CSS.link());
+        // The links change with Swagger UI's version and with the page's script.
+        let version = assets_version(DOCS_INIT.body);
+        assert!(
+            version.starts_with(&format!("{SWAGGER_UI_VERSION}-")),
+            "{version}"
+        );
+        assert_ne!(assets_version(b"// another script"), version);
     }
 
     #[test]
