@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::console::Console;
 use crate::step::{StepError, StepResult, run_command};
 use crate::workspace::{Workspace, cargo};
-use crate::{chaos, coverage, fuzz, image, npm, ops};
+use crate::{browser, chaos, coverage, fuzz, image, npm, ops};
 
 /// Workspace package holding the contract tests, run as their own step.
 const CONTRACTS_PACKAGE: &str = "haven-contracts";
@@ -409,8 +409,11 @@ fn test_suite(
     console: Console,
 ) -> StepResult {
     ensure_nextest(ws, console)?;
+    // The /docs test renders the page in it: given, it runs instead of skipping.
+    let chromium = browser::ensure(console)?;
     let nextest = nextest_args(profile, contracts, &args.nextest_args);
     let mut command = Command::new(cargo());
+    command.env("CHROMIUM_BIN", chromium);
     if args.no_coverage {
         command.args(nextest);
     } else {

@@ -8,6 +8,7 @@
 //! processes, so it needs no async runtime.
 
 mod bench;
+mod browser;
 mod chaos;
 mod ci;
 mod console;

@@ -117,6 +117,11 @@ pub enum ChainError {
     #[error("signer error: {0}")]
     Signer(String),
 
+    /// The signer did not sign this time (a KMS or remote signer that did
+    /// not answer, throttled, or refused); nothing was sent, no nonce used.
+    #[error("the signer did not sign: {0}")]
+    SignerUnavailable(String),
+
     /// Signer leases, nonces or deployment records could not be read or
     /// written; the store says whether that may clear up.
     #[error("lease or deployment storage failed")]
@@ -133,7 +138,8 @@ impl ChainError {
             | ChainError::Timeout { .. }
             | ChainError::FeeAboveMaximum { .. }
             | ChainError::LeaseLost { .. }
-            | ChainError::NoFreeSigner => true,
+            | ChainError::NoFreeSigner
+            | ChainError::SignerUnavailable(_) => true,
             ChainError::Storage(err) => err.is_transient(),
             ChainError::Rpc { source, .. } => classify(source) == ErrorClass::Transient,
             ChainError::Config(_)

@@ -26,15 +26,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use alloy::network::TxSigner;
 use alloy::primitives::Address;
-use alloy::signers::local::PrivateKeySigner;
 use haven_common::telemetry::ErrorChain;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::error::ChainError;
 use crate::rpc::Rpc;
-use crate::signer::SignerPool;
+use crate::signer::{ChainSigner, SignerPool};
 use crate::store::LeaseStore;
 
 /// A unique lease holder id for this process: `{prefix}-{pid}-{random}`.
@@ -87,7 +87,7 @@ struct Inner {
     store: Arc<dyn LeaseStore>,
     rpc: Rpc,
     chain_id: u64,
-    signer: PrivateKeySigner,
+    signer: ChainSigner,
     address: Address,
     /// The address as stored in the lease and nonce tables (checksummed).
     key: String,
@@ -164,7 +164,7 @@ impl SignerLeases {
                     Arc::clone(&self.store),
                     self.rpc.clone(),
                     self.chain_id,
-                    signer.clone(),
+                    Arc::clone(signer),
                     self.holder.clone(),
                     self.timing,
                     started,
@@ -212,7 +212,7 @@ impl NonceManager {
         store: Arc<dyn LeaseStore>,
         rpc: Rpc,
         chain_id: u64,
-        signer: PrivateKeySigner,
+        signer: ChainSigner,
         holder: String,
         timing: Timing,
         started: Instant,
@@ -265,7 +265,7 @@ impl NonceManager {
     }
 
     /// The leased signer (to sign with).
-    pub fn signer(&self) -> &PrivateKeySigner {
+    pub fn signer(&self) -> &ChainSigner {
         &self.inner.signer
     }
 
@@ -492,6 +492,7 @@ fn rand_offset(len: usize) -> usize {
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    use alloy::signers::local::PrivateKeySigner;
     use alloy::transports::mock::Asserter;
 
     use super::*;

@@ -1,12 +1,13 @@
 //! [`TxSender`]: estimate, sign, broadcast, watch, replace when stuck, and
 //! confirm one transaction at a time per signer.
 
+use std::sync::Arc;
+
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::eip2718::Encodable2718;
-use alloy::network::TxSignerSync;
-use alloy::primitives::{Address, Bytes, TxHash, TxKind, U256};
+use alloy::network::TxSigner;
+use alloy::primitives::{Address, Bytes, Signature, TxHash, TxKind, U256};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
-use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 
 use crate::config::TxConfig;
@@ -14,6 +15,7 @@ use crate::error::{ChainError, ErrorClass, RevertReason, SendRejection, classify
 use crate::fees::{FeePolicy, Fees};
 use crate::nonce::{NonceManager, NonceSlot};
 use crate::rpc::Rpc;
+use crate::signer::ChainSigner;
 
 /// Gas estimates are raised by this many percent: the state may change
 /// between estimate and inclusion (a first-time holder costs more).
@@ -101,6 +103,10 @@ pub struct TxAttempt {
     pub fees: Fees,
     /// Head block when it was broadcast (the stuck clock).
     pub sent_at_block: u64,
+    /// The signed transaction as broadcast. Sent again as it is when the
+    /// node may have dropped it: re-signing could give another hash, since
+    /// a KMS or remote signer need not sign deterministically.
+    pub raw: Bytes,
 }
 
 /// A broadcast transaction: every attempt shares the nonce.
@@ -152,15 +158,28 @@ pub enum NonceSource {
 }
 
 /// Nonces of a signer with a single user, from the chain's pending count.
-#[derive(Debug)]
 pub struct DirectNonces {
-    signer: PrivateKeySigner,
+    signer: ChainSigner,
     next: tokio::sync::Mutex<Option<u64>>,
 }
 
+impl std::fmt::Debug for DirectNonces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectNonces")
+            .field("signer", &self.signer.address())
+            .finish_non_exhaustive()
+    }
+}
+
 impl DirectNonces {
-    /// Nonces of `signer`, first read from the chain on the first send.
-    pub fn new(signer: PrivateKeySigner) -> Self {
+    /// Nonces of `signer` (a local key or any [`TxSigner`]), first read
+    /// from the chain on the first send.
+    pub fn new(signer: impl TxSigner<Signature> + Send + Sync + 'static) -> Self {
+        Self::shared(Arc::new(signer))
+    }
+
+    /// [`Self::new`] of a signer already shared.
+    pub fn shared(signer: ChainSigner) -> Self {
         Self {
             signer,
             next: tokio::sync::Mutex::new(None),
@@ -169,7 +188,7 @@ impl DirectNonces {
 }
 
 impl NonceSource {
-    fn signer(&self) -> &PrivateKeySigner {
+    fn signer(&self) -> &ChainSigner {
         match self {
             NonceSource::Leased(m) => m.signer(),
             NonceSource::Direct(d) => &d.signer,
@@ -285,7 +304,7 @@ impl TxSender {
             let slot = self.nonces.next_slot(&self.rpc).await?;
             let nonce = slot.nonce();
             let head = self.rpc.block_number().await?;
-            let (hash, raw) = self.sign(&request, nonce, gas_limit, fees)?;
+            let (hash, raw) = self.sign(&request, nonce, gas_limit, fees).await?;
             match self.broadcast(&raw).await {
                 Ok(()) => {
                     slot.sent();
@@ -307,6 +326,7 @@ impl TxSender {
                             hash,
                             fees,
                             sent_at_block: head,
+                            raw,
                         }],
                     });
                 }
@@ -406,12 +426,10 @@ impl TxSender {
             // At the ceiling. The node may have dropped the transaction (a
             // base fee above what it offers evicts it from the pool), and
             // then waiting alone waits for ever: send the same transaction
-            // again. Harmless when the node still has it ("already known");
-            // signing is deterministic, so it is the same hash.
-            let resent = match self.sign(&sent.request, sent.nonce, sent.gas_limit, last.fees) {
-                Ok((hash, raw)) if hash == last.hash => self.broadcast(&raw).await.is_ok(),
-                _ => false,
-            };
+            // again, byte for byte (not signed again: a remote signer's new
+            // signature would be another transaction with the same nonce).
+            // Harmless when the node still has it ("already known").
+            let resent = self.broadcast(&last.raw).await.is_ok();
             tracing::warn!(
                 tx_hash = %last.hash,
                 max_fee_per_gas = last.fees.max_fee_per_gas,
@@ -424,7 +442,18 @@ impl TxSender {
             }
             return Ok(());
         };
-        let (hash, raw) = self.sign(&sent.request, sent.nonce, sent.gas_limit, fees)?;
+        let (hash, raw) = match self
+            .sign(&sent.request, sent.nonce, sent.gas_limit, fees)
+            .await
+        {
+            Ok(signed) => signed,
+            Err(err) if err.is_retryable() => {
+                // The attempts already sent are still watched.
+                tracing::warn!(error = %err, "could not sign the replacement; will retry");
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
         match self.broadcast(&raw).await {
             Ok(()) => {
                 tracing::warn!(
@@ -438,6 +467,7 @@ impl TxSender {
                     hash,
                     fees,
                     sent_at_block: head,
+                    raw,
                 });
                 Ok(())
             }
@@ -495,7 +525,7 @@ impl TxSender {
         let filler = TxRequest::transfer(sent.from, U256::ZERO);
         let mut filled = 0u64;
         for nonce in mined..sent.nonce.min(mined.saturating_add(MAX_GAP_FILL)) {
-            let Ok((_, raw)) = self.sign(&filler, nonce, TRANSFER_GAS, fees) else {
+            let Ok((_, raw)) = self.sign(&filler, nonce, TRANSFER_GAS, fees).await else {
                 return;
             };
             match self.broadcast(&raw).await {
@@ -594,13 +624,15 @@ impl TxSender {
         RevertReason::NoData
     }
 
-    fn sign(
+    /// Signs with the signer of the nonce source (a local key, or a KMS or
+    /// remote signer: hence async) and encodes the transaction to broadcast.
+    async fn sign(
         &self,
         request: &TxRequest,
         nonce: u64,
         gas_limit: u64,
         fees: Fees,
-    ) -> Result<(TxHash, Vec<u8>), ChainError> {
+    ) -> Result<(TxHash, Bytes), ChainError> {
         let mut tx = TxEip1559 {
             chain_id: self.chain_id,
             nonce,
@@ -615,10 +647,16 @@ impl TxSender {
         let signature = self
             .nonces
             .signer()
-            .sign_transaction_sync(&mut tx)
-            .map_err(|err| ChainError::Signer(format!("cannot sign: {err}")))?;
+            .sign_transaction(&mut tx)
+            .await
+            .map_err(|err| match err {
+                // What a KMS or remote signer reports when it did not sign
+                // (unreachable, throttled, denied): worth another try later.
+                alloy::signers::Error::Other(_) => ChainError::SignerUnavailable(err.to_string()),
+                _ => ChainError::Signer(format!("cannot sign: {err}")),
+            })?;
         let envelope = TxEnvelope::from(tx.into_signed(signature));
-        Ok((*envelope.tx_hash(), envelope.encoded_2718()))
+        Ok((*envelope.tx_hash(), envelope.encoded_2718().into()))
     }
 
     async fn broadcast(&self, raw: &[u8]) -> Result<(), Broadcast> {

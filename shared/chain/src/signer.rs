@@ -2,12 +2,19 @@
 //! from the custody mnemonic, and their addresses derived from its extended
 //! public key alone ([`CustodyAddresses`], all a running service needs).
 //!
+//! Transactions are signed through alloy's async [`TxSigner`]
+//! ([`ChainSigner`]): local keys by default ([`SignerPool::from_config`]),
+//! or a signer whose key never leaves its HSM (alloy-signer-aws or -gcp,
+//! a remote signer), given to [`SignerPool::from_signers`].
+//!
 //! Nothing here ever prints or logs key material: the types implement
 //! `Debug` by hand and show addresses only.
 
 use std::fmt;
+use std::sync::Arc;
 
-use alloy::primitives::Address;
+use alloy::network::TxSigner;
+use alloy::primitives::{Address, Signature};
 use alloy::signers::local::{MnemonicBuilder, MnemonicKey, PrivateKeySigner};
 use alloy::signers::utils::public_key_to_address;
 use coins_bip32::enc::{MainnetEncoder, XKeyEncoder};
@@ -31,11 +38,17 @@ const BIP44_ETH_BASE_DEPTH: u8 = 4;
 /// Length of a base58check-encoded extended key (78 bytes and a checksum).
 const XKEY_BASE58_LEN: usize = 111;
 
-/// The keys transactions are signed with. Each chain-minter replica leases
-/// one of them at a time (see [`crate::nonce`]).
+/// Something that signs transactions for one address: a local key
+/// ([`PrivateKeySigner`], the default) or a KMS or remote signer. Async, so
+/// the signature may come from another machine; it need not be
+/// deterministic (see [`crate::sender::TxAttempt::raw`]).
+pub type ChainSigner = Arc<dyn TxSigner<Signature> + Send + Sync>;
+
+/// The signers transactions are signed with. Each chain-minter replica
+/// leases one of them at a time (see [`crate::nonce`]).
 #[derive(Clone)]
 pub struct SignerPool {
-    signers: Vec<PrivateKeySigner>,
+    signers: Vec<ChainSigner>,
 }
 
 impl fmt::Debug for SignerPool {
@@ -89,9 +102,21 @@ impl SignerPool {
         Self::new(signers)
     }
 
-    /// A pool of the given signers (duplicates removed, order kept).
+    /// A pool of the given local keys (duplicates removed, order kept).
     pub fn new(signers: Vec<PrivateKeySigner>) -> Result<Self, ChainError> {
-        let mut unique: Vec<PrivateKeySigner> = Vec::with_capacity(signers.len());
+        Self::from_signers(
+            signers
+                .into_iter()
+                .map(|signer| Arc::new(signer) as ChainSigner)
+                .collect(),
+        )
+    }
+
+    /// A pool of any signers, e.g. KMS keys (duplicates removed, order kept).
+    /// Each address still needs MINTER_ROLE and BURNER_ROLE on the contract
+    /// and gas money, as a local key's does.
+    pub fn from_signers(signers: Vec<ChainSigner>) -> Result<Self, ChainError> {
+        let mut unique: Vec<ChainSigner> = Vec::with_capacity(signers.len());
         for signer in signers {
             if !unique.iter().any(|s| s.address() == signer.address()) {
                 unique.push(signer);
@@ -105,15 +130,15 @@ impl SignerPool {
 
     /// Addresses of the pool, in configuration order.
     pub fn addresses(&self) -> Vec<Address> {
-        self.signers.iter().map(PrivateKeySigner::address).collect()
+        self.signers.iter().map(|s| s.address()).collect()
     }
 
-    pub fn signers(&self) -> &[PrivateKeySigner] {
+    pub fn signers(&self) -> &[ChainSigner] {
         &self.signers
     }
 
     /// The signer with this address.
-    pub fn get(&self, address: Address) -> Option<&PrivateKeySigner> {
+    pub fn get(&self, address: Address) -> Option<&ChainSigner> {
         self.signers.iter().find(|s| s.address() == address)
     }
 }

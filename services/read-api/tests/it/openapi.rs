@@ -1,5 +1,6 @@
 //! `/openapi.json` lists every route the service answers, and `/docs` renders it.
 
+use haven_common::testing::browser::Chromium;
 use serde_json::{Value, json};
 
 use crate::helpers::spawn_app;
@@ -123,5 +124,30 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
     let page = app.get_text("/docs", 200).await;
     assert!(page.contains("HAVEN read-api"), "{page}");
     assert!(page.contains("/token/balance/{user_id}"));
+    app.finish().await;
+}
+
+/// `/docs` renders with no internet: a headless Chromium in which no host
+/// name resolves opens the page, and Swagger UI (served by the service
+/// itself) has rendered every operation. The page used to load its script
+/// from a CDN and stayed blank offline.
+#[tokio::test]
+async fn the_docs_page_renders_every_operation_without_the_internet() {
+    let Some(chromium) = Chromium::find() else {
+        return;
+    };
+    let app = spawn_app().await;
+    let dom = chromium
+        .dump_dom(&format!("{}/docs", app.app.address))
+        .await;
+    // `data-path` is on Swagger UI's rendered operations only: the embedded
+    // document names the paths too, but never as an attribute.
+    for path in ROUTES {
+        assert!(
+            dom.contains(&format!("data-path=\"{path}\"")),
+            "{path} is not rendered; the page's DOM:\n{dom}"
+        );
+    }
+    assert!(dom.contains("HAVEN read-api"), "{dom}");
     app.finish().await;
 }

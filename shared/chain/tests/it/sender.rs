@@ -1,16 +1,23 @@
-//! Sending: stuck transactions replaced with higher fees, reverts decoded.
+//! Sending: stuck transactions replaced with higher fees, reverts decoded,
+//! signers that are not local keys.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use alloy::network::TxSigner;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::providers::ext::AnvilApi;
 use haven_chain::contract::{HAVEN, encode_reason};
 use haven_chain::error::{ChainError, RevertReason};
-use haven_chain::sender::TxRequest;
-use haven_chain::testing::{AnvilInstance, dev_key, test_tx_config};
+use haven_chain::nonce::SignerLeases;
+use haven_chain::rpc::Rpc;
+use haven_chain::sender::{NonceSource, TxRequest, TxSender};
+use haven_chain::signer::SignerPool;
+use haven_chain::store::MemoryLeaseStore;
+use haven_chain::testing::{ANVIL_CHAIN_ID, AnvilInstance, dev_key, test_tx_config};
 
-use crate::helpers::{deploy_haven, direct_sender};
+use crate::helpers::{CountingSigner, deploy_haven, direct_sender};
 
 /// Confirms `sent` while a block is mined every 150 ms (the node does not
 /// mine by itself); panics after a minute.
@@ -62,6 +69,93 @@ async fn a_transaction_the_node_dropped_at_the_fee_ceiling_is_sent_again_and_min
             .unwrap(),
         1
     );
+}
+
+/// The resend at the fee ceiling sends the bytes signed the first time,
+/// never a new signature: a KMS or remote signer need not sign
+/// deterministically, and a second signature could be a second transaction
+/// with the same nonce and another hash.
+#[tokio::test]
+async fn a_dropped_transaction_is_sent_again_without_signing_it_again() {
+    let anvil = AnvilInstance::spawn_with(&["--no-mining"]);
+    let mut tx = test_tx_config();
+    tx.max_priority_fee_per_gas = tx.min_priority_fee_per_gas;
+    let signer = CountingSigner::new(dev_key(2));
+    let sender = direct_sender(&anvil, signer.clone(), &tx);
+    let provider = sender.rpc().provider().clone();
+    let to = Address::repeat_byte(0x45);
+
+    let sent = sender
+        .send(TxRequest::transfer(to, U256::from(555u64)))
+        .await
+        .expect("sent");
+    assert_eq!(signer.signed(), 1);
+    let first = sent.attempts[0].hash;
+    provider.anvil_drop_transaction(first).await.unwrap();
+
+    let confirmed = confirm_while_mining(sender, sent).await;
+    assert_eq!(confirmed.tx_hash, first, "the same transaction, sent again");
+    assert_eq!(signer.signed(), 1, "sent again as signed, not signed again");
+    assert_eq!(provider.get_balance(to).await.unwrap(), U256::from(555u64));
+}
+
+/// A signer that is not a local key (in production a KMS key whose private
+/// key never leaves its HSM) sits in the pool, is leased like a local key
+/// and mints: TxSender signs through alloy's async `TxSigner` only.
+#[tokio::test]
+async fn a_signer_that_is_not_a_local_key_is_leased_and_mints() {
+    let anvil = AnvilInstance::spawn();
+    let signer = CountingSigner::new(dev_key(3));
+    let contract = deploy_haven(&anvil, &[signer.address()]).await;
+    let rpc = Rpc::new(&anvil.rpc_config()).unwrap();
+    let pool = SignerPool::from_signers(vec![Arc::new(signer.clone())]).unwrap();
+    assert_eq!(pool.addresses(), [dev_key(3).address()]);
+    let leases = SignerLeases::new(
+        Arc::new(MemoryLeaseStore::new()),
+        rpc.clone(),
+        pool,
+        ANVIL_CHAIN_ID,
+        Duration::from_secs(30),
+        "remote-signer-test",
+    )
+    .unwrap();
+    let manager = leases.acquire().await.expect("leased");
+    let sender = TxSender::new(
+        rpc,
+        NonceSource::Leased(manager),
+        ANVIL_CHAIN_ID,
+        &test_tx_config(),
+    )
+    .unwrap();
+    assert_eq!(sender.address(), dev_key(3).address());
+
+    let to = Address::repeat_byte(0x51);
+    let amount = U256::from(25u64) * U256::from(10u64).pow(U256::from(18u64));
+    for (minted, reference) in [B256::repeat_byte(1), B256::repeat_byte(2)]
+        .into_iter()
+        .enumerate()
+    {
+        let confirmed = sender
+            .send_and_confirm(TxRequest::call(
+                contract,
+                &HAVEN::mintWithRefCall {
+                    to,
+                    amount,
+                    r#ref: reference,
+                    reason: encode_reason("booking").unwrap(),
+                },
+            ))
+            .await
+            .expect("minted");
+        assert_eq!(confirmed.receipt.from, dev_key(3).address());
+        assert_eq!(signer.signed(), minted + 1, "one signature per mint");
+    }
+    let balance = sender
+        .rpc()
+        .view(contract, &HAVEN::balanceOfCall { account: to })
+        .await
+        .unwrap();
+    assert_eq!(balance, amount * U256::from(2u64));
 }
 
 /// Found by the fault matrix (`stuck-transactions`), after the resend:

@@ -3,6 +3,7 @@
 
 pub mod amqp;
 pub mod app;
+pub mod browser;
 pub mod config;
 pub mod db;
 pub mod gateway;
