@@ -148,6 +148,8 @@ pub async fn token_tx(
             tx_type,
             amount,
             reason: reason.into(),
+            requested_by: None,
+            accepted_at: None,
         },
     )
     .await
@@ -234,6 +236,7 @@ pub async fn reserve(db: &DatabaseConnection, user: Uuid, key: &str, amount: Sig
             payout_amount: SignedWei::new(amount.get() / 100 * 98),
             method: WithdrawalMethod::BankTransfer,
             address: None,
+            requested_by: None,
         },
     )
     .await
