@@ -256,20 +256,20 @@ async fn mint_latency_is_measured_from_the_webhooks_acceptance() {
     wait_settled(s.db(), SETTLE).await;
     assert_eq!(count_status(s.db(), TxStatus::Confirmed).await, 3);
 
-    let since_acceptance = |suffix: &str| {
-        metric_value(
-            &s.app,
-            &format!("haven_mint_since_acceptance_seconds_{suffix}"),
-        )
-    };
-    let end_to_end =
-        |suffix: &str| metric_value(&s.app, &format!("haven_mint_end_to_end_seconds_{suffix}"));
-    assert_eq!(since_acceptance("count").await, 2.0, "the two accepted");
-    let from_acceptance = since_acceptance("sum").await;
+    let app = &s.app;
+    assert_eq!(
+        metric_value(app, "haven_mint_since_acceptance_seconds_count").await,
+        2.0,
+        "the two accepted"
+    );
+    let from_acceptance = metric_value(app, "haven_mint_since_acceptance_seconds_sum").await;
     assert!(from_acceptance >= 180.0, "{from_acceptance}");
     // The row-based histogram saw all three, without the 90 s upstream.
-    assert_eq!(end_to_end("count").await, 3.0);
-    let from_rows = end_to_end("sum").await;
+    assert_eq!(
+        metric_value(app, "haven_mint_end_to_end_seconds_count").await,
+        3.0
+    );
+    let from_rows = metric_value(app, "haven_mint_end_to_end_seconds_sum").await;
     assert!(
         from_acceptance - from_rows > 100.0,
         "from acceptance {from_acceptance} s, from the rows {from_rows} s"
