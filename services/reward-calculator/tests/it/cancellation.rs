@@ -63,9 +63,15 @@ async fn a_cancellation_before_the_mint_is_sent_withdraws_it() {
 async fn a_cancellation_after_the_mint_confirmed_burns_it_back() {
     let s = spawn_app().await;
     let db = s.db();
-    s.send(booking("B-c2", "guest-c2", "100", 2)).await;
+    let accepted = s.send(booking("B-c2", "guest-c2", "100", 2)).await;
     let granted = reward_in(db, "aurora:booking:B-c2", RewardStatus::Pending).await;
     let mint_tx_id = granted.token_tx_id.clone().unwrap();
+    // Stamped with the webhook's acceptance (the envelope webhook-ingress
+    // made), to the microsecond the database keeps; no operator asked.
+    let mint = token_tx(db, &mint_tx_id).await;
+    let micros = |at: Option<chrono::DateTime<chrono::Utc>>| at.map(|at| at.timestamp_micros());
+    assert_eq!(micros(mint.accepted_at), micros(Some(accepted.occurred_at)));
+    assert_eq!(mint.requested_by, None);
     // chain-minter claimed, sent and confirmed it.
     set_tx_status(db, &mint_tx_id, TxStatus::Confirmed).await;
 
@@ -81,6 +87,7 @@ async fn a_cancellation_after_the_mint_confirmed_burns_it_back() {
     );
     assert_eq!(burn.amount, granted.amount);
     assert_eq!(burn.user_id, granted.user_id);
+    assert_eq!(micros(burn.accepted_at), micros(Some(cancel.occurred_at)));
 
     let guest = user(db, "guest-c2").await;
     let requests = chain_requests(&s.deps, Duration::from_secs(2)).await;
