@@ -70,7 +70,11 @@ async fn trace_of_webhook(
     }
 }
 
-fn one<'a>(trace: &'a [ReceivedSpan], what: &str, test: impl Fn(&ReceivedSpan) -> bool) -> &'a ReceivedSpan {
+fn one<'a>(
+    trace: &'a [ReceivedSpan],
+    what: &str,
+    test: impl Fn(&ReceivedSpan) -> bool,
+) -> &'a ReceivedSpan {
     let found: Vec<&ReceivedSpan> = trace.iter().filter(|s| test(s)).collect();
     assert_eq!(
         found.len(),
@@ -168,7 +172,5 @@ async fn one_webhook_is_one_trace_from_its_request_to_its_confirmed_mint() {
     assert_eq!(minting.attribute("correlation_id"), Some(correlation));
 
     p.stop().await;
-    Arc::try_unwrap(guard)
-        .expect("the only guard")
-        .shutdown();
+    Arc::try_unwrap(guard).expect("the only guard").shutdown();
 }

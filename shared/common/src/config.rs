@@ -270,7 +270,9 @@ pub struct TelemetryConfig {
 fn parse_otlp_endpoint(s: &str) -> Result<String, String> {
     let s = s.trim();
     if !(s.starts_with("http://") || s.starts_with("https://")) {
-        return Err("expected an http:// or https:// URL such as http://otel-collector:4318".into());
+        return Err(
+            "expected an http:// or https:// URL such as http://otel-collector:4318".into(),
+        );
     }
     match s.parse::<axum::http::Uri>() {
         Ok(uri) if uri.host().is_some() => Ok(s.trim_end_matches('/').to_owned()),

@@ -120,7 +120,10 @@ impl TelemetryGuard {
 /// (filtered by [`TRACE_FILTER`], independently of the log filter) under
 /// `service.name` = `OTEL_SERVICE_NAME` or `service_name`. Returns an error
 /// instead of panicking when a subscriber is already installed.
-pub fn init(service_name: &str, config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
+pub fn init(
+    service_name: &str,
+    config: &TelemetryConfig,
+) -> Result<TelemetryGuard, TelemetryError> {
     let filter =
         EnvFilter::try_new(&config.log_filter).map_err(|source| TelemetryError::InvalidFilter {
             filter: config.log_filter.clone(),

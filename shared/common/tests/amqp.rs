@@ -831,7 +831,11 @@ async fn a_consumers_span_continues_the_publishers_trace_with_the_correlation_id
 
     let (got, in_handler) = recv(&mut rx).await;
     assert_eq!(got, sent);
-    assert_eq!(in_handler.trace_id(), Some(trace_id.as_str()), "the handler is in the publisher's trace");
+    assert_eq!(
+        in_handler.trace_id(),
+        Some(trace_id.as_str()),
+        "the handler is in the publisher's trace"
+    );
     stop(shutdown, task).await;
 
     let spans = recorded.spans();
@@ -846,10 +850,19 @@ async fn a_consumers_span_continues_the_publishers_trace_with_the_correlation_id
     assert_eq!(consume.name, format!("consume {}", WORK.name));
     assert_eq!(consume.kind, "Consumer");
     assert_eq!(consume.trace_id, trace_id);
-    assert_eq!(consume.parent_span_id, publish.span_id, "a child of the message's context");
-    assert!(consume.parent_is_remote, "the parent came in the message headers");
+    assert_eq!(
+        consume.parent_span_id, publish.span_id,
+        "a child of the message's context"
+    );
+    assert!(
+        consume.parent_is_remote,
+        "the parent came in the message headers"
+    );
     let correlation = sent.correlation_id.to_string();
-    assert_eq!(consume.attribute("correlation_id"), Some(correlation.as_str()));
+    assert_eq!(
+        consume.attribute("correlation_id"),
+        Some(correlation.as_str())
+    );
 
     client.close().await;
     ns.cleanup().await;

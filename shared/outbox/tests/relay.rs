@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use haven_common::amqp::AmqpClient;
 use haven_common::config::{DatabaseConfig, Redacted};
+use haven_common::telemetry::TraceHeaders;
 use haven_common::testing::amqp::{TestAmqp, get_one};
 use haven_common::testing::db::TestDb;
-use haven_common::telemetry::TraceHeaders;
 use haven_common::testing::proxy::TcpProxy;
 use haven_entity::outbox as table;
 use haven_messages::names::QueueSpec;
@@ -571,7 +571,9 @@ async fn the_trace_context_travels_in_the_row_to_the_message_headers(db: TestDb)
     let carried = haven_common::amqp::headers::trace(got.delivery.properties.headers().as_ref());
     assert_eq!(carried, stored, "the message carries the row's context");
     assert_eq!(
-        Envelope::<Note>::decode(&got.delivery.data).unwrap().message_id,
+        Envelope::<Note>::decode(&got.delivery.data)
+            .unwrap()
+            .message_id,
         ids[0]
     );
 
@@ -580,7 +582,10 @@ async fn the_trace_context_travels_in_the_row_to_the_message_headers(db: TestDb)
     let untraced = note(2);
     enqueue(db.conn(), &untraced).await.unwrap();
     let rows = all_rows(db.conn()).await;
-    let row = rows.iter().find(|r| r.message_id == untraced.message_id).unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.message_id == untraced.message_id)
+        .unwrap();
     assert_eq!(row.headers, None);
 
     let _ = connection.close(200, "done".into()).await;

@@ -580,7 +580,10 @@ where
         };
         let span = tracing::Span::current();
         span.record("kind", envelope.kind());
-        span.record("correlation_id", tracing::field::display(envelope.correlation_id));
+        span.record(
+            "correlation_id",
+            tracing::field::display(envelope.correlation_id),
+        );
         let ctx = DeliveryContext {
             queue: self.queue,
             attempt,
