@@ -1,4 +1,4 @@
-//! One webhook is one trace: with `OTEL_EXPORTER_OTLP_ENDPOINT` pointed at
+//! One webhook is one trace, and one redemption: with `OTEL_EXPORTER_OTLP_ENDPOINT` pointed at
 //! an in-process OTLP receiver, the request span of webhook-ingress, the
 //! consumer spans of reward-calculator and chain-minter and the chain
 //! transaction's spans share one trace id, and every consumer span carries
@@ -16,6 +16,7 @@ use haven_common::config::TelemetryConfig;
 use haven_common::telemetry;
 use haven_e2e::Pipeline;
 use haven_e2e::otlp::{OtlpReceiver, ReceivedSpan};
+use haven_entity::redemptions::RedemptionState;
 use haven_entity::token_transactions::{self, TxStatus};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
@@ -29,11 +30,12 @@ struct Settings {
 }
 
 /// The spans of the trace whose webhook-ingress request span is for
-/// `route`, once the receiver holds the chain-minter consumer span of it.
-async fn trace_of_webhook(
+/// `route`, once the receiver holds a consumer span of `last_queue` in it.
+async fn trace_of_request(
     receiver: &OtlpReceiver,
     guard: &Arc<telemetry::TelemetryGuard>,
     route: &str,
+    last_queue: &str,
 ) -> Vec<ReceivedSpan> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -53,7 +55,7 @@ async fn trace_of_webhook(
                 .collect();
             if trace
                 .iter()
-                .any(|s| s.attribute("queue") == Some("chain-minter.requests"))
+                .any(|s| s.attribute("queue") == Some(last_queue))
             {
                 return trace;
             }
@@ -101,7 +103,7 @@ fn one<'a>(
 }
 
 #[tokio::test]
-async fn one_webhook_is_one_trace_from_its_request_to_its_confirmed_mint() {
+async fn one_webhook_is_one_trace_to_its_mint_and_a_redemption_one_to_its_payout() {
     let receiver = OtlpReceiver::start().await;
     let settings = Settings::try_parse_from([
         "haven-e2e",
@@ -133,7 +135,13 @@ async fn one_webhook_is_one_trace_from_its_request_to_its_confirmed_mint() {
         .unwrap()
         .unwrap();
 
-    let trace = trace_of_webhook(&receiver, &guard, "/webhooks/aurora/booking-created").await;
+    let trace = trace_of_request(
+        &receiver,
+        &guard,
+        "/webhooks/aurora/booking-created",
+        "chain-minter.requests",
+    )
+    .await;
     assert!(
         trace.iter().all(|s| s.service == "haven-e2e-trace"),
         "the service name is the resource's"
@@ -186,6 +194,48 @@ async fn one_webhook_is_one_trace_from_its_request_to_its_confirmed_mint() {
         .expect("the consumer span has the correlation id");
     assert_eq!(Some(correlation), calculated.attribute("message_id"));
     assert_eq!(minting.attribute("correlation_id"), Some(correlation));
+
+    // A redemption is one trace from its command to its payout: the
+    // request, redemption-payout, chain-minter's burn, and the confirmed
+    // burn back in redemption-payout, which pays.
+    let redeem = json!({
+        "user_id": "guest_traced",
+        "amount": 50.0,
+        "withdrawal_method": "bank_transfer",
+        "idempotency_key": "redeem_traced"
+    });
+    let (status, body) = p.command("/token/redeem", &redeem).await;
+    assert_eq!(status, 200, "{body}");
+    let request_id: uuid::Uuid = body["request_id"].as_str().unwrap().parse().unwrap();
+    p.wait_redemption(request_id, RedemptionState::Paid, Duration::from_secs(60))
+        .await;
+    let trace = trace_of_request(
+        &receiver,
+        &guard,
+        "/token/redeem",
+        "redemption-payout.chain-events",
+    )
+    .await;
+    let request = one(&trace, "the redeem request span", |s| s.kind == 2);
+    let burning = one(&trace, "chain-minter's consumer span of the burn", |s| {
+        s.attribute("queue") == Some("chain-minter.requests")
+    });
+    assert!(descends_from(&trace, burning, request));
+    let burn = one(&trace, "the burn's chain transaction", |s| s.name == "burn");
+    assert!(descends_from(&trace, burn, burning));
+    assert!(
+        trace.iter().any(
+            |s| s.attribute("queue") == Some("redemption-payout.chain-events")
+                && descends_from(&trace, s, burning)
+        ),
+        "the confirmed burn's event continues the trace into the payout"
+    );
+    assert!(
+        trace
+            .iter()
+            .any(|s| s.attribute("queue") == Some("redemption-payout.requests")),
+        "redemption-payout took the request in the same trace"
+    );
 
     p.stop().await;
     Arc::try_unwrap(guard).expect("the only guard").shutdown();
