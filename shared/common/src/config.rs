@@ -264,9 +264,8 @@ pub struct TelemetryConfig {
     pub otel_service_name: Option<String>,
 }
 
-/// An OTLP endpoint: an `http://` or `https://` URL, without the signal
-/// path (`/v1/traces` is added). An empty value (a template's blank) is no
-/// endpoint at all.
+/// An OTLP endpoint: an `http://` or `https://` URL with a host, without
+/// the signal path (`/v1/traces` is added).
 fn parse_otlp_endpoint(s: &str) -> Result<String, String> {
     let s = s.trim();
     if !(s.starts_with("http://") || s.starts_with("https://")) {
@@ -295,6 +294,18 @@ mod tests {
         assert!(parse_duration("18446744073709551615h").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn otlp_endpoints_are_http_urls_with_a_host() {
+        assert_eq!(
+            parse_otlp_endpoint("http://otel-collector:4318/"),
+            Ok("http://otel-collector:4318".to_owned())
+        );
+        assert!(parse_otlp_endpoint("https://otlp.example.com").is_ok());
+        for bad in ["", "otel-collector:4318", "grpc://c:4317", "http://"] {
+            assert!(parse_otlp_endpoint(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
