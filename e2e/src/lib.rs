@@ -7,6 +7,7 @@
 #![allow(clippy::expect_used)] // a failed expect is a broken test environment, said as such
 
 pub mod command_lines;
+pub mod otlp;
 
 use std::time::Duration;
 

@@ -39,6 +39,7 @@ mod m20261207_000009_payout_terms;
 mod m20261207_000010_kyc_decisions;
 mod m20261207_000011_clawbacks;
 mod m20261207_000012_finality;
+mod m20261208_000013_outbox_trace_headers;
 mod m20261208_000014_requested_by;
 mod schema;
 
@@ -67,6 +68,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000010_kyc_decisions::Migration),
             Box::new(m20261207_000011_clawbacks::Migration),
             Box::new(m20261207_000012_finality::Migration),
+            Box::new(m20261208_000013_outbox_trace_headers::Migration),
             Box::new(m20261208_000014_requested_by::Migration),
         ]
     }

@@ -8,6 +8,7 @@ mod clawbacks;
 mod finality;
 mod redemptions;
 mod stuck;
+mod traces;
 
 use std::time::Duration;
 

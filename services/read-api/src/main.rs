@@ -13,10 +13,11 @@ async fn main() -> ExitCode {
     let Some(Command::Reconcile { output }) = &config.command else {
         return service::launch_with(config, read_api::run).await;
     };
-    if let Err(code) = service::init_telemetry("read-api", &config.telemetry) {
-        return code;
-    }
-    match read_api::reconcile_once(&config, output.as_deref()).await {
+    let guard = match service::init_telemetry("read-api", &config.telemetry) {
+        Ok(guard) => guard,
+        Err(code) => return code,
+    };
+    let code = match read_api::reconcile_once(&config, output.as_deref()).await {
         Ok(report) if report.matched => ExitCode::SUCCESS,
         // Mismatches: a distinct status so cron jobs and scripts can alert.
         Ok(_) => ExitCode::from(2),
@@ -24,5 +25,7 @@ async fn main() -> ExitCode {
             tracing::error!(error = %ErrorChain(&err), "reconciliation failed");
             ExitCode::FAILURE
         }
-    }
+    };
+    service::flush_telemetry(guard).await;
+    code
 }

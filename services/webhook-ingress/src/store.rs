@@ -9,6 +9,7 @@
 
 use haven_common::db::begin_write;
 use haven_common::money::Wei;
+use haven_common::telemetry::TraceHeaders;
 use haven_entity::inbound_events::{self, NewInboundEvent, Recorded};
 use haven_entity::kyc_decisions::{self, NewDecision};
 use haven_entity::ledger::{self, Movement};
@@ -100,8 +101,8 @@ async fn accept_event_pg(
                VALUES ($1, $2, $3, $4, $5, $6, $7, $11)
                ON CONFLICT DO NOTHING
                RETURNING message_id, received_at)
-           INSERT INTO outbox (message_id, exchange, routing_key, payload, created_at, attempts)
-           SELECT message_id, $8, $9, $10, received_at, 0 FROM event"#,
+           INSERT INTO outbox (message_id, exchange, routing_key, payload, created_at, attempts, headers)
+           SELECT message_id, $8, $9, $10, received_at, 0, $12 FROM event"#,
         [
             uuid::Uuid::now_v7().into(),
             envelope.payload.partner().into(),
@@ -114,6 +115,8 @@ async fn accept_event_pg(
             envelope.routing_key().into(),
             body.into(),
             delivery_id.into(),
+            // The request's trace context, as `haven_outbox::enqueue` keeps it.
+            TraceHeaders::current().to_json().into(),
         ],
     );
     let inserted = db.execute_raw(statement).await.map_err(EntityError::from)?;

@@ -250,6 +250,33 @@ pub struct TelemetryConfig {
     /// Log filter in `tracing` EnvFilter syntax, e.g. `info,lapin=warn`.
     #[arg(long, env = "RUST_LOG", default_value = "info,lapin=warn,sqlx=warn")]
     pub log_filter: String,
+
+    /// Base URL of an OpenTelemetry collector's OTLP/HTTP receiver, e.g.
+    /// `http://otel-collector:4318`; spans go to `<url>/v1/traces`
+    /// (HTTP/protobuf). Unset: no spans are exported. The exporter also
+    /// reads the other standard `OTEL_EXPORTER_OTLP_*` variables (headers,
+    /// timeout) and `OTEL_BSP_*` (batch queue and delay).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<String>,
+
+    /// The `service.name` of the exported spans; default: the binary's name.
+    #[arg(long, env = "OTEL_SERVICE_NAME")]
+    pub otel_service_name: Option<String>,
+}
+
+/// An OTLP endpoint: an `http://` or `https://` URL with a host, without
+/// the signal path (`/v1/traces` is added).
+fn parse_otlp_endpoint(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if !(s.starts_with("http://") || s.starts_with("https://")) {
+        return Err(
+            "expected an http:// or https:// URL such as http://otel-collector:4318".into(),
+        );
+    }
+    match s.parse::<axum::http::Uri>() {
+        Ok(uri) if uri.host().is_some() => Ok(s.trim_end_matches('/').to_owned()),
+        _ => Err("not a URL with a host".into()),
+    }
 }
 
 #[cfg(test)]
@@ -267,6 +294,18 @@ mod tests {
         assert!(parse_duration("18446744073709551615h").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn otlp_endpoints_are_http_urls_with_a_host() {
+        assert_eq!(
+            parse_otlp_endpoint("http://otel-collector:4318/"),
+            Ok("http://otel-collector:4318".to_owned())
+        );
+        assert!(parse_otlp_endpoint("https://otlp.example.com").is_ok());
+        for bad in ["", "otel-collector:4318", "grpc://c:4317", "http://"] {
+            assert!(parse_otlp_endpoint(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

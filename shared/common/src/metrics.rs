@@ -135,7 +135,7 @@ impl MetricsRegistry {
 /// The `method` label: one of the standard methods, or `other` for any
 /// extension method a client makes up (which would otherwise add a series
 /// per request).
-fn method_label(method: &axum::http::Method) -> &'static str {
+pub(crate) fn method_label(method: &axum::http::Method) -> &'static str {
     use axum::http::Method;
     match *method {
         Method::GET => "GET",

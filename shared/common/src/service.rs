@@ -328,6 +328,9 @@ impl Service {
             .merge(crate::openapi::docs_router(doc))
             .method_not_allowed_fallback(crate::health::method_not_allowed);
         let router = track_http(router, &self.registry)?;
+        // Outermost: the request id and the request span cover everything,
+        // the metrics and the guards included.
+        let router = crate::http_trace::trace_requests(router);
         tracing::info!(service = self.name, addr = ?listener.local_addr().ok(), "listening");
         server::serve(listener, router, shutdown, self.grace, self.limits)
             .await
@@ -365,12 +368,25 @@ where
     Task { name, handle }
 }
 
-/// Sets up logging from `config`, or prints why it cannot to stderr.
-pub fn init_telemetry(name: &str, config: &TelemetryConfig) -> Result<(), ExitCode> {
-    telemetry::init(config).map_err(|err| {
+/// Sets up logging (and span export, when configured) from `config`, or
+/// prints why it cannot to stderr. Keep the guard and hand it to
+/// [`flush_telemetry`] at exit.
+pub fn init_telemetry(
+    name: &str,
+    config: &TelemetryConfig,
+) -> Result<telemetry::TelemetryGuard, ExitCode> {
+    telemetry::init(name, config).map_err(|err| {
         eprintln!("{name}: {}", ErrorChain(&err));
         ExitCode::FAILURE
     })
+}
+
+/// Sends the last spans to the collector (bounded by
+/// [`telemetry::FLUSH_TIMEOUT`]) off the async workers.
+pub async fn flush_telemetry(guard: telemetry::TelemetryGuard) {
+    if guard.exporting() {
+        let _ = tokio::task::spawn_blocking(move || guard.shutdown()).await;
+    }
 }
 
 /// A binary's whole `main`: parses `C` from flags and environment (a bad
@@ -398,9 +414,22 @@ where
     E: std::error::Error + 'static,
 {
     let name = C::command().get_name().to_owned();
-    if let Err(code) = init_telemetry(&name, config.telemetry()) {
-        return code;
-    }
+    let guard = match init_telemetry(&name, config.telemetry()) {
+        Ok(guard) => guard,
+        Err(code) => return code,
+    };
+    let code = serve_until_stopped(&name, config, run).await;
+    flush_telemetry(guard).await;
+    code
+}
+
+async fn serve_until_stopped<C, F, Fut, E>(name: &str, config: C, run: F) -> ExitCode
+where
+    C: ServiceConfig,
+    F: FnOnce(C, TcpListener, CancellationToken) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::error::Error + 'static,
+{
     let addr = config.listen_addr();
     let listener = match TcpListener::bind(addr).await {
         Ok(listener) => listener,

@@ -17,6 +17,7 @@ use haven_common::amqp::{
 };
 use haven_common::health::Probe;
 use haven_common::retry::RetryPolicy;
+use haven_common::telemetry::TraceHeaders;
 use haven_common::testing::amqp::{TestAmqp, get_one, ready_count};
 use haven_common::testing::proxy::TcpProxy;
 use haven_messages::names::{self, HEADER_DEAD_REASON, QueueSpec};
@@ -27,6 +28,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 const WORK: QueueSpec = QueueSpec {
@@ -793,6 +795,75 @@ async fn the_consumer_exports_the_depth_of_its_queue_and_dead_letter_queue() {
     })
     .await;
     stop(shutdown, task).await;
+    client.close().await;
+    ns.cleanup().await;
+}
+
+/// The trace continues across the broker: a message published inside a
+/// span carries its `traceparent`, and the shared consume loop's span is a
+/// child of that remote context, with the message's correlation id; the
+/// handler runs inside it. (Current-thread runtime: the recording
+/// subscriber is the test thread's.)
+#[tokio::test]
+async fn a_consumers_span_continues_the_publishers_trace_with_the_correlation_id() {
+    let recorded = haven_common::testing::traces::record_spans();
+    let ns = TestAmqp::new(&[WORK]);
+    let client = connected(&ns).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let handler = handler_fn(move |env: Envelope<Work>, _ctx: DeliveryContext| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send((env, TraceHeaders::current()));
+            Outcome::Ack
+        }
+    });
+    let (shutdown, task) = spawn_consumer(&client, handler, ConsumerOptions::default());
+
+    let caller = tracing::info_span!("caller");
+    let sent = job(7);
+    let published = async {
+        client.publisher().publish(&sent).await.unwrap();
+        TraceHeaders::current()
+    }
+    .instrument(caller)
+    .await;
+    let trace_id = published.trace_id().expect("a traced publisher").to_owned();
+
+    let (got, in_handler) = recv(&mut rx).await;
+    assert_eq!(got, sent);
+    assert_eq!(
+        in_handler.trace_id(),
+        Some(trace_id.as_str()),
+        "the handler is in the publisher's trace"
+    );
+    stop(shutdown, task).await;
+
+    let spans = recorded.spans();
+    let publish = spans
+        .iter()
+        .find(|s| s.name == "publish")
+        .expect("the publish span");
+    let consume = spans
+        .iter()
+        .find(|s| s.attribute("queue") == Some(WORK.name))
+        .expect("the consumer span");
+    assert_eq!(consume.name, format!("consume {}", WORK.name));
+    assert_eq!(consume.kind, "Consumer");
+    assert_eq!(consume.trace_id, trace_id);
+    assert_eq!(
+        consume.parent_span_id, publish.span_id,
+        "a child of the message's context"
+    );
+    assert!(
+        consume.parent_is_remote,
+        "the parent came in the message headers"
+    );
+    let correlation = sent.correlation_id.to_string();
+    assert_eq!(
+        consume.attribute("correlation_id"),
+        Some(correlation.as_str())
+    );
+
     client.close().await;
     ns.cleanup().await;
 }

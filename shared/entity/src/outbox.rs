@@ -31,6 +31,10 @@ pub struct Model {
     pub attempts: i32,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
+    /// The W3C trace context of the span that wrote it (`{"traceparent":
+    /// "00-...", "tracestate": "..."}`), published as the message's
+    /// headers; `None` when it was written outside a traced span.
+    pub headers: Option<Json>,
 }
 
 /// No relations are declared; queries join explicitly.
@@ -50,6 +54,8 @@ pub struct NewOutboxMessage {
     pub routing_key: String,
     /// The serialized envelope.
     pub payload: Vec<u8>,
+    /// The trace context to publish it with (see [`Model::headers`]).
+    pub headers: Option<Json>,
 }
 
 /// Adds a message; call it inside the transaction that makes the change the
@@ -75,6 +81,7 @@ fn new_row(message: NewOutboxMessage, now: DateTimeUtc) -> ActiveModel {
         published_at: Set(None),
         attempts: Set(0),
         last_error: Set(None),
+        headers: Set(message.headers),
         ..Default::default()
     }
 }

@@ -75,6 +75,7 @@ pub mod metrics;
 mod relay;
 mod store;
 
+use haven_common::telemetry::TraceHeaders;
 use haven_entity::outbox::{self as table, NewOutboxMessage};
 use haven_messages::{Envelope, QueueMessage, names};
 use sea_orm::ConnectionTrait;
@@ -90,38 +91,63 @@ pub use store::purge_published;
 /// transaction that makes the change the message announces, then
 /// [`OutboxNotifier::notify`] after the commit. Returns the row id.
 ///
+/// The row keeps the trace context of the current span (the request's or
+/// the consumer's), and the relay publishes the message with it, so its
+/// consumer continues the same trace.
+///
 /// A second enqueue of the same `message_id` fails with
 /// [`OutboxError::Database`] holding a unique violation
 /// (`outbox_message_id_key`).
-#[tracing::instrument(skip_all, fields(message_id = %envelope.message_id, kind = envelope.kind()))]
+#[tracing::instrument(skip_all, fields(otel.kind = "producer", message_id = %envelope.message_id, kind = envelope.kind()))]
 pub async fn enqueue<C: ConnectionTrait, P: QueueMessage>(
     db: &C,
     envelope: &Envelope<P>,
 ) -> Result<i64, OutboxError> {
-    let id = table::enqueue(db, message_of(envelope)?).await?;
+    let id = table::enqueue(db, message_of(envelope, &TraceHeaders::current())?).await?;
     Ok(id)
 }
 
 /// The outbox row of `envelope`: published on [`names::EVENTS_EXCHANGE`]
-/// with its own routing key.
-fn message_of<P: QueueMessage>(envelope: &Envelope<P>) -> Result<NewOutboxMessage, OutboxError> {
+/// with its own routing key and the trace context `trace`.
+fn message_of<P: QueueMessage>(
+    envelope: &Envelope<P>,
+    trace: &TraceHeaders,
+) -> Result<NewOutboxMessage, OutboxError> {
     Ok(NewOutboxMessage {
         message_id: envelope.message_id,
         exchange: names::EVENTS_EXCHANGE.to_owned(),
         routing_key: envelope.routing_key(),
         payload: envelope.to_json()?,
+        headers: trace.to_json(),
     })
 }
 
-/// Writes `envelopes` to the outbox as [`enqueue`] writes each, a few
-/// hundred rows per statement. Returns how many were written.
+/// Writes `envelopes` to the outbox as [`enqueue`] writes each (all with
+/// the current span's trace context), a few hundred rows per statement.
+/// Returns how many were written.
 pub async fn enqueue_many<C: ConnectionTrait, P: QueueMessage>(
     db: &C,
     envelopes: &[Envelope<P>],
 ) -> Result<usize, OutboxError> {
+    let trace = TraceHeaders::current();
     let messages = envelopes
         .iter()
-        .map(message_of)
+        .map(|envelope| message_of(envelope, &trace))
+        .collect::<Result<Vec<_>, _>>()?;
+    table::enqueue_many(db, messages).await?;
+    Ok(envelopes.len())
+}
+
+/// [`enqueue_many`] with each envelope's own trace context: a batch that
+/// answers several requests (chain-minter's mint batch) continues each
+/// one's trace.
+pub async fn enqueue_many_traced<C: ConnectionTrait, P: QueueMessage>(
+    db: &C,
+    envelopes: &[(Envelope<P>, TraceHeaders)],
+) -> Result<usize, OutboxError> {
+    let messages = envelopes
+        .iter()
+        .map(|(envelope, trace)| message_of(envelope, trace))
         .collect::<Result<Vec<_>, _>>()?;
     table::enqueue_many(db, messages).await?;
     Ok(envelopes.len())

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
-use haven_common::amqp::{AmqpError, FieldTable, Publisher};
+use haven_common::amqp::{self, AmqpError, FieldTable, Publisher};
 use haven_common::db::begin_write;
 use haven_common::retry::RetryPolicy;
+use haven_common::telemetry::TraceHeaders;
 use haven_entity::outbox::{self, Model};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection};
 use tokio::sync::Notify;
@@ -417,13 +418,19 @@ async fn publish(
     if broker_away.load(Ordering::Relaxed) {
         return (row, Attempt::Skipped);
     }
+    // The trace context of the span that wrote the row, so the consumer
+    // continues that trace.
+    let mut headers = FieldTable::default();
+    if let Some(trace) = &row.headers {
+        amqp::headers::insert_trace(&mut headers, &TraceHeaders::from_json(trace));
+    }
     let result = publisher
         .publish_raw(
             &row.exchange,
             &row.routing_key,
             row.message_id,
             &row.payload,
-            FieldTable::default(),
+            headers,
         )
         .await;
     match result {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use haven_common::amqp::AmqpClient;
 use haven_common::config::{DatabaseConfig, Redacted};
+use haven_common::telemetry::TraceHeaders;
 use haven_common::testing::amqp::{TestAmqp, get_one};
 use haven_common::testing::db::TestDb;
 use haven_common::testing::proxy::TcpProxy;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 const NOTES: QueueSpec = QueueSpec {
@@ -518,4 +520,86 @@ fn metrics_register_once_per_registry() {
         assert!(name.starts_with("haven_outbox_"));
         assert!(names.iter().any(|n| n == name), "{name} missing");
     }
+}
+
+/// The trace context of the span that writes a row survives the row and
+/// the relay: the published message carries it as its AMQP headers.
+async fn the_trace_context_travels_in_the_row_to_the_message_headers(db: TestDb) {
+    let recorded = haven_common::testing::traces::record_spans();
+    let ns = TestAmqp::new(&[NOTES]);
+    let client = connected(&ns).await;
+
+    let request = tracing::info_span!("request");
+    let written = async {
+        let ids = enqueue_committed(db.conn(), 1, 1).await;
+        (ids, TraceHeaders::current())
+    }
+    .instrument(request)
+    .await;
+    let (ids, in_request) = written;
+    let trace_id = in_request.trace_id().expect("a traced request").to_owned();
+
+    // The row: the context of the span that wrote it (`enqueue`, a child
+    // of the request).
+    let rows = all_rows(db.conn()).await;
+    let stored = TraceHeaders::from_json(rows[0].headers.as_ref().expect("the row has headers"));
+    assert_eq!(stored.trace_id(), Some(trace_id.as_str()));
+    let enqueue_span = recorded
+        .spans()
+        .into_iter()
+        .find(|s| s.name == "enqueue")
+        .expect("the enqueue span");
+    assert!(
+        stored
+            .get("traceparent")
+            .is_some_and(|tp| tp.contains(&enqueue_span.span_id)),
+        "{stored:?} names the enqueue span"
+    );
+
+    let relay = Running::start(db.conn(), &client, settings());
+    eventually("the row is published", WAIT, || async {
+        pending(db.conn()).await == 0
+    })
+    .await;
+    relay.stop_within(Duration::from_secs(5)).await;
+
+    let connection = ns.raw_connection().await;
+    let channel = connection.create_channel().await.unwrap();
+    let got = get_one(&channel, &ns.topology().work_queue(NOTES.name), WAIT)
+        .await
+        .expect("the message");
+    let carried = haven_common::amqp::headers::trace(got.delivery.properties.headers().as_ref());
+    assert_eq!(carried, stored, "the message carries the row's context");
+    assert_eq!(
+        Envelope::<Note>::decode(&got.delivery.data)
+            .unwrap()
+            .message_id,
+        ids[0]
+    );
+
+    // With tracing off, a row has no headers.
+    drop(recorded);
+    let untraced = note(2);
+    enqueue(db.conn(), &untraced).await.unwrap();
+    let rows = all_rows(db.conn()).await;
+    let row = rows
+        .iter()
+        .find(|r| r.message_id == untraced.message_id)
+        .unwrap();
+    assert_eq!(row.headers, None);
+
+    let _ = connection.close(200, "done".into()).await;
+    client.close().await;
+    ns.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn postgres_the_trace_context_travels_in_the_row_to_the_message_headers() {
+    the_trace_context_travels_in_the_row_to_the_message_headers(TestDb::new().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_the_trace_context_travels_in_the_row_to_the_message_headers() {
+    the_trace_context_travels_in_the_row_to_the_message_headers(TestDb::sqlite().await).await;
 }

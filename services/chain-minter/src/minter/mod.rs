@@ -28,7 +28,7 @@ use haven_chain::error::{ChainError, RevertReason};
 use haven_chain::sender::{ConfirmedTx, SentTx, TxRequest, TxSender};
 use haven_common::amqp::Outcome;
 use haven_common::retry::RetryPolicy;
-use haven_common::telemetry::ErrorChain;
+use haven_common::telemetry::{self, ErrorChain, TraceHeaders};
 use haven_entity::chain_deployments;
 use haven_entity::token_transactions::{self, TxStatus};
 use haven_messages::TxType;
@@ -36,6 +36,7 @@ use haven_outbox::OutboxNotifier;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
@@ -142,11 +143,16 @@ pub struct Job {
     /// The on-chain reference stored with the token transaction; read from
     /// the row when the job is claimed, before anything is sent.
     pub reference: B256,
+    /// The span of the handler waiting for it (a child of the message's
+    /// consumer span): the chain transaction's span continues its trace,
+    /// and so does the event announcing the outcome.
+    pub span: tracing::Span,
 }
 
 impl Job {
-    /// A job for `request` whose outcome goes to `reply`; its row's
-    /// recording time and reference are filled in when it is claimed.
+    /// A job for `request` whose outcome goes to `reply`, in the trace of
+    /// the current span (the handler's); its row's recording time and
+    /// reference are filled in when it is claimed.
     pub fn new(request: Request, reply: oneshot::Sender<Outcome>) -> Self {
         Self {
             request,
@@ -154,6 +160,7 @@ impl Job {
             recorded_at: None,
             accepted_at: None,
             reference: B256::ZERO,
+            span: tracing::Span::current(),
         }
     }
 
@@ -289,8 +296,15 @@ impl Minter {
         &self.handling
     }
 
-    /// Processes a batch of mints sharing one reason (from the batcher).
+    /// Processes a batch of mints sharing one reason (from the batcher), in
+    /// a span of the first job's trace linked to the others' (one chain
+    /// transaction answers them all).
     pub async fn mint_batch(self: Arc<Self>, jobs: Vec<Job>) {
+        let span = batch_span("mint_batch", &jobs);
+        self.mint_batch_traced(jobs).instrument(span).await
+    }
+
+    async fn mint_batch_traced(self: Arc<Self>, jobs: Vec<Job>) {
         let Ok(_permit) = self.in_flight.clone().acquire_owned().await else {
             return;
         };
@@ -302,8 +316,13 @@ impl Minter {
         }
     }
 
-    /// Processes one burn.
+    /// Processes one burn, in its request's trace.
     pub async fn burn(self: Arc<Self>, job: Job) {
+        let span = batch_span("burn", std::slice::from_ref(&job));
+        self.burn_traced(job).instrument(span).await
+    }
+
+    async fn burn_traced(self: Arc<Self>, job: Job) {
         let Ok(_permit) = self.in_flight.clone().acquire_owned().await else {
             return;
         };
@@ -584,7 +603,7 @@ impl Minter {
                     None => landed.clone(),
                 },
             };
-            requests.push((&job.request, at));
+            requests.push((&job.request, at, TraceHeaders::of(&job.span)));
         }
         let mut attempt = 0;
         loop {
@@ -634,8 +653,14 @@ impl Minter {
         answer_all(jobs, Outcome::Ack);
     }
 
-    /// Marks a request failed for good and dead-letters it.
+    /// Marks a request failed for good and dead-letters it (in its own
+    /// request's trace: the failure event continues it).
     async fn fail(&self, job: Job, reason: &str) {
+        let span = job.span.clone();
+        self.fail_traced(job, reason).instrument(span).await
+    }
+
+    async fn fail_traced(&self, job: Job, reason: &str) {
         tracing::error!(tx_id = %job.request.tx_id(), %reason, "request can never succeed; dead-lettering it");
         if let Err(err) = record::failed(&self.db, &job.request, reason).await {
             tracing::warn!(error = %ErrorChain(&err), "could not mark the request failed; it will be retried");
@@ -812,6 +837,23 @@ impl AsLanded for Landed {
     fn landed_here(&self, _reference: B256) -> Option<bool> {
         None
     }
+}
+
+/// The span of one chain transaction answering `jobs`: a child of the
+/// first job's span, linked to every other's, as OpenTelemetry models a
+/// batch; the sender's `send` and `confirm` spans are its children.
+fn batch_span(name: &'static str, jobs: &[Job]) -> tracing::Span {
+    let parent = jobs.first().map(|job| job.span.clone());
+    let span = tracing::info_span!(
+        parent: parent.as_ref().and_then(tracing::Span::id),
+        "chain_tx",
+        otel.name = name,
+        size = jobs.len(),
+    );
+    for job in jobs.iter().skip(1) {
+        telemetry::add_link(&span, &job.span);
+    }
+    span
 }
 
 fn answer_all(jobs: Vec<Job>, outcome: Outcome) {

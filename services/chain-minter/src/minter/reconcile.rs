@@ -10,7 +10,7 @@ use alloy::primitives::B256;
 use haven_chain::contract::HAVEN;
 use haven_chain::rpc::Rpc;
 use haven_common::shutdown::CancellationToken;
-use haven_common::telemetry::ErrorChain;
+use haven_common::telemetry::{ErrorChain, TraceHeaders};
 use haven_entity::token_transactions::{self, TxType};
 use haven_entity::users;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -91,7 +91,8 @@ pub async fn run(minter: &Arc<Minter>, rpc: &Rpc) -> Result<Reconciled, String> 
         };
         record::confirmed(
             &minter.db,
-            &[(&request, landed)],
+            // Found at start-up, outside any request's trace.
+            &[(&request, landed, TraceHeaders::default())],
             minter.final_when_confirmed,
         )
         .await

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use haven_common::db::begin_write;
+use haven_common::telemetry::TraceHeaders;
 use haven_entity::ledger::{self, Account, Movement};
 use haven_entity::ledger_movements::MovementKind;
 use haven_entity::rewards::{self, RewardStatus};
@@ -90,14 +91,14 @@ pub struct Landed {
 /// concurrent batches wait on each other only for their commits.
 pub async fn confirmed(
     db: &DatabaseConnection,
-    requests: &[(&Request, Landed)],
+    requests: &[(&Request, Landed, TraceHeaders)],
     final_now: bool,
 ) -> Result<usize, EntityError> {
     let txn = begin_write(db).await?;
     let now = Utc::now();
     let ids: Vec<Uuid> = requests
         .iter()
-        .map(|(request, _)| request.tx_id())
+        .map(|(request, _, _)| request.tx_id())
         .collect();
     let rows: HashMap<Uuid, token_transactions::Model> = token_transactions::Entity::find()
         .filter(token_transactions::Column::Id.is_in(ids.iter().copied()))
@@ -110,7 +111,7 @@ pub async fn confirmed(
     let mut movements = Vec::with_capacity(requests.len());
     let mut minted_tx_ids = Vec::new();
     let mut events = Vec::with_capacity(requests.len());
-    for (request, landed) in requests {
+    for (request, landed, trace) in requests {
         let block = i64::try_from(landed.block_number)
             .map_err(|_| EntityError::Corrupt(format!("block number {}", landed.block_number)))?;
         let Some(row) = rows.get(&request.tx_id()) else {
@@ -153,7 +154,7 @@ pub async fn confirmed(
         if matches!(request, Request::Mint { .. }) {
             minted_tx_ids.push(row.tx_id.clone());
         }
-        events.push(Envelope::new(ChainEvent::Confirmed(TxConfirmed {
+        let event = Envelope::new(ChainEvent::Confirmed(TxConfirmed {
             tx_id: row.id,
             tx_type: request.tx_type(),
             user_id: request.user_id().to_owned(),
@@ -161,7 +162,9 @@ pub async fn confirmed(
             tx_hash: landed.tx_hash.clone(),
             block_number: landed.block_number,
             redemption_id: request.redemption_id(),
-        })));
+        }));
+        // Each request's own trace: a batch answers several.
+        events.push((event, trace.clone()));
     }
     if events.is_empty() {
         txn.commit().await?;
@@ -179,7 +182,7 @@ pub async fn confirmed(
             .exec(&txn)
             .await?;
     }
-    let queued = haven_outbox::enqueue_many(&txn, &events)
+    let queued = haven_outbox::enqueue_many_traced(&txn, &events)
         .await
         .map_err(outbox_error)?;
     // Last: it takes the supply and burned rows every batch needs.

@@ -36,10 +36,14 @@ struct Config {
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: Config = telemetry::parse_config_or_exit();
-    if let Err(err) = telemetry::init(&config.telemetry) {
-        eprintln!("haven-payout-stand-in: {}", ErrorChain(&err));
-        return ExitCode::FAILURE;
-    }
+    // A test double: its spans, if any, are not worth a flush at exit.
+    let _guard = match telemetry::init("haven-payout-stand-in", &config.telemetry) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("haven-payout-stand-in: {}", ErrorChain(&err));
+            return ExitCode::FAILURE;
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(err) => {

@@ -526,14 +526,22 @@ where
             .as_ref()
             .map(|id| id.to_string())
             .unwrap_or_default();
+        // A consumer span (`consume <queue>`) continuing the trace of
+        // whoever published the message (its `traceparent` header): the
+        // handler's spans, the messages it publishes and the chain
+        // transaction it sends all join that trace.
         let span = tracing::info_span!(
             "consume",
+            otel.name = %format_args!("consume {}", self.queue),
+            otel.kind = "consumer",
             queue = self.queue,
             message_id = %message_id,
+            correlation_id = tracing::field::Empty,
             attempt,
             kind = tracing::field::Empty,
             redelivered = delivery.redelivered,
         );
+        headers::trace(delivery.properties.headers().as_ref()).set_parent_of(&span);
         async {
             let (label, settle) = self.decide(&delivery, attempt).await;
             let label = match self.settle(&delivery, attempt, settle).await {
@@ -570,7 +578,12 @@ where
                 );
             }
         };
-        tracing::Span::current().record("kind", envelope.kind());
+        let span = tracing::Span::current();
+        span.record("kind", envelope.kind());
+        span.record(
+            "correlation_id",
+            tracing::field::display(envelope.correlation_id),
+        );
         let ctx = DeliveryContext {
             queue: self.queue,
             attempt,

@@ -3,6 +3,8 @@
 use haven_messages::names::{HEADER_ATTEMPT, HEADER_DEAD_REASON};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 
+use crate::telemetry::TraceHeaders;
+
 /// Headers the broker manages itself when it dead-letters; copying them onto
 /// a republished message would only grow them.
 const BROKER_HEADERS: &[&str] = &[
@@ -85,6 +87,27 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// The W3C trace context a message carries (`traceparent`, `tracestate`);
+/// empty when it carries none. Bounded as [`TraceHeaders`] is.
+pub fn trace(headers: Option<&FieldTable>) -> TraceHeaders {
+    let Some(headers) = headers else {
+        return TraceHeaders::default();
+    };
+    TraceHeaders::from_lookup(|name| match headers.inner().get(name)? {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+        AMQPValue::ShortString(s) => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+/// Sets the trace-context headers of `trace` on `headers` (long strings,
+/// as other AMQP clients' propagators write them).
+pub fn insert_trace(headers: &mut FieldTable, trace: &TraceHeaders) {
+    for (name, value) in trace.iter() {
+        headers.insert(name.into(), AMQPValue::LongString(LongString::from(value)));
+    }
+}
+
 /// A header as text, for tests and logs.
 pub fn text(headers: Option<&FieldTable>, key: &str) -> Option<String> {
     match headers?.inner().get(key)? {
@@ -130,6 +153,31 @@ mod tests {
         assert!(!h.contains_key("x-death"));
         assert_eq!(text(Some(&h), "traceparent").as_deref(), Some("abc"));
         assert_eq!(text(Some(&h), HEADER_DEAD_REASON).as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn trace_headers_round_trip_and_nothing_else_is_read() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let trace =
+            TraceHeaders::from_lookup(|name| (name == "traceparent").then_some(traceparent));
+        let mut table = with(AMQPValue::LongLongInt(1));
+        insert_trace(&mut table, &trace);
+        table.insert("x-other".into(), AMQPValue::LongString("y".into()));
+        let read = super::trace(Some(&table));
+        assert_eq!(read, trace);
+        assert_eq!(read.get("traceparent"), Some(traceparent));
+        assert_eq!(read.iter().count(), 1);
+        // A retry's copy keeps the trace.
+        let retried = republish(Some(&table), 2, None);
+        assert_eq!(super::trace(Some(&retried)), trace);
+        // An over-long value is not carried on.
+        let mut hostile = FieldTable::default();
+        hostile.insert(
+            "tracestate".into(),
+            AMQPValue::LongString("k=v,".repeat(1000).as_str().into()),
+        );
+        assert!(super::trace(Some(&hostile)).is_empty());
+        assert!(super::trace(None).is_empty());
     }
 
     #[test]

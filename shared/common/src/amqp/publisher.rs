@@ -19,6 +19,7 @@ use super::error::{AmqpError, short};
 use super::link::{LinkRx, wait_link};
 use super::metrics::AmqpMetrics;
 use super::topology::Topology;
+use crate::telemetry::TraceHeaders;
 
 /// Persistent: written to disk by the broker (quorum queues store every
 /// message anyway, but the flag is what other queue types and tools read).
@@ -80,21 +81,26 @@ impl Publisher {
         }
     }
 
-    /// Publishes `envelope` on the events exchange with its own routing key.
-    #[tracing::instrument(skip_all, fields(message_id = %envelope.message_id, kind = envelope.kind()))]
+    /// Publishes `envelope` on the events exchange with its own routing
+    /// key, carrying the current trace context (`traceparent`) in its
+    /// headers so the consumer's span continues this trace.
+    #[tracing::instrument(skip_all, fields(otel.kind = "producer", message_id = %envelope.message_id, kind = envelope.kind()))]
     pub async fn publish<P: QueueMessage>(&self, envelope: &Envelope<P>) -> Result<(), AmqpError> {
         let body = envelope.to_json()?;
+        let mut headers = FieldTable::default();
+        super::headers::insert_trace(&mut headers, &TraceHeaders::current());
         self.publish_raw(
             names::EVENTS_EXCHANGE,
             &envelope.routing_key(),
             envelope.message_id,
             &body,
-            FieldTable::default(),
+            headers,
         )
         .await
     }
 
-    /// Publishes already-serialized bytes (the outbox relay's path).
+    /// Publishes already-serialized bytes (the outbox relay's path) with
+    /// `headers` (the relay passes the row's trace context).
     /// `exchange` is the logical name, e.g. [`names::EVENTS_EXCHANGE`]; the
     /// namespace is applied here.
     pub async fn publish_raw(

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod gateway;
 pub mod proxy;
+pub mod traces;
 mod workspace;
 
 pub use self::workspace::workspace_root;

@@ -38,6 +38,7 @@ async fn dedupe(db: TestDb) {
             exchange: "haven.events".into(),
             routing_key: "aurora.booking-created".into(),
             payload: b"{}".to_vec(),
+            headers: None,
         },
     )
     .await
