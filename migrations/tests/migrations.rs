@@ -17,6 +17,7 @@ const TABLES: &[&str] = &[
     "token_transactions",
     "rewards",
     "redemptions",
+    "redemption_states",
     "signer_leases",
     "chain_deployments",
     "signer_nonces",

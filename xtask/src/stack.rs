@@ -384,7 +384,8 @@ impl Plan {
             ));
         }
         if service.spec.api_keys {
-            env.push(("API_KEYS", self.secrets.api_key.clone()));
+            // Named: the stack's commands are recorded as asked by `dev`.
+            env.push(("API_KEYS", format!("dev:{}", self.secrets.api_key)));
         }
         if service.spec.chain {
             env.push(("RPC_URL", self.chain.rpc_url.clone()));
@@ -734,7 +735,9 @@ mod tests {
             let is_ingress = service.spec.name == "webhook-ingress";
             assert_eq!(
                 env_of(&env, "API_KEYS"),
-                is_ingress.then_some(plan.secrets.api_key.as_str())
+                is_ingress
+                    .then(|| format!("dev:{}", plan.secrets.api_key))
+                    .as_deref()
             );
             assert_eq!(
                 env_of(&env, "AURORA_WEBHOOK_SECRET"),

@@ -54,6 +54,12 @@ pub enum Error {
     /// 404: no user with this id (or wallet address, or email).
     #[error("User not found")]
     UserNotFound,
+    /// 404: no token transaction with this `tx_id`.
+    #[error("Transaction not found")]
+    TransactionNotFound,
+    /// 404: no redemption with this `request_id`.
+    #[error("Redemption not found")]
+    RedemptionNotFound,
     /// 404: no reconciliation report to show.
     #[error("{0}")]
     NoReport(&'static str),
@@ -78,7 +84,10 @@ impl Error {
             Self::MissingApiKey => StatusCode::FORBIDDEN,
             Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
             Self::TooManyWrongKeys { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::UserNotFound | Self::NoReport(_) => StatusCode::NOT_FOUND,
+            Self::UserNotFound
+            | Self::TransactionNotFound
+            | Self::RedemptionNotFound
+            | Self::NoReport(_) => StatusCode::NOT_FOUND,
             Self::AmbiguousEmail => StatusCode::CONFLICT,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::ChainRead(_) | Self::Store(EntityError::Db(_) | EntityError::Contention(_)) => {

@@ -93,14 +93,17 @@ pub async fn run(
         metrics,
     });
     let access = match &config.read_api_keys {
-        Some(keys) => Some(routes::access::Access {
-            guard: KeyGuard::new(
-                keys.clone(),
-                config.throttle.throttle(),
-                config.throttle.trusted_proxies.clone(),
-            ),
-            metrics: state.metrics.clone(),
-        }),
+        Some(keys) => {
+            keys.warn_unnamed("READ_API_KEYS");
+            Some(routes::access::Access {
+                guard: KeyGuard::new(
+                    keys.clone(),
+                    config.throttle.throttle(),
+                    config.throttle.trusted_proxies.clone(),
+                ),
+                metrics: state.metrics.clone(),
+            })
+        }
         None => {
             tracing::warn!(
                 "READ_API_KEYS is not set: every read, emails and KYC status included, is open to anyone who reaches this port (the development default; set it in production)"

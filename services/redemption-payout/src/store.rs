@@ -167,6 +167,9 @@ pub async fn request_burn(
             tx_type: TxType::Burn,
             amount: redemption.burn_amount,
             reason: BURN_REASON.to_owned(),
+            // The operator who asked for the redemption asked for its burn.
+            requested_by: redemption.requested_by.clone(),
+            accepted_at: Some(redemption.created_at),
         },
     )
     .await?
@@ -366,6 +369,10 @@ pub async fn request_refund(
             tx_type: TxType::Mint,
             amount: redemption.burn_amount,
             reason: REFUND_REASON.to_owned(),
+            // The refund carries out the same operator's redemption.
+            requested_by: redemption.requested_by.clone(),
+            // Nobody outside asked for a refund.
+            accepted_at: None,
         },
     )
     .await?

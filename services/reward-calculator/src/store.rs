@@ -245,6 +245,12 @@ async fn mint(
             tx_type: TxType::Mint,
             amount,
             reason: rule.as_str().to_owned(),
+            // The services' own mint: no operator asked.
+            requested_by: None,
+            // The partner's webhook was accepted then (stamped by
+            // webhook-ingress); a held reward released later has no cause:
+            // its wait is the emission budget's, not latency.
+            accepted_at: cause.map(|cause| cause.occurred_at),
         },
     )
     .await?
@@ -573,6 +579,8 @@ async fn queue_reversal_burn(
             tx_type: TxType::Burn,
             amount,
             reason: REVERSAL_REASON.to_owned(),
+            requested_by: None,
+            accepted_at: Some(cause.occurred_at),
         },
     )
     .await?

@@ -53,11 +53,13 @@ impl RateLimit {
 }
 
 /// A caller with a valid API key, within its rate limit.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Operator {
-    /// Position of the key in `API_KEYS`, for logs (and, through
-    /// [`KeyGuard::label`], where who asked is recorded).
+    /// Position of the key in `API_KEYS` (the rate limit's key).
     pub key_index: usize,
+    /// The key's name ([`KeyGuard::name`]): logged, and recorded as who
+    /// asked (`requested_by`, `decided_by`). Never the key.
+    pub name: String,
 }
 
 // Generic over the state, so this module needs only the three parts it reads
@@ -77,25 +79,27 @@ where
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(peer)| *peer);
-        let key_index = KeyGuard::from_ref(state)
-            .check(&parts.headers, peer)
-            .map_err(|refusal| {
-                metrics.auth_failure(refusal.reason());
-                match refusal {
-                    KeyRefusal::Missing => Error::MissingApiKey,
-                    KeyRefusal::Invalid => Error::InvalidApiKey,
-                    KeyRefusal::Throttled { retry_after_secs } => {
-                        Error::TooManyWrongKeys { retry_after_secs }
-                    }
+        let guard = KeyGuard::from_ref(state);
+        let key_index = guard.check(&parts.headers, peer).map_err(|refusal| {
+            metrics.auth_failure(refusal.reason());
+            match refusal {
+                KeyRefusal::Missing => Error::MissingApiKey,
+                KeyRefusal::Invalid => Error::InvalidApiKey,
+                KeyRefusal::Throttled { retry_after_secs } => {
+                    Error::TooManyWrongKeys { retry_after_secs }
                 }
-            })?;
+            }
+        })?;
         RateLimit::from_ref(state)
             .check(key_index)
             .map_err(|retry_after_secs| {
                 metrics.rate_limited();
                 Error::RateLimited { retry_after_secs }
             })?;
-        Ok(Self { key_index })
+        Ok(Self {
+            key_index,
+            name: guard.name(key_index).to_owned(),
+        })
     }
 }
 

@@ -58,6 +58,7 @@ pub async fn run(
         &config.outbox,
     )
     .map_err(Error::Outbox)?;
+    config.api_keys.warn_unnamed("API_KEYS");
     let rate_limit = RateLimit::per_minute(config.rate_limit_per_minute);
     let state = AppState::new(Inner {
         db,

@@ -134,6 +134,8 @@ pub struct MintCommand {
     pub reason: String,
     /// The idempotency key, which becomes the `tx_id`.
     pub tx_id: String,
+    /// Who asked: the API key's name.
+    pub requested_by: String,
 }
 
 /// Records a pending mint under `tx_id` and queues it for chain-minter.
@@ -156,6 +158,8 @@ pub async fn queue_mint(
             tx_type: TxType::Mint,
             amount,
             reason: command.reason.clone(),
+            requested_by: Some(command.requested_by.clone()),
+            accepted_at: Some(chrono::Utc::now()),
         },
     )
     .await?;
@@ -203,6 +207,8 @@ pub struct RedeemCommand {
     pub address: Option<String>,
     /// The client's idempotency key.
     pub idempotency_key: String,
+    /// Who asked: the API key's name.
+    pub requested_by: String,
 }
 
 /// The figures of a reserved redemption, as the API answers them.
@@ -282,6 +288,7 @@ pub async fn reserve_redemption(
             payout_amount: entity_wei(payout)?,
             method: command.method,
             address: command.address.clone(),
+            requested_by: Some(command.requested_by.clone()),
         },
     )
     .await?;
@@ -353,7 +360,7 @@ pub struct KycCommand {
     pub verified: bool,
     /// The check's reference at the KYC vendor.
     pub reference: Option<String>,
-    /// Who asked ([`haven_common::auth::KeyGuard::label`]).
+    /// Who asked ([`haven_common::auth::KeyGuard::name`]).
     pub decided_by: String,
 }
 

@@ -1,11 +1,12 @@
 //! API keys, shared by the services that take them (webhook-ingress's token
 //! commands, read-api's reads), and the throttle on guessing them.
 //!
-//! Keys are kept as SHA-256 digests and compared in constant time with every
-//! active key; a key is only ever named by its position in the list
-//! (`key #2`), never by its value. Wrong keys are counted per client address
-//! ([`GuessThrottle`]): past the limit the address gets 429 before its key
-//! is even looked at, so keys cannot be guessed at line rate.
+//! Every key has a name the operator chooses (`name:key` in the list): the
+//! name is what is recorded as who asked (`requested_by`, `decided_by`) and
+//! logged, never the key. Keys are kept as SHA-256 digests and compared in
+//! constant time with every active key. Wrong keys are counted per client
+//! address ([`GuessThrottle`]): past the limit the address gets 429 before
+//! its key is even looked at, so keys cannot be guessed at line rate.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,56 +23,133 @@ use subtle::ConstantTimeEq;
 /// Header carrying the API key.
 pub const API_KEY_HEADER: &str = "x-api-key";
 
-/// The active API keys, kept as SHA-256 digests. `Debug` never prints them.
+/// Longest key name.
+pub const MAX_KEY_NAME_LEN: usize = 32;
+
+/// What a key listed without a name is called: `unnamed-<position>`. The
+/// prefix is refused as a chosen name, so the two never mix.
+pub const UNNAMED_PREFIX: &str = "unnamed-";
+
+/// Shortest key.
+pub const MIN_KEY_LEN: usize = 8;
+
+/// One active key: its name and the SHA-256 digest of the key.
 #[derive(Clone)]
-pub struct ApiKeys(Arc<Vec<[u8; 32]>>);
+struct NamedKey {
+    name: String,
+    digest: [u8; 32],
+}
+
+/// The active API keys, each with its name, kept as SHA-256 digests.
+/// `Debug` prints the names and never a key.
+#[derive(Clone)]
+pub struct ApiKeys(Arc<Vec<NamedKey>>);
 
 impl fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApiKeys({} active, [redacted])", self.0.len())
+        f.debug_tuple("ApiKeys")
+            .field(&self.0.iter().map(|k| k.name.as_str()).collect::<Vec<_>>())
+            .finish()
     }
 }
 
-/// Why a key list is unusable (the message never holds a key).
+/// Why a key list is unusable. The message names the entry by its
+/// position and never holds a key, nor the text before a `:` that is not a
+/// valid name (it may be part of a key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ApiKeysError {
     /// No key in the list.
     #[error("at least one API key is required")]
     Empty,
-    /// A key shorter than 8 characters.
+    /// A key shorter than [`MIN_KEY_LEN`] characters.
     #[error("API key #{0} is shorter than 8 characters")]
     TooShort(usize),
+    /// The text before the `:` is not a name.
+    #[error(
+        "API key #{0}: the name before `:` must be 1 to 32 characters of a-z, 0-9, `_` and `-`, not starting with `unnamed-` (entries are `name:key`)"
+    )]
+    BadName(usize),
+    /// Two entries with the same name.
+    #[error("API key #{0} has the name of an earlier entry; names must be unique")]
+    DuplicateName(usize),
+}
+
+/// Whether `name` is a key name an operator may choose.
+pub fn is_valid_key_name(name: &str) -> bool {
+    (1..=MAX_KEY_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && !name.starts_with(UNNAMED_PREFIX)
 }
 
 impl ApiKeys {
-    /// Parses a comma-separated list of keys (several during a rotation).
+    /// Parses a comma-separated list of `name:key` entries (several during
+    /// a rotation). An entry without a `:` is a key listed before keys had
+    /// names: it is accepted and called `unnamed-<position>`. A key that
+    /// itself contains `:` must therefore be given a name.
     pub fn parse(list: &str) -> Result<Self, ApiKeysError> {
-        let mut digests = Vec::new();
-        for (i, key) in list.split(',').map(str::trim).enumerate() {
-            if key.is_empty() {
+        let mut keys: Vec<NamedKey> = Vec::new();
+        for (i, entry) in list.split(',').map(str::trim).enumerate() {
+            let position = i + 1;
+            if entry.is_empty() {
                 continue;
             }
-            if key.len() < 8 {
-                return Err(ApiKeysError::TooShort(i + 1));
+            let (name, key) = match entry.split_once(':') {
+                Some((name, key)) => {
+                    let name = name.trim();
+                    if !is_valid_key_name(name) {
+                        return Err(ApiKeysError::BadName(position));
+                    }
+                    (name.to_owned(), key.trim())
+                }
+                None => (format!("{UNNAMED_PREFIX}{position}"), entry),
+            };
+            if key.len() < MIN_KEY_LEN {
+                return Err(ApiKeysError::TooShort(position));
             }
-            digests.push(Sha256::digest(key.as_bytes()).into());
+            if keys.iter().any(|k| k.name == name) {
+                return Err(ApiKeysError::DuplicateName(position));
+            }
+            keys.push(NamedKey {
+                name,
+                digest: Sha256::digest(key.as_bytes()).into(),
+            });
         }
-        if digests.is_empty() {
+        if keys.is_empty() {
             return Err(ApiKeysError::Empty);
         }
-        Ok(Self(Arc::new(digests)))
+        Ok(Self(Arc::new(keys)))
     }
 
-    /// How key `index` is named where who did something is recorded:
-    /// `api_key:<index>/<first 8 hex digits of its SHA-256>`. Never the key;
-    /// the digest prefix tells rotated keys at the same position apart.
-    pub fn label(&self, index: usize) -> String {
-        let fingerprint: String = self
-            .0
-            .get(index)
-            .map(|digest| digest[..4].iter().map(|b| format!("{b:02x}")).collect())
-            .unwrap_or_default();
-        format!("api_key:{index}/{fingerprint}")
+    /// The name of key `index`: what is recorded as who asked and logged.
+    /// Never the key.
+    pub fn name(&self, index: usize) -> &str {
+        self.0.get(index).map_or("", |key| key.name.as_str())
+    }
+
+    /// The names of the keys listed without one (`unnamed-<position>`), for
+    /// a warning at start.
+    pub fn unnamed(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .map(|key| key.name.as_str())
+            .filter(|name| name.starts_with(UNNAMED_PREFIX))
+            .collect()
+    }
+
+    /// Warns at start about the keys of `setting` listed without a name:
+    /// their commands are recorded as asked by `unnamed-<position>`, which
+    /// a reordered list gives to another key.
+    pub fn warn_unnamed(&self, setting: &str) {
+        let unnamed = self.unnamed();
+        if !unnamed.is_empty() {
+            tracing::warn!(
+                setting,
+                keys = ?unnamed,
+                "API keys listed without a name are known by their position; list each as `name:key`"
+            );
+        }
     }
 
     /// The position of `presented` among the active keys, compared in
@@ -80,7 +158,7 @@ impl ApiKeys {
         let digest: [u8; 32] = Sha256::digest(presented).into();
         let mut found = None;
         for (i, key) in self.0.iter().enumerate() {
-            if bool::from(key.ct_eq(&digest)) {
+            if bool::from(key.digest.ct_eq(&digest)) {
                 found = Some(i);
             }
         }
@@ -133,9 +211,9 @@ impl KeyGuard {
         }
     }
 
-    /// [`ApiKeys::label`] of key `index`.
-    pub fn label(&self, index: usize) -> String {
-        self.keys.label(index)
+    /// [`ApiKeys::name`] of key `index`.
+    pub fn name(&self, index: usize) -> &str {
+        self.keys.name(index)
     }
 
     /// The position of the request's key among the active ones. An address
@@ -372,30 +450,62 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_found_by_position_and_never_printed() {
-        let keys = ApiKeys::parse("first-key-123, second-key-456").unwrap();
+    fn keys_are_found_and_named_but_never_printed() {
+        let keys = ApiKeys::parse("front-desk:first-key-123, ops_2:second-key-456").unwrap();
         assert_eq!(keys.identify(b"first-key-123"), Some(0));
         assert_eq!(keys.identify(b"second-key-456"), Some(1));
         assert_eq!(keys.identify(b"second-key-45"), None);
+        assert_eq!(keys.identify(b"ops_2:second-key-456"), None);
         assert_eq!(keys.identify(b""), None);
-        assert!(!format!("{keys:?}").contains("key-123"));
-        // Labels name the position and the digest, never the key.
-        let label = keys.label(1);
+        assert_eq!(keys.name(0), "front-desk");
+        assert_eq!(keys.name(1), "ops_2");
+        let debug = format!("{keys:?}");
         assert!(
-            label.starts_with("api_key:1/") && label.len() == "api_key:1/".len() + 8,
-            "{label}"
+            !debug.contains("key-123") && !debug.contains("key-456"),
+            "{debug}"
         );
-        assert!(!label.contains("second"));
-        assert_ne!(keys.label(0)[10..], label[10..]);
+        assert!(debug.contains("front-desk"), "{debug}");
+        assert!(keys.unnamed().is_empty());
     }
 
     #[test]
-    fn bad_key_lists_are_refused_by_position() {
+    fn a_bare_key_is_accepted_as_unnamed_by_position() {
+        let keys = ApiKeys::parse("crm:named-key-123,bare-key-456").unwrap();
+        assert_eq!(keys.identify(b"bare-key-456"), Some(1));
+        assert_eq!(keys.name(1), "unnamed-2");
+        assert_eq!(keys.unnamed(), ["unnamed-2"]);
+    }
+
+    #[test]
+    fn bad_key_lists_are_refused_by_position_without_their_text() {
         assert_eq!(ApiKeys::parse(" , ").unwrap_err(), ApiKeysError::Empty);
         assert_eq!(
             ApiKeys::parse("long-enough,short").unwrap_err(),
             ApiKeysError::TooShort(2)
         );
+        assert_eq!(
+            ApiKeys::parse("a:long-enough,b:short").unwrap_err(),
+            ApiKeysError::TooShort(2)
+        );
+        for bad in [
+            "Front:long-enough-key",
+            ":long-enough-key",
+            "has space:long-enough-key",
+            "unnamed-1:long-enough-key",
+            "dot.name:long-enough-key",
+            &format!("{}:long-enough-key", "n".repeat(33)),
+        ] {
+            let err = ApiKeys::parse(&format!("ok:long-enough-key,{bad}")).unwrap_err();
+            assert_eq!(err, ApiKeysError::BadName(2), "{bad}");
+            let text = err.to_string();
+            assert!(!text.contains("long-enough"), "{text}");
+        }
+        assert_eq!(
+            ApiKeys::parse("ops:long-enough-key,ops:another-long-key").unwrap_err(),
+            ApiKeysError::DuplicateName(2)
+        );
+        assert!(is_valid_key_name(&"n".repeat(32)));
+        assert!(is_valid_key_name("a-b_c9"));
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub struct Model {
     pub verified: bool,
     /// The check's reference at the KYC vendor, when given.
     pub reference: Option<String>,
-    /// Who recorded it: the API key's label (`api_key:<n>/<fingerprint>`),
+    /// Who recorded it: the API key's name (`API_KEYS`; `api_key:<n>/<fingerprint>` before keys had names),
     /// never the key.
     pub decided_by: String,
     /// When it was recorded.

@@ -151,6 +151,9 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// When paid or failed for good.
     pub completed_at: Option<DateTimeUtc>,
+    /// Who asked: the name of the operator's API key (`API_KEYS`). NULL for
+    /// rows older than the column.
+    pub requested_by: Option<String>,
 }
 
 /// No relations are declared; queries join explicitly.
@@ -174,6 +177,8 @@ pub struct NewRedemption {
     pub method: WithdrawalMethod,
     /// Where it is paid.
     pub address: Option<String>,
+    /// Who asked ([`Model::requested_by`]).
+    pub requested_by: Option<String>,
 }
 
 /// Records a redemption in state `reserved` once per idempotency key:
@@ -203,6 +208,7 @@ pub async fn insert_reserved<C: ConnectionTrait>(
         created_at: now,
         updated_at: now,
         completed_at: None,
+        requested_by: new.requested_by,
     };
     let inserted = Entity::insert(ActiveModel {
         request_id: Set(model.request_id),
@@ -222,6 +228,7 @@ pub async fn insert_reserved<C: ConnectionTrait>(
         created_at: Set(now),
         updated_at: Set(now),
         completed_at: Set(None),
+        requested_by: Set(model.requested_by.clone()),
     })
     .on_conflict(
         OnConflict::column(Column::IdempotencyKey)

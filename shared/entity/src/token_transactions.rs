@@ -87,6 +87,19 @@ pub struct Model {
     /// How many times a reorganisation removed it after it was confirmed
     /// (each time it is sent again, same reference).
     pub reorgs: i32,
+    /// Who asked, for a token command: the name of the operator's API key
+    /// (`API_KEYS`), also on the burn and refund of a redemption it asked
+    /// for. NULL for what the services do on their own (a reward's mint, a
+    /// reversal's burn) and for rows older than the column.
+    pub requested_by: Option<String>,
+    /// When the request this transaction carries out was accepted from
+    /// outside: the partner's webhook of a reward's mint or a reversal's
+    /// burn (its envelope's `occurred_at`, stamped by webhook-ingress on
+    /// acceptance), the operator's command of a mint or a redemption's burn.
+    /// NULL when nothing outside is waiting on it (a held reward released in
+    /// a later period, a refund, a periodic reward) and for rows older than
+    /// the column. `haven_mint_since_acceptance_seconds` is measured from it.
+    pub accepted_at: Option<DateTimeUtc>,
 }
 
 /// No relations are declared; queries join explicitly.
@@ -170,6 +183,10 @@ pub struct NewTokenTransaction {
     pub amount: SignedWei,
     /// Why.
     pub reason: String,
+    /// Who asked ([`Model::requested_by`]).
+    pub requested_by: Option<String>,
+    /// When the request behind it was accepted ([`Model::accepted_at`]).
+    pub accepted_at: Option<DateTimeUtc>,
 }
 
 /// Records a pending transaction once per `tx_id`: `Some(row)` when this
@@ -200,6 +217,8 @@ pub async fn insert_pending<C: ConnectionTrait>(
         confirmed_at: None,
         final_at: None,
         reorgs: 0,
+        requested_by: new.requested_by,
+        accepted_at: new.accepted_at,
     };
     let inserted = Entity::insert(model.clone().into_active_model())
         .on_conflict(OnConflict::column(Column::TxId).do_nothing().to_owned())

@@ -136,6 +136,9 @@ pub struct Job {
     pub reply: oneshot::Sender<Outcome>,
     /// When the token transaction was recorded (for the end-to-end latency).
     pub recorded_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the request it carries out was accepted from outside (the
+    /// partner's webhook, the operator's command), if anyone is waiting.
+    pub accepted_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The on-chain reference stored with the token transaction; read from
     /// the row when the job is claimed, before anything is sent.
     pub reference: B256,
@@ -149,6 +152,7 @@ impl Job {
             request,
             reply,
             recorded_at: None,
+            accepted_at: None,
             reference: B256::ZERO,
         }
     }
@@ -352,6 +356,7 @@ impl Minter {
                 continue;
             };
             job.recorded_at = Some(row.created_at);
+            job.accepted_at = row.accepted_at;
             if row.chain_reference.len() != 32 {
                 let id = row.id;
                 job.answer(Outcome::DeadLetter(format!(
@@ -608,10 +613,17 @@ impl Minter {
                 .confirmed_after(started.elapsed().as_secs_f64());
         }
         let now = chrono::Utc::now();
+        let seconds_since = |at: chrono::DateTime<chrono::Utc>| {
+            (now - at).num_milliseconds().max(0) as f64 / 1000.0
+        };
         for job in &jobs {
             if let Some(at) = job.recorded_at {
-                self.metrics
-                    .end_to_end((now - at).num_milliseconds().max(0) as f64 / 1000.0);
+                self.metrics.end_to_end(seconds_since(at));
+            }
+            // What the guest waits: from the webhook (or command) to the
+            // confirmed mint, queues and retries included.
+            if let (Request::Mint { .. }, Some(at)) = (&job.request, job.accepted_at) {
+                self.metrics.since_acceptance(seconds_since(at));
             }
         }
         if let Some(first) = jobs.first() {

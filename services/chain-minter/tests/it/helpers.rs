@@ -113,6 +113,8 @@ pub async fn pending_mints(
                 tx_type: TxType::Mint,
                 amount: haven_entity::SignedWei::new(i128::try_from(amount).unwrap()),
                 reason: "booking".into(),
+                requested_by: None,
+                accepted_at: None,
             },
         )
         .await
@@ -154,6 +156,8 @@ pub async fn pending_burn(
             tx_type: TxType::Burn,
             amount: haven_entity::SignedWei::new(i128::try_from(amount).unwrap()),
             reason: reason.into(),
+            requested_by: None,
+            accepted_at: None,
         },
     )
     .await

@@ -224,3 +224,55 @@ async fn a_reversal_burn_that_can_never_succeed_gives_its_reservation_back_and_i
     );
     s.finish().await;
 }
+
+/// `haven_mint_since_acceptance_seconds` measures from the webhook's
+/// acceptance (`accepted_at`), not from the token transaction's row:
+/// mints whose webhooks waited 90 s upstream count the 90 s; a mint nobody
+/// outside waits on (no `accepted_at`) is not observed.
+#[tokio::test]
+async fn mint_latency_is_measured_from_the_webhooks_acceptance() {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let s = spawn_app().await;
+    let mints = pending_mints(s.db(), "accepted", 3, |_| 5).await;
+    let accepted = chrono::Utc::now() - chrono::Duration::seconds(90);
+    for (request, _, _) in &mints[..2] {
+        let haven_messages::ChainRequest::Mint(m) = request else {
+            panic!()
+        };
+        token_transactions::Entity::update_many()
+            .col_expr(
+                token_transactions::Column::AcceptedAt,
+                Expr::value(Some(accepted)),
+            )
+            .filter(token_transactions::Column::Id.eq(m.tx_id))
+            .exec(s.db())
+            .await
+            .unwrap();
+    }
+    let requests: Vec<_> = mints.iter().map(|(r, _, _)| r.clone()).collect();
+    s.publish(&requests).await;
+    wait_settled(s.db(), SETTLE).await;
+    assert_eq!(count_status(s.db(), TxStatus::Confirmed).await, 3);
+
+    let since_acceptance = |suffix: &str| {
+        metric_value(
+            &s.app,
+            &format!("haven_mint_since_acceptance_seconds_{suffix}"),
+        )
+    };
+    let end_to_end =
+        |suffix: &str| metric_value(&s.app, &format!("haven_mint_end_to_end_seconds_{suffix}"));
+    assert_eq!(since_acceptance("count").await, 2.0, "the two accepted");
+    let from_acceptance = since_acceptance("sum").await;
+    assert!(from_acceptance >= 180.0, "{from_acceptance}");
+    // The row-based histogram saw all three, without the 90 s upstream.
+    assert_eq!(end_to_end("count").await, 3.0);
+    let from_rows = end_to_end("sum").await;
+    assert!(
+        from_acceptance - from_rows > 100.0,
+        "from acceptance {from_acceptance} s, from the rows {from_rows} s"
+    );
+    s.finish().await;
+}

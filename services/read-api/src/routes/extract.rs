@@ -37,17 +37,64 @@ impl<S: Send + Sync> FromRequestParts<S> for UserId {
 }
 
 fn user_id(id: &str) -> Result<(), Error> {
+    identifier("user_id", id)
+}
+
+/// A path identifier (user id, `tx_id`): 1 to 255 characters without
+/// control characters.
+fn identifier(name: &str, id: &str) -> Result<(), Error> {
     if id.trim().is_empty() || id.chars().count() > MAX_USER_ID_CHARS {
         return Err(Error::Validation(format!(
-            "path parameter `user_id` must be 1 to {MAX_USER_ID_CHARS} characters"
+            "path parameter `{name}` must be 1 to {MAX_USER_ID_CHARS} characters"
         )));
     }
     if id.chars().any(char::is_control) {
-        return Err(Error::Validation(
-            "path parameter `user_id` must not contain control characters".to_owned(),
-        ));
+        return Err(Error::Validation(format!(
+            "path parameter `{name}` must not contain control characters"
+        )));
     }
     Ok(())
+}
+
+/// The `{tx_id}` path segment: a token transaction's API id (an operator's
+/// idempotency key, `reward_<id>`, `redemption_<id>`...), bounded as a user id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for TxId {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| {
+                Error::Validation("path parameter `tx_id` must be UTF-8 text".to_owned())
+            })?;
+        identifier("tx_id", &id)?;
+        Ok(Self(id))
+    }
+}
+
+/// The `{request_id}` path segment: a redemption's id, a UUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId(pub uuid::Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| {
+                Error::Validation("path parameter `request_id` must be UTF-8 text".to_owned())
+            })?;
+        Ok(Self(request_id(&id)?))
+    }
+}
+
+fn request_id(text: &str) -> Result<uuid::Uuid, Error> {
+    uuid::Uuid::try_parse(text.trim())
+        .map_err(|_| Error::Validation("path parameter `request_id` must be a UUID".to_owned()))
 }
 
 /// `?limit=&offset=` of a history: limit 1..=500 (default 50), offset >= 0
@@ -226,6 +273,27 @@ mod tests {
         );
         // Other parameters are ignored.
         assert_eq!(paging("foo=bar").await.unwrap().limit, 50);
+    }
+
+    #[test]
+    fn request_ids_are_uuids() {
+        let id = uuid::Uuid::now_v7();
+        assert_eq!(request_id(&id.to_string()).unwrap(), id);
+        assert_eq!(request_id(&id.simple().to_string()).unwrap(), id);
+        for bad in ["nope", "123", "", "\0", &format!("{id}x")] {
+            let err = request_id(bad).unwrap_err().to_string();
+            assert!(err.contains("`request_id`"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn tx_ids_are_bounded_and_printable() {
+        assert!(identifier("tx_id", "mint_key_1").is_ok());
+        let err = identifier("tx_id", &"a".repeat(256))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`tx_id`"), "{err}");
+        assert!(identifier("tx_id", "a\u{7}b").is_err());
     }
 
     #[test]

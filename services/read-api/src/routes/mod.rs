@@ -5,6 +5,8 @@
 //! - [`balance`]: `GET /token/balance/{user_id}` and the look-up by wallet or email.
 //! - [`analytics`]: `GET /analytics/user/{user_id}`, `/analytics/token-stats`,
 //!   `/analytics/transactions/{user_id}`, `/analytics/reconciliation`.
+//! - [`history`]: `GET /token/transactions/{tx_id}` and
+//!   `/token/redemptions/{request_id}`, what happened to one of them.
 //!
 //! `/health`, `/metrics`, `/openapi.json` and `/docs` come from haven-common
 //! (see `run`).
@@ -13,6 +15,7 @@ pub mod access;
 pub mod analytics;
 pub mod balance;
 pub mod extract;
+pub mod history;
 mod state;
 
 use axum::Router;
@@ -33,6 +36,8 @@ pub fn router(state: AppState, access: Option<access::Access>) -> (Router, OpenA
         .routes(routes!(analytics::token_stats))
         .routes(routes!(analytics::transactions))
         .routes(routes!(analytics::reconciliation))
+        .routes(routes!(history::transaction))
+        .routes(routes!(history::redemption))
         .split_for_parts();
     api.tags = Some(vec![
         TagBuilder::new()
@@ -43,6 +48,12 @@ pub fn router(state: AppState, access: Option<access::Access>) -> (Router, OpenA
             .name(analytics::TAG)
             .description(Some(
                 "Per-user figures and histories, token totals and the ledger/chain reconciliation",
+            ))
+            .build(),
+        TagBuilder::new()
+            .name(history::TAG)
+            .description(Some(
+                "What happened to one mint, burn or redemption: its steps, chain transaction, who asked and ledger movements",
             ))
             .build(),
     ]);

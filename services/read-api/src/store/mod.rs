@@ -6,12 +6,14 @@
 //! it, so a hot read costs one round trip.
 //!
 //! `dialect` rewrites a statement for the backend, `queries` holds their
-//! texts, `rows` what they return, and [`batch`] the batched balance read;
-//! none of them imports this module, which ties them together.
+//! texts, `rows` what they return, [`batch`] the batched balance read, and
+//! [`records`] the look-ups of one transaction or redemption; none of them
+//! imports this module, which ties them together.
 
 pub mod batch;
 mod dialect;
 mod queries;
+pub mod records;
 mod rows;
 
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use self::batch::BalanceBatcher;
 use self::dialect::Sql;
 use self::queries::Statements;
 pub use self::queries::{REASON_REDEMPTION, REASON_REFUND};
+pub use self::records::{MovementRecord, RedemptionRecord, TransactionRecord};
 pub use self::rows::{BalanceRow, HistoryPage, HistoryRow, LedgerAccount, Totals, UserRow};
 
 /// How a client names a user.
@@ -183,6 +186,21 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// One token transaction by its API id, with the redemption it belongs
+    /// to and its ledger movement; `None` when there is none.
+    pub async fn transaction(&self, tx_id: &str) -> Result<Option<TransactionRecord>, EntityError> {
+        records::transaction(&self.db, tx_id).await
+    }
+
+    /// One redemption with its states, burn, refund and ledger movements;
+    /// `None` when there is none.
+    pub async fn redemption(
+        &self,
+        request_id: Uuid,
+    ) -> Result<Option<RedemptionRecord>, EntityError> {
+        records::redemption(&self.db, request_id).await
     }
 
     /// The database's totals.

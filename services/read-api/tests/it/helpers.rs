@@ -148,6 +148,8 @@ pub async fn token_tx(
             tx_type,
             amount,
             reason: reason.into(),
+            requested_by: None,
+            accepted_at: None,
         },
     )
     .await
@@ -183,23 +185,24 @@ pub async fn token_tx(
             .unwrap();
     }
     if status == TxStatus::Confirmed {
+        // Referenced by the row's id, as chain-minter posts it.
         let movement = match tx_type {
             TxType::Mint => Movement::transfer(
-                format!("mint:{tx_id}"),
+                format!("mint:{}", row.id),
                 MovementKind::Mint,
                 Account::Supply,
                 Account::UserAvailable(user),
                 amount,
             ),
             TxType::Burn if reason == "redemption" => Movement::transfer(
-                format!("burn:{tx_id}"),
+                format!("burn:{}", row.id),
                 MovementKind::Burn,
                 Account::UserReserved(user),
                 Account::Burned,
                 amount,
             ),
             TxType::Burn => Movement::transfer(
-                format!("burn:{tx_id}"),
+                format!("burn:{}", row.id),
                 MovementKind::Burn,
                 Account::UserAvailable(user),
                 Account::Burned,
@@ -234,6 +237,7 @@ pub async fn reserve(db: &DatabaseConnection, user: Uuid, key: &str, amount: Sig
             payout_amount: SignedWei::new(amount.get() / 100 * 98),
             method: WithdrawalMethod::BankTransfer,
             address: None,
+            requested_by: None,
         },
     )
     .await

@@ -9,6 +9,7 @@ mod chain;
 mod config;
 mod health;
 mod helpers;
+mod history;
 mod hostile;
 mod openapi;
 mod sqlite;

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use crate::helpers::spawn_app;
 
 /// Every route read-api serves.
-const ROUTES: [&str; 10] = [
+const ROUTES: [&str; 12] = [
     "/analytics/reconciliation",
     "/analytics/token-stats",
     "/analytics/transactions/{user_id}",
@@ -16,6 +16,8 @@ const ROUTES: [&str; 10] = [
     "/openapi.json",
     "/token/balance",
     "/token/balance/{user_id}",
+    "/token/redemptions/{request_id}",
+    "/token/transactions/{tx_id}",
 ];
 
 #[tokio::test]
@@ -39,7 +41,10 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
     // path would.
     for path in ROUTES {
         assert!(doc["paths"][path]["get"].is_object(), "{path} has no GET");
-        let concrete = path.replace("{user_id}", "someone");
+        let concrete = path
+            .replace("{user_id}", "someone")
+            .replace("{tx_id}", "some_tx")
+            .replace("{request_id}", "0190f0e6-7b2a-7c3d-8e4f-000000000001");
         let res = app.app.get(&concrete).await;
         let status = res.status().as_u16();
         let text = res.text().await.unwrap();
@@ -100,6 +105,35 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
                 "blockchain_tx",
                 "created_at",
                 "confirmed_at",
+            ],
+        ),
+        (
+            "TokenTransaction",
+            &[
+                "tx_id",
+                "status",
+                "blockchain_tx",
+                "block_number",
+                "reason",
+                "requested_by",
+                "amount",
+                "history",
+                "ledger_movements",
+                "final",
+            ],
+        ),
+        (
+            "Redemption",
+            &[
+                "request_id",
+                "state",
+                "history",
+                "burn",
+                "payout_id",
+                "refund",
+                "requested_by",
+                "fee_amount",
+                "ledger_movements",
             ],
         ),
     ] {

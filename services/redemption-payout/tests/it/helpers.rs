@@ -43,6 +43,8 @@ pub const TEST_MNEMONIC: &str = "test test test test test test test test test te
 pub const SIGNERS: [u32; 1] = [1];
 /// The token the stand-in requires and redemption-payout sends.
 pub const PROVIDER_TOKEN: &str = "test-provider-token";
+/// The API key name the test redemptions are recorded as asked by.
+pub const REQUESTED_BY: &str = "support-desk";
 /// How long a redemption may take to settle once nothing is in its way.
 pub const SETTLE: Duration = Duration::from_secs(60);
 
@@ -237,6 +239,8 @@ impl Stack {
                 tx_type: TxType::Mint,
                 amount: entity_hnv(amount),
                 reason: "booking".into(),
+                requested_by: None,
+                accepted_at: None,
             },
         )
         .await
@@ -299,6 +303,7 @@ impl Stack {
                 payout_amount: haven_entity::SignedWei::new(i128::try_from(payout).unwrap()),
                 method,
                 address: address.clone(),
+                requested_by: Some(REQUESTED_BY.to_owned()),
             },
         )
         .await?

@@ -40,6 +40,9 @@ async fn a_redemption_burns_the_whole_amount_and_pays_out_98_percent() {
     assert_eq!(burns[0].status, TxStatus::Confirmed);
     assert_eq!(burns[0].amount, entity_hnv(200));
     assert_eq!(row.burn_tx_id.as_deref(), Some(burns[0].tx_id.as_str()));
+    // Who asked for the redemption asked for its burn.
+    assert_eq!(row.requested_by.as_deref(), Some(REQUESTED_BY));
+    assert_eq!(burns[0].requested_by.as_deref(), Some(REQUESTED_BY));
 
     // At the provider: one payout of 196 HNV at 0.10 CAD, under the redemption id.
     let payouts = s.provider.payouts();
@@ -149,6 +152,7 @@ async fn a_payout_refused_for_good_is_refunded_by_a_mint_of_its_own() {
     assert_eq!(refunds[0].status, TxStatus::Confirmed);
     assert_eq!(refunds[0].amount, entity_hnv(200));
     assert_ne!(refunds[0].chain_reference, burns[0].chain_reference);
+    assert_eq!(refunds[0].requested_by.as_deref(), Some(REQUESTED_BY));
     assert_eq!(s.balance_of(&user).await, hnv(340));
     assert_eq!(ledger_balance(s.db(), &user).await, (hnv(340), 0));
 

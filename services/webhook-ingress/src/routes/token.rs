@@ -208,7 +208,7 @@ pub struct RedeemAnswer {
         (status = 503, description = "Nothing was recorded; retry", body = Detail),
     )
 )]
-#[tracing::instrument(skip_all, fields(key = operator.key_index))]
+#[tracing::instrument(skip_all, fields(requested_by = %operator.name))]
 async fn mint(
     operator: Operator,
     State(state): State<AppState>,
@@ -226,6 +226,7 @@ async fn mint(
             amount: body.amount,
             reason: reason(body.reason)?,
             tx_id,
+            requested_by: operator.name,
         };
         store::queue_mint(&state.db, command).await
     }
@@ -273,7 +274,7 @@ async fn mint(
         (status = 503, description = "Nothing was recorded; retry", body = Detail),
     )
 )]
-#[tracing::instrument(skip_all, fields(key = operator.key_index))]
+#[tracing::instrument(skip_all, fields(requested_by = %operator.name))]
 async fn redeem(
     operator: Operator,
     State(state): State<AppState>,
@@ -298,6 +299,7 @@ async fn redeem(
             method,
             address,
             idempotency_key,
+            requested_by: operator.name,
         };
         let stored = store::reserve_redemption(&state.db, &command, state.kyc).await?;
         Ok::<_, Error>((command, stored))

@@ -1,6 +1,6 @@
 //! `POST /users/{user_id}/kyc`: an operator records the outcome of a user's
 //! KYC check, behind an API key ([`Operator`]). Every decision is kept with
-//! who asked (the key's label, never the key) and when; the user's
+//! who asked (the key's name, never the key) and when; the user's
 //! `kyc_verified` becomes the latest, which the redemption threshold reads.
 
 use axum::Json;
@@ -80,7 +80,7 @@ pub struct KycAnswer {
         (status = 503, description = "Nothing was recorded; retry", body = Detail),
     )
 )]
-#[tracing::instrument(skip_all, fields(key = operator.key_index))]
+#[tracing::instrument(skip_all, fields(requested_by = %operator.name))]
 async fn record_kyc(
     operator: Operator,
     State(state): State<AppState>,
@@ -98,7 +98,7 @@ async fn record_kyc(
             .reference
             .map(|reference| identifier("reference", reference))
             .transpose()?,
-        decided_by: state.keys.label(operator.key_index),
+        decided_by: operator.name,
     };
     let user = store::record_kyc(&state.db, command).await?;
     tracing::info!(user_id = %user.external_id, kyc_verified = user.kyc_verified, "KYC decision recorded");

@@ -65,3 +65,27 @@ fn a_bad_api_key_list_is_refused_without_printing_any_key() {
     );
     assert!(stderr.contains("not shown"), "{stderr}");
 }
+
+/// A malformed `name:key` entry: the service refuses to start, names the
+/// entry by position and prints neither the key nor the text before `:`.
+#[test]
+fn a_malformed_named_api_key_is_a_config_error_without_the_key() {
+    let good = "a-good-and-long-operator-key";
+    let bad = "Bad Name:another-long-operator-key";
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_webhook-ingress"))
+        .env_clear()
+        .env("DATABASE_URL", "postgres://haven@127.0.0.1/haven")
+        .env("AURORA_WEBHOOK_SECRET", "aurora-partner-secret")
+        .env("TRIBE_WEBHOOK_SECRET", "tribe-partner-secret")
+        .env("API_KEYS", format!("ops:{good},{bad}"))
+        .output()
+        .expect("the service binary runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).expect("stderr is UTF-8");
+    for secret in [good, "another-long-operator-key", "Bad Name"] {
+        assert!(!stderr.contains(secret), "{secret} printed: {stderr}");
+    }
+    assert!(stderr.contains("API_KEYS"), "{stderr}");
+    assert!(stderr.contains("API key #2"), "{stderr}");
+    assert!(stderr.contains("name:key"), "{stderr}");
+}

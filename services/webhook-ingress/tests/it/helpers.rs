@@ -29,8 +29,12 @@ pub const TRIBE_SECRET: &str = "tribe_secret";
 pub const AURORA_WHSEC_KEY: &[u8] = b"standard-webhooks-key-for-aurora";
 /// The seed guide's API key.
 pub const API_KEY: &str = "test_key";
-/// A second active API key.
+/// [`API_KEY`]'s name (`API_KEYS` entry `front-desk:test_key`).
+pub const API_KEY_NAME: &str = "front-desk";
+/// A second active API key, listed bare as before keys had names.
 pub const API_KEY_2: &str = "second_test_key";
+/// What [`API_KEY_2`] is called: unnamed, by its position.
+pub const API_KEY_2_NAME: &str = "unnamed-2";
 
 /// How long a published message may take to reach its queue.
 pub const DELIVERY: Duration = Duration::from_secs(10);
@@ -79,7 +83,7 @@ pub async fn spawn_on(deps: &TestDeps, extra: &[&str]) -> TestApp<Error> {
                 "--tribe-webhook-secret",
                 TRIBE_SECRET,
                 "--api-keys",
-                &format!("{API_KEY},{API_KEY_2}"),
+                &format!("{API_KEY_NAME}:{API_KEY},{API_KEY_2}"),
                 "--outbox-poll-interval",
                 "200ms",
             ]

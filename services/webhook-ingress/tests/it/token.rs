@@ -82,6 +82,8 @@ async fn mint_is_queued_once_per_key_and_a_changed_request_is_refused() {
         (user, TxType::Mint, hnv(100), TxStatus::Pending)
     );
     assert_eq!(tx.chain_reference.len(), 32, "a 32-byte on-chain reference");
+    // Who asked: the key's name, never the key.
+    assert_eq!(tx.requested_by.as_deref(), Some(API_KEY_NAME));
 
     let requests = drain_queue::<ChainRequest>(&s.deps, names::CHAIN_REQUESTS, DELIVERY).await;
     assert_eq!(requests.len(), 1);
@@ -226,7 +228,7 @@ async fn redeem_reserves_the_balance_and_queues_the_redemption() {
         "withdrawal_method": "bank_transfer",
         "idempotency_key": "redeem_key_1"
     });
-    let (status, first) = post_command(&s.app, "/token/redeem", &payload, Some(API_KEY)).await;
+    let (status, first) = post_command(&s.app, "/token/redeem", &payload, Some(API_KEY_2)).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["status"], "queued");
     assert_eq!(first["burn_amount"], json!(500.0));
@@ -260,6 +262,9 @@ async fn redeem_reserves_the_balance_and_queues_the_redemption() {
         (row.state, row.amount, row.payout_amount),
         (RedemptionState::Reserved, hnv(500), hnv(490))
     );
+    // Who asked first: the bare second key, by its position's name. The
+    // retry with the other key changed nothing.
+    assert_eq!(row.requested_by.as_deref(), Some(API_KEY_2_NAME));
     let commands =
         drain_queue::<RedemptionCommand>(&s.deps, names::REDEMPTION_REQUESTS, DELIVERY).await;
     assert_eq!(commands.len(), 1);

@@ -35,6 +35,8 @@ async fn round_trip(db: TestDb) {
         confirmed_at: Set(None),
         final_at: Set(None),
         reorgs: Set(0),
+        requested_by: Set(None),
+        accepted_at: Set(None),
     })
     .exec_without_returning(conn)
     .await

@@ -6,6 +6,7 @@ use chrono::{Duration, Utc};
 use haven_common::testing::db::TestDb;
 use haven_entity::SignedWei;
 use haven_entity::kyc_decisions::{self, NewDecision};
+use haven_entity::redemption_states;
 use haven_entity::redemptions::{
     self, Changes, NewRedemption, PayoutTerms, RedemptionState, WithdrawalMethod,
 };
@@ -29,6 +30,7 @@ async fn payout_terms_are_fixed_once(db: TestDb) {
         payout_amount: SignedWei::new(196),
         method: WithdrawalMethod::Paypal,
         address: None,
+        requested_by: None,
     };
 
     // Recorded without terms (as before they were stored): the first fix
@@ -94,6 +96,7 @@ async fn windows_and_kyc_decisions(db: TestDb) {
         payout_amount: SignedWei::from_hnv(hnv).unwrap(),
         method: WithdrawalMethod::Paypal,
         address: None,
+        requested_by: None,
     };
     let hour_ago = Utc::now() - Duration::hours(1);
     assert_eq!(
@@ -167,4 +170,84 @@ async fn postgres_sums_windows_and_keeps_kyc_decisions() {
 #[tokio::test]
 async fn sqlite_sums_windows_and_keeps_kyc_decisions() {
     windows_and_kyc_decisions(TestDb::sqlite().await).await;
+}
+
+/// Every state a redemption enters is kept with when, by the database in
+/// the statement that changes it; who asked is kept on the row. A touch
+/// (same state) and a refused transition add nothing.
+async fn states_are_kept_with_who_asked(db: TestDb) {
+    let conn = db.conn();
+    let carol = user(conn, "carol").await;
+    let row = redemptions::insert_reserved(
+        conn,
+        NewRedemption {
+            user_id: carol.id,
+            idempotency_key: "history".into(),
+            amount: SignedWei::new(500),
+            payout_amount: SignedWei::new(490),
+            method: WithdrawalMethod::BankTransfer,
+            address: None,
+            requested_by: Some("front-desk".into()),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let id = row.request_id;
+    let stored = redemptions::find_by_idempotency_key(conn, "history")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.requested_by.as_deref(), Some("front-desk"));
+
+    let step = |from, to| redemptions::transition(conn, id, from, to, Changes::default());
+    assert!(
+        step(RedemptionState::Reserved, RedemptionState::BurnRequested)
+            .await
+            .unwrap()
+    );
+    // Refused (not in `reserved` any more): nothing kept.
+    assert!(
+        !step(RedemptionState::Reserved, RedemptionState::Failed)
+            .await
+            .unwrap()
+    );
+    assert!(
+        redemptions::touch(conn, id, RedemptionState::BurnRequested, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        step(RedemptionState::BurnRequested, RedemptionState::Burned)
+            .await
+            .unwrap()
+    );
+
+    let history = redemption_states::history(conn, id).await.unwrap();
+    assert_eq!(
+        history.iter().map(|h| h.state).collect::<Vec<_>>(),
+        [
+            RedemptionState::Reserved,
+            RedemptionState::BurnRequested,
+            RedemptionState::Burned
+        ]
+    );
+    assert_eq!(history[0].entered_at, stored.created_at);
+    assert!(
+        history
+            .windows(2)
+            .all(|pair| pair[0].entered_at <= pair[1].entered_at)
+    );
+    assert!(history.iter().all(|h| h.request_id == id));
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_every_state_entered() {
+    states_are_kept_with_who_asked(TestDb::new().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_keeps_every_state_entered() {
+    states_are_kept_with_who_asked(TestDb::sqlite().await).await;
 }

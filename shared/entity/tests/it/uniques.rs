@@ -54,6 +54,8 @@ fn tx(user_id: Uuid, tx_id: &str, reference: u8) -> token_transactions::ActiveMo
         confirmed_at: Set(None),
         final_at: Set(None),
         reorgs: Set(0),
+        requested_by: Set(None),
+        accepted_at: Set(None),
     }
 }
 
@@ -172,6 +174,7 @@ async fn every_unique_key(db: TestDb) {
         created_at: Set(now),
         updated_at: Set(now),
         completed_at: Set(None),
+        requested_by: Set(None),
     };
     refuses(
         conn,
