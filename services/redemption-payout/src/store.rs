@@ -416,7 +416,7 @@ pub async fn mark_refunded(
 pub enum RefundRetry {
     /// The refund mint (as it was before: `failed` or `cancelled`) is
     /// `pending` again and its `ChainRequest::Mint` is in the outbox.
-    Queued(token_transactions::Model),
+    Queued(Box<token_transactions::Model>),
     /// The redemption is not waiting for an operator: its state, and its
     /// refund mint's status when it has one. Nothing was changed.
     NotWaiting {
@@ -513,7 +513,7 @@ pub async fn retry_refund(
     });
     haven_outbox::enqueue(&txn, &envelope(request, None)).await?;
     txn.commit().await.map_err(EntityError::from)?;
-    Ok(Some(RefundRetry::Queued(mint)))
+    Ok(Some(RefundRetry::Queued(Box::new(mint))))
 }
 
 #[cfg(test)]

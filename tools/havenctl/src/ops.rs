@@ -151,6 +151,7 @@ pub(crate) async fn refund(command: Refund) -> Result<Output, Error> {
                     "amount": hnv(mint.amount),
                     "previous_status": format!("{:?}", mint.status).to_lowercase(),
                     "previous_error": mint.last_error,
+                    "requested_by": mint.requested_by,
                     "status": "pending",
                 }),
             ))

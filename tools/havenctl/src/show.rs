@@ -8,7 +8,8 @@ use haven_common::money::Wei;
 use haven_entity::redemptions::{self, RedemptionState};
 use haven_entity::token_transactions::{self, TxStatus};
 use haven_entity::{
-    SignedWei, inbound_events, ledger_entries, ledger_movements, rewards, user_balances, users,
+    SignedWei, inbound_events, ledger_entries, ledger_movements, redemption_states, rewards,
+    user_balances, users,
 };
 use haven_messages::PartnerEvent;
 use sea_orm::{
@@ -73,6 +74,8 @@ fn tx_json(tx: &token_transactions::Model) -> Value {
         "last_error": tx.last_error,
         "chain_reference": format!("0x{}", hex::encode(&tx.chain_reference)),
         "reorgs": tx.reorgs,
+        "requested_by": tx.requested_by,
+        "accepted_at": tx.accepted_at,
         "created_at": tx.created_at,
         "submitted_at": tx.submitted_at,
         "confirmed_at": tx.confirmed_at,
@@ -82,7 +85,7 @@ fn tx_json(tx: &token_transactions::Model) -> Value {
 
 fn tx_line(tx: &token_transactions::Model) -> String {
     format!(
-        "{} {} {} HNV ({}) {} hash={} block={}",
+        "{} {} {} HNV ({}) {} hash={} block={} requested_by={}",
         tx.tx_id,
         format!("{:?}", tx.tx_type).to_lowercase(),
         hnv(tx.amount),
@@ -91,6 +94,7 @@ fn tx_line(tx: &token_transactions::Model) -> String {
         or_dash(tx.tx_hash.as_deref()),
         tx.block_number
             .map_or_else(|| "-".to_owned(), |b| b.to_string()),
+        or_dash(tx.requested_by.as_deref()),
     )
 }
 
@@ -373,6 +377,7 @@ fn redemption_json(r: &redemptions::Model) -> Value {
         "payout_id": r.payout_reference,
         "failure_reason": r.failure_reason,
         "idempotency_key": r.idempotency_key,
+        "requested_by": r.requested_by,
         "created_at": r.created_at,
         "updated_at": r.updated_at,
         "completed_at": r.completed_at,
@@ -394,27 +399,21 @@ async fn redemption(db: &DatabaseConnection, request_id: Uuid) -> Result<Output,
         token_transactions::find_by_tx_id(db, &redemption_payout::store::refund_tx_id(request_id))
             .await?;
 
-    // The states, in the order the saga passes them, from what each step left.
-    let mut history = vec![(r.created_at, "reserved".to_owned())];
+    // Every state it entered (recorded by the database as it changed), and
+    // what its burn and refund went through.
+    let mut history: Vec<(DateTime<Utc>, String)> = redemption_states::history(db, request_id)
+        .await?
+        .into_iter()
+        .map(|s| (s.entered_at, s.state.as_str().to_owned()))
+        .collect();
+    if history.is_empty() {
+        history.push((r.created_at, RedemptionState::Reserved.as_str().to_owned()));
+    }
     for tx in burn.iter().chain(refund.iter()) {
         history.extend(tx_history(tx));
     }
-    if let Some(burn) = &burn {
-        history.push((burn.created_at, "burn_requested".to_owned()));
-        if let Some(at) = burn.confirmed_at {
-            history.push((at, "burned".to_owned()));
-        }
-    }
     if let Some(payout) = &r.payout_reference {
-        history.push((r.updated_at, format!("payout {payout} requested")));
-    }
-    if let Some(refund) = &refund {
-        history.push((refund.created_at, "refund_requested".to_owned()));
-    }
-    if let Some(at) = r.completed_at {
-        history.push((at, r.state.as_str().to_owned()));
-    } else if !matches!(r.state, RedemptionState::Reserved) {
-        history.push((r.updated_at, format!("now {}", r.state.as_str())));
+        history.push((r.updated_at, format!("payout id {payout}")));
     }
     history.sort_by_key(|(at, _)| *at);
 
@@ -430,7 +429,7 @@ async fn redemption(db: &DatabaseConnection, request_id: Uuid) -> Result<Output,
 
     let mut lines = vec![
         format!(
-            "redemption {} of user {}: {} ({} HNV, payout {} HNV{}, {:?})",
+            "redemption {} of user {}: {} ({} HNV, payout {} HNV{}, {:?}), requested by {}",
             r.request_id,
             user.as_ref().map_or("?", |u| u.external_id.as_str()),
             r.state.as_str(),
@@ -441,6 +440,7 @@ async fn redemption(db: &DatabaseConnection, request_id: Uuid) -> Result<Output,
                 .map(|a| format!(" = {a} {}", or_dash(r.payout_currency.as_deref())))
                 .unwrap_or_default(),
             r.method,
+            or_dash(r.requested_by.as_deref()),
         ),
         format!(
             "burn {} | payout id {} | refund {}",

@@ -126,11 +126,7 @@ async fn dead_letters_are_listed_kept_replayed_with_a_fresh_attempt_count_and_dr
         assert_eq!(by_id(c.message_id)["attempts"], 1);
         assert_eq!(by_id(c.message_id)["reason"], "corrupt row");
     }
-    assert_eq!(
-        ready_count(&channel, &dead_queue).await,
-        3,
-        "listing keeps them all"
-    );
+    settles_at(&channel, &dead_queue, 3, "listing keeps them all").await;
     let human = run(&args[1..]).await.unwrap().lines.join("\n");
     assert!(
         human.contains("chain-minter.requests: 3 dead letter(s)"),
@@ -158,7 +154,7 @@ async fn dead_letters_are_listed_kept_replayed_with_a_fresh_attempt_count_and_dr
         1,
         "{replayed}"
     );
-    assert_eq!(ready_count(&channel, &dead_queue).await, 2);
+    settles_at(&channel, &dead_queue, 2, "the other two stay").await;
 
     let seen = Arc::new(Mutex::new(Vec::new()));
     let stop = CancellationToken::new();
@@ -221,7 +217,7 @@ async fn dead_letters_are_listed_kept_replayed_with_a_fresh_attempt_count_and_dr
         err.contains("no dead letter with message id or correlation id `no-such-message`"),
         "{err}"
     );
-    assert_eq!(ready_count(&channel, &dead_queue).await, 2);
+    settles_at(&channel, &dead_queue, 2, "an unknown id takes nothing").await;
 
     // drop by reason, with the operator's reason printed.
     let mut args = vec![
@@ -273,6 +269,15 @@ fn replay_and_drop_need_a_selection_and_drop_a_reason() {
     }
     let (_, out, _) = bin(&["dead-letters", "replay", "--help"]);
     assert!(out.contains("attempt count reset to 0"), "{out}");
+}
+
+/// Waits for `queue` to hold `n` ready messages: the messages a scan kept
+/// become ready again shortly after its channel closes.
+async fn settles_at(channel: &lapin::Channel, queue: &str, n: u32, what: &str) {
+    eventually(what, Duration::from_secs(10), || async {
+        ready_count(channel, queue).await == n
+    })
+    .await;
 }
 
 fn amqp_url(config: &haven_common::config::AmqpConfig) -> String {

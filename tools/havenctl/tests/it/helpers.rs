@@ -84,6 +84,8 @@ pub async fn confirmed_mint(
             tx_type: TxType::Mint,
             amount,
             reason: reason.into(),
+            requested_by: None,
+            accepted_at: None,
         },
     )
     .await

@@ -117,6 +117,7 @@ async fn a_refund_left_for_an_operator_is_sent_again_and_nothing_else_is() {
             payout_amount: hnv(39),
             method: WithdrawalMethod::BankTransfer,
             address: None,
+            requested_by: Some("ops-bob".into()),
         },
     )
     .await
@@ -196,6 +197,7 @@ async fn a_refund_left_for_an_operator_is_sent_again_and_nothing_else_is() {
     assert_eq!(out["previous_status"], "failed");
     assert_eq!(out["previous_error"], "execution reverted: paused");
     assert_eq!(out["amount"], "40.0");
+    assert_eq!(out["requested_by"], "ops-bob");
 
     // The same row is pending again (same reference), and its mint request is queued.
     let again = token_transactions::find_by_tx_id(conn, &refund_tx_id)

@@ -132,6 +132,7 @@ async fn show_answers_what_happened_to_a_user_a_transaction_an_event_and_a_redem
             payout_amount: hnv(39),
             method: WithdrawalMethod::Paypal,
             address: Some("guest@example.com".into()),
+            requested_by: Some("ops-alice".into()),
         },
     )
     .await
@@ -147,6 +148,8 @@ async fn show_answers_what_happened_to_a_user_a_transaction_an_event_and_a_redem
             tx_type: TxType::Burn,
             amount: hnv(40),
             reason: "redemption".into(),
+            requested_by: Some("ops-alice".into()),
+            accepted_at: None,
         },
     )
     .await
@@ -198,6 +201,8 @@ async fn show_answers_what_happened_to_a_user_a_transaction_an_event_and_a_redem
     .await;
     assert_eq!(shown["redemption"]["state"], "payout_requested");
     assert_eq!(shown["redemption"]["payout_id"], "po_123");
+    assert_eq!(shown["redemption"]["requested_by"], "ops-alice");
+    assert_eq!(shown["burn"]["requested_by"], "ops-alice");
     assert_eq!(shown["burn"]["tx_id"], burn_tx_id);
     assert_eq!(shown["burn"]["status"], "pending");
     assert_eq!(shown["refund"], serde_json::Value::Null);
@@ -207,9 +212,30 @@ async fn show_answers_what_happened_to_a_user_a_transaction_an_event_and_a_redem
         .iter()
         .map(|h| h["event"].as_str().unwrap())
         .collect();
-    assert_eq!(history[0], "reserved", "{history:?}");
-    assert!(history.contains(&"burn_requested"), "{history:?}");
-    assert!(history.contains(&"payout po_123 requested"), "{history:?}");
+    // Every state it entered, in order (the database records them).
+    let states: Vec<&str> = history
+        .iter()
+        .copied()
+        .filter(|h| RedemptionState::ALL.iter().any(|s| s.as_str() == *h))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "reserved",
+            "burn_requested",
+            "burned",
+            "payout_unknown",
+            "payout_requested"
+        ],
+        "{history:?}"
+    );
+    assert!(history.contains(&"payout id po_123"), "{history:?}");
+    let human = run(&["show", "redemption", &rid_text, "--database-url", &url])
+        .await
+        .unwrap()
+        .lines
+        .join("\n");
+    assert!(human.contains("requested by ops-alice"), "{human}");
 
     // Not found: exit status 1 and one line naming what was asked for.
     let (code, out, err) = bin(&["show", "tx", "reward_nope", "--database-url", &url]);
