@@ -16,6 +16,7 @@
 //! | [`mark_paid`] | `payout_requested` -> `paid` | ledger `payout:<id>`: burned -> payout (98 %; the 2 % fee stays burned) |
 //! | [`request_refund`] | `payout_unknown`/`payout_requested` -> `refund_requested` | the pending refund mint (`refund_<id>`, reason `refund`) and its `ChainRequest::Mint` |
 //! | [`mark_refunded`] | `refund_requested` -> `refunded` | nothing: chain-minter posted supply -> user available when it confirmed the mint |
+//! | [`retry_refund`] (an operator, `havenctl refund retry`) | stays `refund_requested` | its failed refund mint back to `pending` (same row, same on-chain reference) and its `ChainRequest::Mint` queued again |
 //!
 //! Every ledger movement has a unique reference, so even a step replayed
 //! past its state check could not post twice; the ledger refuses entries
@@ -30,7 +31,7 @@ use haven_entity::ledger::{self, Account, Movement, Posted};
 use haven_entity::ledger_entries;
 use haven_entity::ledger_movements::{self, MovementKind};
 use haven_entity::redemptions::{self, Changes, PayoutTerms, RedemptionState};
-use haven_entity::token_transactions::{self, NewTokenTransaction, TxType};
+use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
 use haven_entity::{EntityError, SignedWei, users};
 use haven_messages::{BurnRequest, ChainRequest, Envelope, MintRequest, QueueMessage};
 use sea_orm::{ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter};
@@ -408,6 +409,111 @@ pub async fn mark_refunded(
         },
     )
     .await?)
+}
+
+/// What [`retry_refund`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundRetry {
+    /// The refund mint (as it was before: `failed` or `cancelled`) is
+    /// `pending` again and its `ChainRequest::Mint` is in the outbox.
+    Queued(Box<token_transactions::Model>),
+    /// The redemption is not waiting for an operator: its state, and its
+    /// refund mint's status when it has one. Nothing was changed.
+    NotWaiting {
+        /// The redemption's state.
+        state: RedemptionState,
+        /// The refund mint's status.
+        refund: Option<TxStatus>,
+    },
+}
+
+/// An operator's retry of a refund the saga left for an operator: the
+/// redemption is `refund_requested` and its refund mint (`refund_<id>`)
+/// failed or was cancelled, so the user's tokens are burned and neither
+/// paid nor given back. Sends the same mint again: the row goes back to
+/// `pending` (same `tx_id`, same on-chain reference, so the contract can
+/// never mint it twice) and its `ChainRequest::Mint` is queued as
+/// [`request_refund`] queued it, in one transaction; the saga then follows
+/// it as it follows any refund mint. `Ok(None)` when there is no such
+/// redemption.
+pub async fn retry_refund(
+    db: &DatabaseConnection,
+    request_id: Uuid,
+) -> Result<Option<RefundRetry>, Failure> {
+    let txn = begin_write(db).await.map_err(EntityError::from)?;
+    let Some(redemption) = redemptions::Entity::find_by_id(request_id)
+        .one(&txn)
+        .await
+        .map_err(EntityError::from)?
+    else {
+        txn.rollback().await.map_err(EntityError::from)?;
+        return Ok(None);
+    };
+    let tx_id = refund_tx_id(request_id);
+    let mint = token_transactions::find_by_tx_id(&txn, &tx_id).await?;
+    let not_waiting = RefundRetry::NotWaiting {
+        state: redemption.state,
+        refund: mint.as_ref().map(|m| m.status),
+    };
+    let Some(mint) = mint.filter(|m| {
+        redemption.state == RedemptionState::RefundRequested
+            && matches!(m.status, TxStatus::Failed | TxStatus::Cancelled)
+    }) else {
+        txn.rollback().await.map_err(EntityError::from)?;
+        return Ok(Some(not_waiting));
+    };
+    // Both conditional: a racing retry (or anything else that moved them)
+    // leaves this one changing nothing.
+    if !redemptions::touch(&txn, request_id, RedemptionState::RefundRequested, None).await? {
+        txn.rollback().await.map_err(EntityError::from)?;
+        return Ok(Some(not_waiting));
+    }
+    let note = format!(
+        "sent again by an operator after: {}",
+        mint.last_error.as_deref().unwrap_or("no recorded error")
+    );
+    let reset = token_transactions::Entity::update_many()
+        .col_expr(
+            token_transactions::Column::Status,
+            sea_orm::sea_query::Expr::value(sea_orm::ActiveEnum::to_value(&TxStatus::Pending)),
+        )
+        .col_expr(
+            token_transactions::Column::LastError,
+            sea_orm::sea_query::Expr::value(note),
+        )
+        .col_expr(
+            token_transactions::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(chrono::Utc::now()),
+        )
+        .filter(token_transactions::Column::Id.eq(mint.id))
+        .filter(token_transactions::Column::Status.is_in([TxStatus::Failed, TxStatus::Cancelled]))
+        .exec(&txn)
+        .await
+        .map_err(EntityError::from)?;
+    if reset.rows_affected != 1 {
+        txn.rollback().await.map_err(EntityError::from)?;
+        return Ok(Some(not_waiting));
+    }
+    let user = users::Entity::find_by_id(redemption.user_id)
+        .one(&txn)
+        .await
+        .map_err(EntityError::from)?
+        .ok_or_else(|| {
+            Failure::permanent(format!(
+                "user {} of redemption {request_id} does not exist",
+                redemption.user_id
+            ))
+        })?;
+    let request = ChainRequest::Mint(MintRequest {
+        tx_id: mint.id,
+        user_id: user.external_id.clone(),
+        to_address: user.wallet_address.clone(),
+        amount_wei: chain_wei(mint.amount)?,
+        reason: REFUND_REASON.to_owned(),
+    });
+    haven_outbox::enqueue(&txn, &envelope(request, None)).await?;
+    txn.commit().await.map_err(EntityError::from)?;
+    Ok(Some(RefundRetry::Queued(Box::new(mint))))
 }
 
 #[cfg(test)]

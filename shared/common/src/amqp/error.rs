@@ -47,6 +47,13 @@ pub enum AmqpError {
         /// The broker's reply text (usually `NO_ROUTE`).
         reply: String,
     },
+    /// A message was handled but could not be acked (its channel closed
+    /// first): it stays in its queue and comes back.
+    #[error("message {message_id} could not be acked: its channel closed; it stays in its queue")]
+    NotAcked {
+        /// Id of the message.
+        message_id: String,
+    },
     /// The envelope could not be serialized.
     #[error("could not serialize message")]
     Serialize(#[from] serde_json::Error),

@@ -75,6 +75,46 @@ pub(crate) fn republish(
     out
 }
 
+/// The headers of a dead letter sent back to its work queue by an
+/// operator: the original ones minus what the broker manages and minus the
+/// dead reason, with the attempt count back at 0, so the message gets the
+/// whole retry budget again instead of being dead-lettered by its first new
+/// failure.
+pub(crate) fn replayed(original: Option<&FieldTable>) -> FieldTable {
+    let mut out = FieldTable::default();
+    if let Some(original) = original {
+        for (k, v) in original.inner() {
+            if !BROKER_HEADERS.contains(&k.as_str()) && k.as_str() != HEADER_DEAD_REASON {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    out.insert(HEADER_ATTEMPT.into(), AMQPValue::LongLongInt(0));
+    out
+}
+
+/// Why a dead letter is dead: the reason the consumer loop wrote, or, for a
+/// message the broker dead-lettered itself (its delivery limit), the
+/// broker's own reason (`delivery_limit`, `rejected`, `expired`).
+pub fn dead_reason(headers: Option<&FieldTable>) -> Option<String> {
+    if let Some(reason) = text(headers, HEADER_DEAD_REASON) {
+        return Some(reason);
+    }
+    let broker = text(headers, "x-first-death-reason").or_else(|| {
+        // Older brokers only write the `x-death` array (newest first).
+        match headers?.inner().get("x-death")? {
+            AMQPValue::FieldArray(deaths) => {
+                deaths.as_slice().iter().find_map(|death| match death {
+                    AMQPValue::FieldTable(death) => text(Some(death), "reason"),
+                    _ => None,
+                })
+            }
+            _ => None,
+        }
+    })?;
+    Some(format!("dead-lettered by the broker: {broker}"))
+}
+
 /// `s` cut to at most `max` bytes on a character boundary.
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -178,6 +218,50 @@ mod tests {
         );
         assert!(super::trace(Some(&hostile)).is_empty());
         assert!(super::trace(None).is_empty());
+    }
+
+    #[test]
+    fn a_replayed_message_starts_over_without_its_dead_reason() {
+        let mut original = with(AMQPValue::LongLongInt(5));
+        original.insert("x-death".into(), AMQPValue::Void);
+        original.insert(
+            HEADER_DEAD_REASON.into(),
+            AMQPValue::LongString("boom".into()),
+        );
+        original.insert("traceparent".into(), AMQPValue::LongString("abc".into()));
+        let h = replayed(Some(&original));
+        assert_eq!(attempt(Some(&h)), 0);
+        assert!(!h.contains_key("x-death"));
+        assert!(!h.contains_key(HEADER_DEAD_REASON));
+        assert_eq!(text(Some(&h), "traceparent").as_deref(), Some("abc"));
+        assert_eq!(attempt(Some(&replayed(None))), 0);
+    }
+
+    #[test]
+    fn the_dead_reason_is_ours_or_the_brokers() {
+        let ours = republish(None, 3, Some("gave up"));
+        assert_eq!(dead_reason(Some(&ours)).as_deref(), Some("gave up"));
+        let mut broker = FieldTable::default();
+        broker.insert(
+            "x-first-death-reason".into(),
+            AMQPValue::LongString("delivery_limit".into()),
+        );
+        assert_eq!(
+            dead_reason(Some(&broker)).as_deref(),
+            Some("dead-lettered by the broker: delivery_limit")
+        );
+        let mut death = FieldTable::default();
+        death.insert("reason".into(), AMQPValue::LongString("rejected".into()));
+        let mut old = FieldTable::default();
+        old.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(vec![AMQPValue::FieldTable(death)].into()),
+        );
+        assert_eq!(
+            dead_reason(Some(&old)).as_deref(),
+            Some("dead-lettered by the broker: rejected")
+        );
+        assert_eq!(dead_reason(None), None);
     }
 
     #[test]

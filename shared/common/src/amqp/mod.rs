@@ -30,6 +30,7 @@
 
 mod client;
 mod consumer;
+pub mod dead_letters;
 mod error;
 mod failure;
 pub mod headers;
@@ -42,6 +43,7 @@ pub use client::{AmqpClient, AmqpClientBuilder, AmqpProbe};
 pub use consumer::{
     ConsumerOptions, DeliveryContext, FnHandler, Handler, Outcome, consume, handler_fn,
 };
+pub use dead_letters::{DeadLetter, DeadLetters, Selection};
 pub use error::AmqpError;
 pub use failure::Failure;
 pub use lapin::types::{AMQPValue, FieldTable};
