@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
 # One image with every HAVEN binary: the five services, `migrate`,
-# `haven-deploy` and the local payout stand-in. Each container picks its
+# `haven-deploy`, the operator's `havenctl` and the local payout stand-in. Each container picks its
 # binary with its command (see docker-compose.yml and k8s/).
 #
 #   docker build -t haven .                  # the runtime image (last stage)
@@ -28,7 +28,7 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 # The packages whose binaries the image ships.
-ARG PACKAGES="-p webhook-ingress -p reward-calculator -p chain-minter -p redemption-payout -p read-api -p haven-migrations -p haven-deploy"
+ARG PACKAGES="-p webhook-ingress -p reward-calculator -p chain-minter -p redemption-payout -p read-api -p haven-migrations -p haven-deploy -p havenctl"
 COPY --from=planner /app/recipe.json recipe.json
 # shellcheck disable=SC2086 # PACKAGES is a list of flags on purpose
 RUN cargo chef cook --release --locked --bins ${PACKAGES} --recipe-path recipe.json
@@ -40,7 +40,7 @@ RUN cargo build --release --locked --bins ${PACKAGES} \
        target/release/chain-minter target/release/redemption-payout \
        target/release/haven-payout-stand-in target/release/read-api \
        target/release/migrate target/release/haven-deploy \
-       target/release/haven-custody-xpub /out/
+       target/release/haven-custody-xpub target/release/havenctl /out/
 
 # Local development chain for docker-compose: anvil from the npm package the
 # workspace pins in package-lock.json (the same one `cargo xtask up` runs).
