@@ -39,6 +39,7 @@ mod m20261207_000009_payout_terms;
 mod m20261207_000010_kyc_decisions;
 mod m20261207_000011_clawbacks;
 mod m20261207_000012_finality;
+mod m20261208_000015_job_runs;
 mod schema;
 
 pub use schema::{WALLET_DERIVATION_COUNTER_TABLE, WALLET_DERIVATION_SEQUENCE, WEI_TYPE};
@@ -66,6 +67,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000010_kyc_decisions::Migration),
             Box::new(m20261207_000011_clawbacks::Migration),
             Box::new(m20261207_000012_finality::Migration),
+            Box::new(m20261208_000015_job_runs::Migration),
         ]
     }
 }

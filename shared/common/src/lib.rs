@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod health;
+pub mod jobs;
 pub mod metrics;
 pub mod money;
 pub mod openapi;
