@@ -353,7 +353,7 @@ mod tests {
             let text = registry.encode().unwrap();
             let value = |state: &str| {
                 let key =
-                    format!(r#"haven_db_pool_connections{{service="pool-test",state="{state}"}} "#);
+                    format!(r#"haven_db_pool_connections{{state="{state}",service="pool-test"}} "#);
                 text.lines()
                     .find_map(|l| l.strip_prefix(key.as_str()))
                     .map(str::to_owned)
@@ -361,9 +361,19 @@ mod tests {
             (value("in_use"), value("idle"), text)
         };
         db.execute_unprepared("SELECT 1").await.unwrap();
-        let (in_use, idle, text) = scrape();
-        assert_eq!(in_use.as_deref(), Some("0"), "{text}");
-        assert_eq!(idle.as_deref(), Some("1"), "{text}");
+        // sqlx returns a connection to the pool in a task of its own: wait
+        // for the query's connection to be idle again.
+        let mut idle_again = false;
+        for _ in 0..40 {
+            let (in_use, idle, _) = scrape();
+            if in_use.as_deref() == Some("0") && idle.as_deref() == Some("1") {
+                idle_again = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (_, _, text) = scrape();
+        assert!(idle_again, "the connection never showed idle: {text}");
         assert!(
             text.contains(r#"haven_db_pool_max_connections{service="pool-test"} 1"#),
             "{text}"

@@ -422,7 +422,7 @@ mod tests {
         let text = metrics.text().await.unwrap();
         assert!(
             text.contains(&format!(
-                r#"haven_build_info{{service="test",version="{}"}} 1"#,
+                r#"haven_build_info{{version="{}",service="test"}} 1"#,
                 env!("CARGO_PKG_VERSION")
             )),
             "{text}"

@@ -263,10 +263,10 @@ impl<E: std::error::Error + Send + 'static> TestApp<E> {
         // Every service says which build it runs and how its pool is used.
         for line in [
             format!(
-                r#"haven_build_info{{service="{service}",version="{}"}} 1"#,
+                r#"haven_build_info{{version="{}",service="{service}"}} 1"#,
                 env!("CARGO_PKG_VERSION")
             ),
-            format!(r#"haven_db_pool_connections{{service="{service}",state="in_use"}} "#),
+            format!(r#"haven_db_pool_connections{{state="in_use",service="{service}"}} "#),
             format!(r#"haven_db_pool_max_connections{{service="{service}"}} "#),
         ] {
             assert!(text.contains(&line), "{line} missing from:\n{text}");
