@@ -57,7 +57,8 @@ pub async fn run(
         // A sweep in progress is not cut short by shutdown between two
         // redemptions: each step is its own transaction, so stopping is
         // safe anywhere, but stopping mid-call to the provider wastes it.
-        let ran = job.tick(|| async {
+        // Boxed: the sweep's future (provider calls) is large.
+        let ran = Box::pin(job.tick(|| async {
             match sweep(&saga, stale_after, &stop).await {
                 Ok(resumed) => Outcome::ok(&serde_json::json!({ "resumed": resumed })),
                 Err(failure) => {
@@ -65,7 +66,7 @@ pub async fn run(
                     Outcome::failed()
                 }
             }
-        });
+        }));
         if let Err(err) = ran.await {
             tracing::warn!(error = %ErrorChain(&err), "could not claim or record the redemption sweep; trying again next interval");
         }
