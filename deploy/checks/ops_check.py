@@ -79,7 +79,14 @@ TOOL_SETTINGS = {"DEPLOYER_PRIVATE_KEY", "DEPLOYMENT_FILE", "DEPLOY_JSON", "GRAN
                  "DATABASE_CONNECT_TIMEOUT_SECS", "MIGRATE_STEPS", "MIGRATE_ALL"}
 
 # Metrics the dashboard and alerts may use besides HAVEN's own.
-EXTERNAL_METRICS = {"up"}
+EXTERNAL_METRICS = {
+    "up",
+    # The broker's own per-queue figures (rabbitmq_prometheus,
+    # /metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count):
+    # the queue alerts read these so they fire with every consumer down.
+    "rabbitmq_detailed_queue_messages",
+    "rabbitmq_detailed_queue_consumers",
+}
 
 # What the dashboard must show (issue 9): metric -> why.
 DASHBOARD_MUST_USE = {
@@ -104,7 +111,16 @@ ALERTS_MUST_HAVE = {
     "HavenNonceGap": "nonce gap",
     "HavenReconciliationMismatch": "reconciliation mismatch",
     "HavenPayoutFailures": "payout failures",
+    "HavenQueueWithoutConsumers": "messages waiting with every consumer down (issue 19)",
+    "HavenSignerBalanceLow": "a signer running out of gas money (issue 19)",
+    "HavenDatabasePoolSaturated": "database pool in full use (issue 19)",
+    "HavenOutboxStalled": "outbox rows left unpublished (issue 19)",
+    "HavenBuildVersionsDiffer": "build info: a rollout stuck half-way (issue 19)",
 }
+
+# Alerts that must read the broker's own metrics (issue 19): with every
+# consumer down, no service reports its queue.
+ALERTS_ON_BROKER_METRICS = ("HavenDeadLetterQueueNotEmpty", "HavenQueueBacklogGrowing", "HavenQueueWithoutConsumers")
 
 # The pages holding the tables the checks read (see docs/).
 CONFIGURATION_DOC = "docs/configuration.md"
@@ -567,6 +583,11 @@ def check_compose(tools: Tools) -> None:
     for name, port in ports.items():
         problems.expect(f"{name}:{port}" in targets, f"prometheus.yml does not scrape {name}:{port}")
     info(f"prometheus.yml scrapes all {len(ports)} services")
+    families = {family for job in prometheus["scrape_configs"] if job.get("metrics_path") == "/metrics/detailed"
+                for family in job.get("params", {}).get("family", [])}
+    problems.expect({"queue_coarse_metrics", "queue_consumer_count"} <= families,
+                    "prometheus.yml must scrape the broker's /metrics/detailed with family queue_coarse_metrics and queue_consumer_count (the queue alerts read them)")
+    info("prometheus.yml scrapes the broker's per-queue depth and consumers")
     problems.raise_if_any()
 
 
@@ -638,9 +659,11 @@ def check_k8s(tools: Tools) -> None:
             problems.expect((container.get("args") or container.get("command") or [None])[0] == name, f"{where}: runs {container.get('args')}, not the {name} binary")
             http_port = {p["name"]: p["containerPort"] for p in container.get("ports", [])}.get("http")
             problems.expect(http_port == port, f"{where}: port `http` is {http_port}, the service listens on {port}")
-            for probe in ("readinessProbe", "livenessProbe"):
+            # Readiness checks the dependencies; liveness and start-up only
+            # that the process answers, so an outage restarts no pod.
+            for probe, path in (("readinessProbe", "/health"), ("livenessProbe", "/livez"), ("startupProbe", "/livez")):
                 get = container.get(probe, {}).get("httpGet", {})
-                problems.expect(get.get("path") == "/health" and get.get("port") in ("http", port), f"{where}: {probe} is not GET /health on the http port")
+                problems.expect(get.get("path") == path and get.get("port") in ("http", port), f"{where}: {probe} is not GET {path} on the http port")
             resources = container.get("resources", {})
             problems.expect("cpu" in resources.get("requests", {}) and "memory" in resources.get("requests", {}), f"{where}: no cpu/memory requests")
             problems.expect("memory" in resources.get("limits", {}), f"{where}: no memory limit")
@@ -671,7 +694,7 @@ def check_k8s(tools: Tools) -> None:
                 problems.expect(svc["spec"]["selector"].items() <= labels.items(), f"Service {name}: selector does not match the pods")
                 problems.expect(any(p.get("name") == "http" and p.get("targetPort") in ("http", port) for p in svc["spec"]["ports"]), f"Service {name}: no `http` port to the pods")
             problems.expect(any(p["spec"]["selector"]["matchLabels"].items() <= labels.items() for p in pdbs), f"no PodDisruptionBudget selects {name}")
-        info(f"{label}: 5 Deployments with /health probes, resources, non-root read-only pods, drain {grace:.0f}s x2 within terminationGracePeriodSeconds; Services and PDBs match")
+        info(f"{label}: 5 Deployments with /health readiness and /livez liveness probes, resources, non-root read-only pods, drain {grace:.0f}s x2 within terminationGracePeriodSeconds; Services and PDBs match")
 
         hpas = kinds.get("HorizontalPodAutoscaler", {})
         for name, role in SERVICES.items():
@@ -811,12 +834,14 @@ def check_prometheus(tools: Tools) -> None:
             alerts.append(rule["alert"])
             where = f"alert {rule['alert']}"
             problems.expect(rule.get("labels", {}).get("severity") in ("page", "ticket"), f"{where}: severity must be page or ticket")
-            problems.expect({"summary", "description"} <= set(rule.get("annotations", {})), f"{where}: needs summary and description")
+            problems.expect({"summary", "description", "runbook"} <= set(rule.get("annotations", {})), f"{where}: needs summary, description and runbook (the action to take)")
+            if rule["alert"] in ALERTS_ON_BROKER_METRICS:
+                problems.expect("rabbitmq_detailed_queue_" in str(rule["expr"]), f"{where}: must read the broker's rabbitmq_detailed_queue_* metrics, which do not depend on a consumer being up")
             problems.expect(rule["alert"] in tested, f"{where}: alerts.test.yml has no case where it fires")
             check_metric_use(problems, where, metric_names_in(str(rule["expr"])), documented)
     for name, why in ALERTS_MUST_HAVE.items():
         problems.expect(name in alerts, f"no alert {name} ({why})")
-    info(f"{len(alerts)} alerts, each with severity, summary, description and a firing unit test; every metric is exported by a service")
+    info(f"{len(alerts)} alerts, each with severity, summary, description, runbook and a firing unit test; every metric is exported by a service or the broker")
     report_undocumented()
     problems.raise_if_any()
 
@@ -909,6 +934,8 @@ class Recorder(http.server.BaseHTTPRequestHandler):
     """A stand-in upstream: answers JSON naming itself and what it got."""
 
     upstream = "?"
+    # What the stand-in's own /health answers (a service's readiness).
+    health_status = 200
 
     def answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -919,7 +946,7 @@ class Recorder(http.server.BaseHTTPRequestHandler):
             "path": self.path,
             "forwarded_for": self.headers.get("x-forwarded-for"),
         }).encode()
-        self.send_response(200)
+        self.send_response(type(self).health_status if self.path == "/health" else 200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         self.end_headers()
@@ -997,7 +1024,6 @@ def check_proxy(tools: Tools) -> None:
                 ("GET", "/token/transactions/mint_key_1", "read-api"),
                 ("GET", "/token/redemptions/0190f0e6-7b2a-7c3d-8e4f-000000000001", "read-api"),
                 ("GET", "/metrics", None),
-                ("GET", "/health", None),
                 ("GET", "/token/mintx", None),
                 ("GET", "/", None),
             ]
@@ -1010,6 +1036,25 @@ def check_proxy(tools: Tools) -> None:
                 else:
                     problems.expect(status == 404 and isinstance(body, dict) and "detail" in body, f"{method} {path} should be a JSON 404 from the proxy, got {status} {body}")
             info(f"routing through the real Caddyfile: {len(cases)} paths reach the right upstream (or a JSON 404), X-Forwarded-For passed")
+
+            # /health reports the services' own /health, naming the one down.
+            ingress_handler, reads_handler = ingress.RequestHandlerClass, reads.RequestHandlerClass
+            for ingress_status, reads_status in ((200, 200), (503, 200), (200, 503), (503, 503)):
+                ingress_handler.health_status, reads_handler.health_status = ingress_status, reads_status
+                status, body = request(f"{base}/health")
+                word = lambda code: "healthy" if code == 200 else "unhealthy"
+                all_ready = ingress_status == reads_status == 200
+                expected = {"status": word(200 if all_ready else 503),
+                            "webhook-ingress": word(ingress_status), "read-api": word(reads_status)}
+                problems.expect(status == (200 if all_ready else 503) and body == expected,
+                                f"/health with webhook-ingress {ingress_status}, read-api {reads_status}: got {status} {body}, expected {expected}")
+            ingress_handler.health_status = 200
+            reads.shutdown()
+            reads.server_close()
+            status, body = request(f"{base}/health")
+            problems.expect(status == 503 and isinstance(body, dict) and body.get("status") == "unhealthy",
+                            f"/health with read-api not answering should be a JSON 503, got {status} {body}")
+            info("/health reports each service's own /health: 200 only when all are ready, 503 naming the one that is not, 503 when one does not answer")
         finally:
             process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):

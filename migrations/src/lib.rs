@@ -41,6 +41,7 @@ mod m20261207_000011_clawbacks;
 mod m20261207_000012_finality;
 mod m20261208_000013_outbox_trace_headers;
 mod m20261208_000014_requested_by;
+mod m20261208_000015_job_runs;
 mod schema;
 
 pub use schema::{WALLET_DERIVATION_COUNTER_TABLE, WALLET_DERIVATION_SEQUENCE, WEI_TYPE};
@@ -70,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000012_finality::Migration),
             Box::new(m20261208_000013_outbox_trace_headers::Migration),
             Box::new(m20261208_000014_requested_by::Migration),
+            Box::new(m20261208_000015_job_runs::Migration),
         ]
     }
 }

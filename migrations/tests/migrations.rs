@@ -24,6 +24,7 @@ const TABLES: &[&str] = &[
     "bookings",
     "stakes",
     "emission_periods",
+    "job_runs",
 ];
 
 async fn tables(db: &DatabaseConnection) -> Vec<String> {

@@ -7,6 +7,7 @@ use haven_chain::config::ChainConfig;
 use haven_common::config::{
     AmqpConfig, DatabaseConfig, HttpConfig, TelemetryConfig, parse_duration,
 };
+use haven_common::money::Wei;
 
 /// Port when neither `--port` nor `PORT` is set.
 pub const DEFAULT_PORT: u16 = 8083;
@@ -50,6 +51,10 @@ pub struct Config {
     /// The sweep of token transactions left unfinished.
     #[command(flatten, next_help_heading = "Stuck transactions")]
     pub sweep: SweepConfig,
+
+    /// The signers' gas money.
+    #[command(flatten, next_help_heading = "Signer balances")]
+    pub gas: GasConfig,
 
     /// The outbox relay (confirmed and failed events).
     #[command(flatten, next_help_heading = "Outbox")]
@@ -135,6 +140,27 @@ pub struct SweepConfig {
     /// for an operator.
     #[arg(long, env = "TX_GIVE_UP_AFTER", default_value = "24h", value_parser = parse_duration)]
     pub tx_give_up_after: Duration,
+}
+
+/// The signers' ETH: every signer pays gas for what it sends, and minting
+/// stops when the leased signer's runs out.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GasConfig {
+    /// Balance, in ETH (an exact decimal), under which a signer counts as
+    /// low on gas: the service logs a warning and the
+    /// `HavenSignerBalanceLow` alert fires. Set it to a few hours of
+    /// sending at the chain's usual fees.
+    #[arg(long, env = "SIGNER_MIN_BALANCE_ETH", default_value = "0.05", value_parser = parse_eth)]
+    pub signer_min_balance_eth: Wei,
+
+    /// How often every pool signer's ETH balance is read.
+    #[arg(long, env = "SIGNER_BALANCE_CHECK_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub signer_balance_check_interval: Duration,
+}
+
+/// A whole or decimal number of ETH, exact to the wei.
+fn parse_eth(s: &str) -> Result<Wei, String> {
+    Wei::parse(s.trim()).map_err(|err| format!("`{s}` is not an amount of ETH: {err}"))
 }
 
 haven_common::service_config!(Config);

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod error;
 pub mod finality;
+pub mod gas;
 pub mod handlers;
 pub mod metrics;
 pub mod minter;
@@ -24,10 +25,12 @@ use haven_chain::client::{ChainClient, Role};
 use haven_chain::nonce::{SignerLeases, unique_holder};
 use haven_chain::signer::SignerPool;
 use haven_common::amqp::{ConsumerOptions, consume, handler_fn};
+use haven_common::jobs::{JobMetrics, OncePerSystem};
 use haven_common::retry::RetryPolicy;
 use haven_common::service::Service;
 use haven_common::shutdown::CancellationToken;
 use haven_entity::chain_store::DbLeaseStore;
+use haven_entity::job_runs::DbJobStore;
 use haven_messages::ChainRequest;
 use haven_outbox::Relay;
 use tokio::net::TcpListener;
@@ -61,6 +64,14 @@ pub async fn run(
     let chain = ChainClient::unchecked(&config.chain, &[Role::Minter, Role::Burner])?;
     service.probe(chain.probe());
     let pool = SignerPool::from_config(&config.chain.signers)?;
+    let gas = gas::GasWatch {
+        rpc: chain.rpc().clone(),
+        signers: pool.addresses(),
+        min_balance: config.gas.signer_min_balance_eth,
+        interval: config.gas.signer_balance_check_interval,
+        metrics: metrics.clone(),
+    };
+    service.spawn_worker("signer balances", |stop| gas.run(stop));
     let leases = SignerLeases::new(
         Arc::new(DbLeaseStore::new(db.clone())),
         chain.rpc().clone(),
@@ -124,7 +135,14 @@ pub async fn run(
         metrics: metrics.clone(),
         config: config.sweep.clone(),
     };
-    service.spawn_worker("stuck-transaction sweep", |stop| sweep.run(stop));
+    let sweep_job = OncePerSystem::new(
+        Arc::new(DbJobStore::new(db.clone())),
+        JobMetrics::new(metrics.registry())?,
+        metrics::SERVICE,
+        sweep::JOB,
+        config.sweep.tx_sweep_interval,
+    );
+    service.spawn_worker("stuck-transaction sweep", |stop| sweep.run(sweep_job, stop));
     let finality = finality::Finality {
         db: db.clone(),
         rpc: chain.rpc().clone(),

@@ -5,7 +5,16 @@
 //! own, names and labels as constants (listed in `docs/metrics.md`).
 
 use haven_common::metrics::{MetricsError, MetricsRegistry};
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge};
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
+};
+
+/// Wei as ETH for a gauge: observational only (decisions compare wei).
+fn eth(wei: alloy::primitives::U256) -> f64 {
+    alloy::primitives::utils::format_ether(wei)
+        .parse()
+        .unwrap_or(f64::MAX)
+}
 
 /// Value of the constant `service` label on every metric of this service.
 pub const SERVICE: &str = "chain-minter";
@@ -39,6 +48,13 @@ pub const SWEEP_REQUEUED_TOTAL: &str = "haven_chain_sweep_requeued_total";
 /// Gauge: unfinished token transactions older than `TX_GIVE_UP_AFTER`,
 /// which the sweep no longer drives: each needs an operator.
 pub const STUCK: &str = "haven_chain_transactions_stuck";
+
+/// Gauge: a pool signer's ETH balance (gas money), by `signer` address.
+pub const SIGNER_BALANCE_ETH: &str = "haven_chain_signer_balance_eth";
+/// Gauge: `SIGNER_MIN_BALANCE_ETH`, the balance under which a signer is low.
+pub const SIGNER_MIN_BALANCE_ETH: &str = "haven_chain_signer_balance_min_eth";
+/// A pool signer's address (from the settings: as many values as signers).
+pub const LABEL_SIGNER: &str = "signer";
 
 /// `mint` or `burn`.
 pub const LABEL_KIND: &str = "kind";
@@ -74,6 +90,8 @@ pub struct Metrics {
     stuck: IntGauge,
     finalized: IntCounter,
     reorged: IntCounter,
+    signer_balance: GaugeVec,
+    signer_min_balance: Gauge,
 }
 
 impl Metrics {
@@ -145,8 +163,45 @@ impl Metrics {
                 STUCK,
                 "Unfinished token transactions recorded more than TX_GIVE_UP_AFTER ago: the sweep no longer drives them; each needs an operator.",
             )?,
+            signer_balance: {
+                let gauge = GaugeVec::new(
+                    Opts::new(SIGNER_BALANCE_ETH, "ETH balance (gas money) of each pool signer."),
+                    &[LABEL_SIGNER],
+                )
+                .map_err(MetricsError::from)?;
+                registry
+                    .registry()
+                    .register(Box::new(gauge.clone()))
+                    .map_err(MetricsError::from)?;
+                gauge
+            },
+            signer_min_balance: {
+                let gauge = Gauge::new(
+                    SIGNER_MIN_BALANCE_ETH,
+                    "SIGNER_MIN_BALANCE_ETH: the ETH balance under which a signer is low on gas.",
+                )
+                .map_err(MetricsError::from)?;
+                registry
+                    .registry()
+                    .register(Box::new(gauge.clone()))
+                    .map_err(MetricsError::from)?;
+                gauge
+            },
             registry,
         })
+    }
+
+    /// Records a signer's balance, given in wei.
+    pub fn signer_balance(&self, signer: alloy::primitives::Address, wei: alloy::primitives::U256) {
+        self.signer_balance
+            .with_label_values(&[signer.to_string().as_str()])
+            .set(eth(wei));
+    }
+
+    /// Records the low-balance threshold, given in wei.
+    pub fn signer_min_balance(&self, wei: u128) {
+        self.signer_min_balance
+            .set(eth(alloy::primitives::U256::from(wei)));
     }
 
     /// The registry `/metrics` exposes.

@@ -13,20 +13,26 @@
 //! is left alone. Rows recorded more than `TX_GIVE_UP_AFTER` ago are not
 //! driven any more and are counted in `haven_chain_transactions_stuck`.
 //!
-//! Replicas may sweep the same rows: the conditional touch lets one of them
-//! queue a row, and a second copy would be harmless anyway.
+//! One replica of the system sweeps each interval (claimed in `job_runs`,
+//! see `haven_common::jobs`); its report is stored there and every replica
+//! sets `haven_chain_transactions_stuck` from it. Were two to sweep the same
+//! rows anyway (a lease lost mid-run), the conditional touch lets one of
+//! them queue a row, and a second copy would be harmless.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use haven_common::amqp::Failure;
 use haven_common::db::begin_write;
+use haven_common::jobs::{OncePerSystem, Outcome};
 use haven_common::shutdown::{CancellationToken, every};
+use haven_common::telemetry::ErrorChain;
 use haven_entity::token_transactions::{self, TxType};
 use haven_entity::{EntityError, redemptions, users};
 use haven_messages::{BurnRequest, ChainRequest, Envelope, MintRequest};
 use haven_outbox::OutboxNotifier;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
 
 use crate::config::SweepConfig;
 use crate::metrics::Metrics;
@@ -50,27 +56,63 @@ pub struct Sweep {
     pub config: SweepConfig,
 }
 
+/// The name the sweep is claimed and stored under in `job_runs`.
+pub const JOB: &str = "chain-minter.sweep";
+
+/// What a sweep reports (stored with the job, shared by every replica).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepReport {
+    /// Rows queued again.
+    pub requeued: u64,
+    /// Rows past `TX_GIVE_UP_AFTER`, no longer driven.
+    pub stuck: u64,
+}
+
 impl Sweep {
-    /// Sweeps every interval until `stop` is cancelled.
-    pub async fn run(self, stop: CancellationToken) {
+    /// Sweeps every interval until `stop` is cancelled; `job` makes one
+    /// replica of the system sweep each interval, and every replica sets
+    /// `haven_chain_transactions_stuck` from the last stored report.
+    pub async fn run(self, job: OncePerSystem, stop: CancellationToken) {
         every(self.config.tx_sweep_interval, &stop, || async {
-            match self.once().await {
-                Ok(0) => {}
-                Ok(n) => tracing::warn!(
-                    requeued = n,
-                    "token transactions had no request driving them; queued again"
-                ),
-                Err(failure) => {
-                    tracing::warn!(%failure, "the stuck-transaction sweep failed; trying again next interval")
+            let ran = job.tick(|| async {
+                match self.once().await {
+                    Ok(report) => {
+                        if report.requeued > 0 {
+                            tracing::warn!(
+                                requeued = report.requeued,
+                                "token transactions had no request driving them; queued again"
+                            );
+                        }
+                        Outcome::ok(&report)
+                    }
+                    Err(failure) => {
+                        tracing::warn!(%failure, "the stuck-transaction sweep failed; trying again next interval");
+                        Outcome::failed()
+                    }
                 }
+            });
+            if let Err(err) = ran.await {
+                tracing::warn!(error = %ErrorChain(&err), "could not claim or record the sweep; trying again next interval");
+            }
+            match job.last().await {
+                Ok(Some(last)) => {
+                    if let Some(report) = last
+                        .result
+                        .and_then(|json| serde_json::from_str::<SweepReport>(&json).ok())
+                    {
+                        self.metrics.stuck(report.stuck);
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => tracing::debug!(error = %ErrorChain(&err), "cannot read the last sweep"),
             }
         })
         .await;
     }
 
     /// One sweep: queues the stale rows again and refreshes the stuck
-    /// count; returns how many were queued.
-    pub async fn once(&self) -> Result<u64, Failure> {
+    /// count; returns how many were queued and how many are stuck.
+    pub async fn once(&self) -> Result<SweepReport, Failure> {
         let now = Utc::now();
         let stale_before = now - age(self.config.tx_stale_after, "TX_STALE_AFTER")?;
         let give_up_before = now - age(self.config.tx_give_up_after, "TX_GIVE_UP_AFTER")?;
@@ -98,7 +140,7 @@ impl Sweep {
         let stuck =
             token_transactions::count_unfinished_recorded_before(&self.db, give_up_before).await?;
         self.metrics.stuck(stuck);
-        Ok(requeued)
+        Ok(SweepReport { requeued, stuck })
     }
 
     /// Queues `row`'s request again and marks the row looked at, in one

@@ -75,6 +75,9 @@ pub enum Error {
     /// 503: the database failed (down, timed out).
     #[error("the database is unavailable")]
     Store(#[source] EntityError),
+    /// 503: the stored reconciliation report could not be read.
+    #[error("the database is unavailable")]
+    JobStore(#[source] haven_common::jobs::JobStoreError),
 }
 
 impl Error {
@@ -90,7 +93,9 @@ impl Error {
             | Self::NoReport(_) => StatusCode::NOT_FOUND,
             Self::AmbiguousEmail => StatusCode::CONFLICT,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::ChainRead(_) | Self::Store(EntityError::Db(_) | EntityError::Contention(_)) => {
+            Self::ChainRead(_)
+            | Self::JobStore(_)
+            | Self::Store(EntityError::Db(_) | EntityError::Contention(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Store(_)

@@ -34,6 +34,8 @@ use crate::reconcile::{LastReport, Reconciler, Report};
 use crate::routes::{AppState, Inner};
 use crate::stats::StatsCache;
 use crate::store::Store;
+use haven_common::jobs::{JobMetrics, OncePerSystem};
+use haven_entity::job_runs::DbJobStore;
 
 pub use config::{Command, Config};
 pub use error::Error;
@@ -55,24 +57,44 @@ pub async fn run(
     let metrics = Metrics::new()?;
     let mut service = Service::new(metrics::SERVICE, metrics.registry(), &config);
     let db = service.database(&config.database).await?;
+    let job_metrics = JobMetrics::new(metrics.registry())?;
     let store = Store::new(
-        db,
+        db.clone(),
         store::batch::workers(config.database.database_max_connections),
     );
     let chain = chain_reader(&config)?;
+    // With a chain configured, `/health` names it ("blockchain"): the
+    // contract figures and the reconciliation read it.
+    if let Some((rpc, contract)) = config.chain() {
+        service.probe(
+            haven_chain::client::ChainClient::reader(&rpc, contract)
+                .map_err(Error::Chain)?
+                .probe(),
+        );
+    }
 
-    // The periodic reconciliation, when the chain is configured.
-    let reconciliation: Option<LastReport> = chain.as_ref().map(|_| LastReport::default());
+    // The periodic reconciliation, when the chain is configured: one
+    // replica of the system runs each period, and its report is stored
+    // for every replica to serve.
+    let reconciliation: Option<LastReport> = chain.as_ref().map(|_| {
+        OncePerSystem::new(
+            Arc::new(DbJobStore::new(db.clone())),
+            job_metrics.clone(),
+            metrics::SERVICE,
+            reconcile::JOB,
+            config.reconcile_interval,
+        )
+    });
     match (&chain, &reconciliation) {
-        (Some(reader), Some(last)) if !config.reconcile_interval.is_zero() => {
+        (Some(reader), Some(job)) if !config.reconcile_interval.is_zero() => {
             let reconciler = Reconciler::new(
                 store.clone(),
                 reader.clone(),
                 usize::from(config.reconcile_concurrency),
             );
-            let (metrics, last) = (metrics.clone(), Arc::clone(last));
+            let (metrics, job) = (metrics.clone(), job.clone());
             service.spawn_worker("periodic reconciliation", |stop| {
-                reconcile::periodically(reconciler, config.reconcile_interval, metrics, last, stop)
+                reconcile::periodically(reconciler, config.reconcile_interval, metrics, job, stop)
             });
         }
         (None, _) => tracing::info!(

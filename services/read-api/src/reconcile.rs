@@ -14,19 +14,21 @@
 //! rather than as a mismatch, and every user difference is read a second
 //! time before it is reported, so one that settled during the run is not.
 //!
-//! Each run sets the [`crate::metrics`] gauges, logs the JSON report and
-//! keeps it for `GET /analytics/reconciliation`; `read-api reconcile` prints it.
+//! The periodic run is claimed per period in `job_runs` (one replica of the
+//! whole system runs it, see `haven_common::jobs`) and its JSON report is
+//! stored there: `GET /analytics/reconciliation` serves the stored one and
+//! every replica sets the [`crate::metrics`] gauges from it, so all agree.
+//! `read-api reconcile` runs one and prints it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
+use haven_common::jobs::{OncePerSystem, Outcome as JobOutcome};
 use haven_common::money::Wei;
 use haven_common::openapi::HnvAmount;
 use haven_common::telemetry::ErrorChain;
-use serde::{Serialize, Serializer};
-use tokio::sync::RwLock;
+use serde::{Deserialize, Serialize, Serializer};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -85,7 +87,7 @@ impl Serialize for SignedHnv {
 }
 
 /// How a compared figure came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Ledger and chain agree.
@@ -317,37 +319,16 @@ impl Reconciler {
 impl Report {
     /// Sets the gauges from this report and counts the run.
     pub fn record(&self, metrics: &Metrics) {
-        for kind in RECONCILIATION_KINDS {
-            let (mismatched, unsettled) = if kind == "user_balance" {
-                (self.user_mismatches, self.user_unsettled)
-            } else {
-                let outcome = self
-                    .totals
-                    .iter()
-                    .find(|t| t.kind == kind)
-                    .map(|t| t.outcome);
-                (
-                    u64::from(outcome == Some(Outcome::Mismatch)),
-                    u64::from(outcome == Some(Outcome::Unsettled)),
-                )
-            };
-            let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-            metrics
-                .mismatches
-                .with_label_values(&[kind])
-                .set(gauge(mismatched));
-            metrics
-                .unsettled
-                .with_label_values(&[kind])
-                .set(gauge(unsettled));
-        }
-        let outcome = if self.matched {
-            "matched"
-        } else {
-            "mismatched"
-        };
-        metrics.runs.with_label_values(&[outcome]).inc();
-        metrics.last_run.set(self.finished_at.timestamp());
+        let totals: Vec<(&str, Outcome)> =
+            self.totals.iter().map(|t| (t.kind, t.outcome)).collect();
+        set_gauges(
+            metrics,
+            self.user_mismatches,
+            self.user_unsettled,
+            &totals,
+            self.finished_at,
+        );
+        count_run(metrics, self.matched);
     }
 
     /// Logs the report: a warning with the whole JSON when anything
@@ -372,41 +353,141 @@ impl Report {
     }
 }
 
-/// The last report, shared with `GET /analytics/reconciliation`.
-pub type LastReport = Arc<RwLock<Option<Arc<Report>>>>;
+/// Sets the per-kind gauges and the last-run time.
+fn set_gauges(
+    metrics: &Metrics,
+    user_mismatches: u64,
+    user_unsettled: u64,
+    totals: &[(&str, Outcome)],
+    finished_at: DateTime<Utc>,
+) {
+    for kind in RECONCILIATION_KINDS {
+        let (mismatched, unsettled) = if kind == "user_balance" {
+            (user_mismatches, user_unsettled)
+        } else {
+            let outcome = totals.iter().find(|t| t.0 == kind).map(|t| t.1);
+            (
+                u64::from(outcome == Some(Outcome::Mismatch)),
+                u64::from(outcome == Some(Outcome::Unsettled)),
+            )
+        };
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        metrics
+            .mismatches
+            .with_label_values(&[kind])
+            .set(gauge(mismatched));
+        metrics
+            .unsettled
+            .with_label_values(&[kind])
+            .set(gauge(unsettled));
+    }
+    metrics.last_run.set(finished_at.timestamp());
+}
 
-/// Runs `reconciler` every `every` until `shutdown`, recording each report.
-/// A run that fails is counted and logged; the next one tries again.
+/// Counts one run by whether it matched.
+fn count_run(metrics: &Metrics, matched: bool) {
+    let outcome = if matched { "matched" } else { "mismatched" };
+    metrics.runs.with_label_values(&[outcome]).inc();
+}
+
+/// The name the periodic reconciliation is claimed and stored under in
+/// `job_runs`.
+pub const JOB: &str = "read-api.reconciliation";
+
+/// The periodic reconciliation, run by one replica at a time; its last
+/// report is stored with the job, so `GET /analytics/reconciliation` and
+/// the gauges of every replica show the same one.
+pub type LastReport = OncePerSystem;
+
+/// The figures of a stored report the gauges need (the rest, amounts
+/// included, is served verbatim and never parsed here).
+#[derive(Debug, Deserialize)]
+struct StoredFigures {
+    finished_at: DateTime<Utc>,
+    user_mismatches: u64,
+    user_unsettled: u64,
+    totals: Vec<StoredTotal>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StoredTotal {
+    kind: String,
+    outcome: Outcome,
+}
+
+/// The stored report, verbatim JSON, if any run made one.
+pub async fn last_report(job: &LastReport) -> Result<Option<String>, Error> {
+    let last = job.last().await.map_err(Error::JobStore)?;
+    Ok(last.and_then(|run| run.result))
+}
+
+/// Sets the gauges from the stored report (whichever replica made it).
+async fn record_shared(job: &LastReport, metrics: &Metrics) {
+    let stored = match last_report(job).await {
+        Ok(Some(json)) => serde_json::from_str::<StoredFigures>(&json),
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!(error = %ErrorChain(&err), "cannot read the last reconciliation report");
+            return;
+        }
+    };
+    match stored {
+        Ok(figures) => {
+            let totals: Vec<(&str, Outcome)> = figures
+                .totals
+                .iter()
+                .map(|t| (t.kind.as_str(), t.outcome))
+                .collect();
+            set_gauges(
+                metrics,
+                figures.user_mismatches,
+                figures.user_unsettled,
+                &totals,
+                figures.finished_at,
+            );
+        }
+        Err(err) => {
+            tracing::warn!(error = %ErrorChain(&err), "the stored reconciliation report does not parse")
+        }
+    }
+}
+
+/// Every `every` until `shutdown`: runs `reconciler` if this replica wins
+/// the period (one replica per period in the whole system), then sets the
+/// gauges from the stored last report. A run that fails is counted and
+/// logged; the next period tries again.
 pub async fn periodically(
     reconciler: Reconciler,
     every: Duration,
     metrics: Metrics,
-    last: LastReport,
+    job: LastReport,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let run = tokio::select! {
-            () = shutdown.cancelled() => return,
-            run = reconciler.run() => run,
-        };
-        match run {
-            Ok(report) => {
-                report.record(&metrics);
-                report.log();
-                *last.write().await = Some(Arc::new(report));
+    haven_common::shutdown::every(every, &shutdown, || async {
+        let run = job.tick(|| async {
+            let run = tokio::select! {
+                () = shutdown.cancelled() => return JobOutcome::failed(),
+                run = reconciler.run() => run,
+            };
+            match run {
+                Ok(report) => {
+                    count_run(&metrics, report.matched);
+                    report.log();
+                    JobOutcome::ok(&report)
+                }
+                Err(err) => {
+                    metrics.runs.with_label_values(&["failed"]).inc();
+                    tracing::warn!(error = %ErrorChain(&err), "reconciliation could not run; retrying at the next interval");
+                    JobOutcome::failed()
+                }
             }
-            Err(err) => {
-                metrics.runs.with_label_values(&["failed"]).inc();
-                tracing::warn!(error = %ErrorChain(&err), "reconciliation could not run; retrying at the next interval");
-            }
+        });
+        if let Err(err) = run.await {
+            tracing::warn!(error = %ErrorChain(&err), "could not claim or record the reconciliation; trying again next interval");
         }
-    }
+        record_shared(&job, &metrics).await;
+    })
+    .await;
 }
 
 #[cfg(test)]

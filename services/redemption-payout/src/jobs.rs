@@ -5,15 +5,19 @@
 //! Messages normally drive the saga; the sweep is what makes it finish
 //! anyway: a payout the provider settles later is polled here, and a
 //! redemption whose message was dead-lettered (the provider away for hours)
-//! or whose handler died is resumed from its recorded state. Replicas may
-//! sweep the same rows: every step is conditional and the provider call
+//! or whose handler died is resumed from its recorded state. One replica
+//! of the system sweeps each interval (claimed in `job_runs`, see
+//! `haven_common::jobs`); were two to sweep the same rows anyway (a lease
+//! lost mid-run), every step is conditional and the provider call
 //! idempotent, so the worst case is a repeated look.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use haven_common::jobs::{OncePerSystem, Outcome};
 use haven_common::shutdown::{CancellationToken, every};
+use haven_common::telemetry::ErrorChain;
 use haven_entity::redemptions::{self, RedemptionState};
 
 use crate::saga::Saga;
@@ -35,9 +39,16 @@ const UNFINISHED: [RedemptionState; 6] = [
 /// States whose tokens are still reserved (the burn not confirmed).
 const RESERVED: [RedemptionState; 2] = [RedemptionState::Reserved, RedemptionState::BurnRequested];
 
-/// Sweeps every `interval` until `stop` is cancelled.
+/// The name the sweep is claimed and stored under in `job_runs`.
+pub const JOB: &str = "redemption-payout.sweep";
+
+/// Sweeps every `interval` until `stop` is cancelled: `job` makes one
+/// replica of the system resume the stale redemptions each interval (its
+/// report, `{"resumed": n}`, stored with the job); every replica refreshes
+/// the gauges, which are counts of the shared database.
 pub async fn run(
     saga: Arc<Saga>,
+    job: OncePerSystem,
     interval: Duration,
     stale_after: Duration,
     stop: CancellationToken,
@@ -46,8 +57,18 @@ pub async fn run(
         // A sweep in progress is not cut short by shutdown between two
         // redemptions: each step is its own transaction, so stopping is
         // safe anywhere, but stopping mid-call to the provider wastes it.
-        if let Err(failure) = sweep(&saga, stale_after, &stop).await {
-            tracing::warn!(%failure, "redemption sweep failed; trying again next interval");
+        // Boxed: the sweep's future (provider calls) is large.
+        let ran = Box::pin(job.tick(|| async {
+            match sweep(&saga, stale_after, &stop).await {
+                Ok(resumed) => Outcome::ok(&serde_json::json!({ "resumed": resumed })),
+                Err(failure) => {
+                    tracing::warn!(%failure, "redemption sweep failed; trying again next interval");
+                    Outcome::failed()
+                }
+            }
+        }));
+        if let Err(err) = ran.await {
+            tracing::warn!(error = %ErrorChain(&err), "could not claim or record the redemption sweep; trying again next interval");
         }
         if let Err(failure) = gauges(&saga, stale_after).await {
             tracing::warn!(%failure, "could not refresh the redemption gauges");

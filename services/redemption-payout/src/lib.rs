@@ -32,9 +32,11 @@ pub mod store;
 use std::sync::Arc;
 
 use haven_common::amqp::{ConsumerOptions, consume, handler_fn};
+use haven_common::jobs::{JobMetrics, OncePerSystem};
 use haven_common::retry::RetryPolicy;
 use haven_common::service::Service;
 use haven_common::shutdown::CancellationToken;
+use haven_entity::job_runs::DbJobStore;
 use haven_entity::redemptions::KycRule;
 use haven_messages::{ChainEvent, RedemptionCommand};
 use haven_outbox::Relay;
@@ -118,9 +120,17 @@ pub async fn run(
     service.spawn_worker("chain event consumer", |stop| async move {
         consume::<ChainEvent, _>(&amqp, events, options, stop).await
     });
+    let sweep_job = OncePerSystem::new(
+        Arc::new(DbJobStore::new(saga.db.clone())),
+        JobMetrics::new(metrics.registry())?,
+        metrics::SERVICE,
+        jobs::JOB,
+        config.redemption_sweep_interval,
+    );
     service.spawn_worker("redemption sweep", |stop| {
         jobs::run(
             saga,
+            sweep_job,
             config.redemption_sweep_interval,
             config.redemption_stale_after,
             stop,

@@ -117,6 +117,18 @@ impl Emission {
     }
 }
 
+/// How the contract is read: views only, so no chain id is checked.
+pub fn rpc_config(rpc_url: Redacted<String>) -> RpcConfig {
+    RpcConfig {
+        rpc_url,
+        // Not checked for a view call that only reads a number.
+        chain_id: 0,
+        rpc_timeout: RPC_TIMEOUT,
+        rpc_retries: RPC_RETRIES,
+        poll_interval: Duration::from_secs(1),
+    }
+}
+
 /// Reads `monthlyMintTarget()` from `contract` now and every `every` until
 /// `shutdown`. A failed read keeps the last value and logs a warning.
 pub async fn refresh_contract_target(
@@ -126,14 +138,7 @@ pub async fn refresh_contract_target(
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    let config = RpcConfig {
-        rpc_url,
-        // Not checked for a view call that only reads a number.
-        chain_id: 0,
-        rpc_timeout: RPC_TIMEOUT,
-        rpc_retries: RPC_RETRIES,
-        poll_interval: Duration::from_secs(1),
-    };
+    let config = rpc_config(rpc_url);
     let rpc = match Rpc::new(&config) {
         Ok(rpc) => rpc,
         Err(err) => {

@@ -26,6 +26,9 @@ pub enum Error {
     /// The broker settings are unusable (a malformed URL), or the client failed.
     #[error("could not set up the broker connection")]
     Amqp(#[from] AmqpError),
+    /// RPC_URL is unusable (not http or https).
+    #[error("the chain settings are unusable")]
+    Chain(#[source] haven_chain::error::ChainError),
     /// The HTTP server or the service's teardown failed.
     #[error(transparent)]
     Service(#[from] haven_common::service::ServiceError),

@@ -1,17 +1,20 @@
 //! The periodic job: pays due staking interest, releases held rewards into
 //! the current emission period, and refreshes the held gauges.
 //!
-//! Every replica runs it; they never pay twice. Each stake advances one
-//! period at a time by a conditional update on `periods_paid` (the loser
-//! of a race matches no row), each held reward is released by a
-//! conditional `held -> pending` update, and every reward's
-//! `source_reference` is unique in any case.
+//! One replica of the system pays and releases each period (claimed in
+//! `job_runs`, see `haven_common::jobs`); every replica refreshes the
+//! gauges. Were two to run anyway (a lease lost mid-run), they never pay
+//! twice: each stake advances one period at a time by a conditional update
+//! on `periods_paid` (the loser of a race matches no row), each held reward
+//! is released by a conditional `held -> pending` update, and every
+//! reward's `source_reference` is unique in any case.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use haven_common::db::begin_write;
+use haven_common::jobs::{OncePerSystem, Outcome as JobOutcome};
 use haven_common::money::Wei;
 use haven_common::shutdown::CancellationToken;
 use haven_entity::rewards;
@@ -34,16 +37,39 @@ const MAX_PERIODS_PER_RUN: u32 = 10_000;
 /// Most batches of due stakes looked at per run.
 const MAX_BATCHES_PER_RUN: u32 = 100;
 
+/// The name the job is claimed and stored under in `job_runs`.
+pub const JOB: &str = "reward-calculator.jobs";
+
 /// Runs the job every `period` until `shutdown`. A failing step is logged
 /// and tried again at the next run.
-pub async fn run(ctx: Arc<Context>, period: Duration, shutdown: CancellationToken) {
+pub async fn run(
+    ctx: Arc<Context>,
+    job: OncePerSystem,
+    period: Duration,
+    shutdown: CancellationToken,
+) {
     haven_common::shutdown::every(period, &shutdown, || async {
-        if let Err(failure) = accrue_staking(&ctx, Utc::now()).await {
-            tracing::warn!(%failure, "staking accrual interrupted; resuming at the next run");
+        // Paying and releasing: one replica of the system per period.
+        let ran = job.tick(|| async {
+            let mut ok = true;
+            if let Err(failure) = accrue_staking(&ctx, Utc::now()).await {
+                tracing::warn!(%failure, "staking accrual interrupted; resuming at the next run");
+                ok = false;
+            }
+            if let Err(failure) = release_held(&ctx).await {
+                tracing::warn!(%failure, "releasing held rewards interrupted; resuming at the next run");
+                ok = false;
+            }
+            if ok {
+                JobOutcome::ok(&serde_json::json!({}))
+            } else {
+                JobOutcome::failed()
+            }
+        });
+        if let Err(err) = ran.await {
+            tracing::warn!(error = %haven_common::telemetry::ErrorChain(&err), "could not claim or record the reward jobs; trying again next run");
         }
-        if let Err(failure) = release_held(&ctx).await {
-            tracing::warn!(%failure, "releasing held rewards interrupted; resuming at the next run");
-        }
+        // The gauges count the shared database: every replica reports them.
         match haven_entity::clawbacks::total_outstanding(&ctx.db).await {
             Ok((owed, users)) => ctx.metrics.set_clawbacks(owed.get(), users),
             Err(err) => {

@@ -32,9 +32,11 @@ pub mod store;
 use std::sync::Arc;
 
 use haven_common::amqp::{ConsumerOptions, consume, handler_fn};
+use haven_common::jobs::{JobMetrics, OncePerSystem};
 use haven_common::retry::RetryPolicy;
 use haven_common::service::Service;
 use haven_common::shutdown::CancellationToken;
+use haven_entity::job_runs::DbJobStore;
 use haven_messages::PartnerEvent;
 use haven_outbox::Relay;
 use tokio::net::TcpListener;
@@ -105,11 +107,32 @@ pub async fn run(
     service.spawn_worker("partner event consumer", |stop| async move {
         consume::<PartnerEvent, _>(&amqp, handler, options, stop).await
     });
+    let reward_job = OncePerSystem::new(
+        Arc::new(DbJobStore::new(ctx.db.clone())),
+        JobMetrics::new(metrics.registry())?,
+        metrics::SERVICE,
+        jobs::JOB,
+        config.reward_jobs_interval,
+    );
     service.spawn_worker("reward jobs", |stop| {
-        jobs::run(Arc::clone(&ctx), config.reward_jobs_interval, stop)
+        jobs::run(
+            Arc::clone(&ctx),
+            reward_job,
+            config.reward_jobs_interval,
+            stop,
+        )
     });
     match config.emission_contract() {
         Some((rpc_url, contract)) => {
+            // `/health` names the chain it reads the budget from.
+            service.probe(
+                haven_chain::client::ChainClient::reader(
+                    &emission::rpc_config(rpc_url.clone()),
+                    contract,
+                )
+                .map_err(Error::Chain)?
+                .probe(),
+            );
             tracing::info!(%contract, "emission budget: the contract's monthlyMintTarget(), when set");
             service.spawn_worker("monthly target refresh", |stop| {
                 emission::refresh_contract_target(

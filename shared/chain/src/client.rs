@@ -7,7 +7,7 @@ use alloy::primitives::{Address, B256};
 use futures::future::BoxFuture;
 use haven_common::health::Probe;
 
-use crate::config::ChainConfig;
+use crate::config::{ChainConfig, RpcConfig};
 use crate::contract::HAVEN;
 use crate::error::ChainError;
 use crate::rpc::Rpc;
@@ -68,6 +68,8 @@ pub struct ChainClient {
 struct Checks {
     rpc: Rpc,
     chain_id: u64,
+    /// False for a reader, which signs nothing and is given no chain id.
+    verify_chain_id: bool,
     contract: Address,
     signers: Vec<Address>,
     roles: Vec<Role>,
@@ -77,12 +79,14 @@ impl Checks {
     /// Chain id, contract code, then each signer's roles. Each RPC call has
     /// the configured timeout, so a dead endpoint fails instead of hanging.
     async fn run(&self) -> Result<(), ChainError> {
-        let actual = self.rpc.chain_id().await?;
-        if actual != self.chain_id {
-            return Err(ChainError::WrongChainId {
-                expected: self.chain_id,
-                actual,
-            });
+        if self.verify_chain_id {
+            let actual = self.rpc.chain_id().await?;
+            if actual != self.chain_id {
+                return Err(ChainError::WrongChainId {
+                    expected: self.chain_id,
+                    actual,
+                });
+            }
         }
         if self.rpc.code_at(self.contract).await?.is_empty() {
             return Err(ChainError::NoContractCode {
@@ -147,9 +151,27 @@ impl ChainClient {
             inner: Arc::new(Checks {
                 rpc,
                 chain_id: config.rpc.chain_id,
+                verify_chain_id: true,
                 contract: config.contract_address,
                 signers,
                 roles: roles.to_vec(),
+            }),
+        })
+    }
+
+    /// A client for a service that only reads `contract` (read-api,
+    /// reward-calculator): its probe checks that the RPC endpoint answers
+    /// and the contract has code there, with no chain id (nothing is signed)
+    /// and no roles. No network traffic here.
+    pub fn reader(rpc: &RpcConfig, contract: Address) -> Result<Self, ChainError> {
+        Ok(Self {
+            inner: Arc::new(Checks {
+                rpc: Rpc::new(rpc)?,
+                chain_id: rpc.chain_id,
+                verify_chain_id: false,
+                contract,
+                signers: Vec::new(),
+                roles: Vec::new(),
             }),
         })
     }

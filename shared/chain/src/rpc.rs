@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use alloy::eips::BlockNumberOrTag;
 use alloy::network::Ethereum;
-use alloy::primitives::{Address, B256, Bytes, TxHash};
+use alloy::primitives::{Address, B256, Bytes, TxHash, U256};
 use alloy::providers::{Provider, ProviderBuilder, RootProvider};
 use alloy::rpc::types::{FeeHistory, TransactionReceipt, TransactionRequest};
 use alloy::sol_types::SolCall;
@@ -205,6 +205,14 @@ impl Rpc {
                 .get_transaction_count(address)
                 .pending()
                 .into_future()
+        })
+        .await
+    }
+
+    /// `eth_getBalance` at `latest`: the account's ETH, in wei.
+    pub async fn balance(&self, address: Address) -> Result<U256, ChainError> {
+        self.call("eth_getBalance", || {
+            self.provider.get_balance(address).latest().into_future()
         })
         .await
     }

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntGauge, IntGaugeVec, Opts};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, SqliteTransactionMode,
@@ -18,6 +21,7 @@ use sea_orm::{
 
 use crate::config::DatabaseConfig;
 use crate::health::Probe;
+use crate::metrics::{DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, LABEL_STATE, MetricsError};
 
 /// How long SQLite waits for a lock held by another process (the
 /// `migrate` binary, a `sqlite3` shell) before failing a statement.
@@ -149,6 +153,96 @@ pub async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, 
     .await
 }
 
+/// The sqlx pool under a sea-orm connection, kept apart so reading its
+/// figures never touches the connection's type again.
+#[derive(Debug, Clone)]
+enum SqlxPool {
+    Postgres(sea_orm::sqlx::PgPool),
+    Sqlite(sea_orm::sqlx::SqlitePool),
+}
+
+/// The database pool's figures as Prometheus gauges
+/// ([`DB_POOL_CONNECTIONS`] by state, [`DB_POOL_MAX_CONNECTIONS`]), read from
+/// the pool at every scrape, so they are never stale. Register it with
+/// [`crate::metrics::MetricsRegistry::register_collector`].
+///
+/// sqlx counts open and idle connections but not the tasks waiting for
+/// one; a pool whose `in_use` sits at its maximum is one where they wait
+/// (the `HavenDatabasePoolSaturated` alert).
+#[derive(Debug, Clone)]
+pub struct PoolMetrics {
+    pool: SqlxPool,
+    connections: IntGaugeVec,
+    max: IntGauge,
+}
+
+impl PoolMetrics {
+    /// The collector over `db`'s pool.
+    pub fn new(db: &DatabaseConnection) -> Result<Self, MetricsError> {
+        let pool = match db.get_database_backend() {
+            sea_orm::DatabaseBackend::Sqlite => {
+                SqlxPool::Sqlite(db.get_sqlite_connection_pool().clone())
+            }
+            // `connect` builds nothing else: a URL it accepts is PostgreSQL or SQLite.
+            _ => SqlxPool::Postgres(db.get_postgres_connection_pool().clone()),
+        };
+        Ok(Self {
+            pool,
+            connections: IntGaugeVec::new(
+                Opts::new(
+                    DB_POOL_CONNECTIONS,
+                    "Connections of the database pool, in_use or idle, at the scrape.",
+                ),
+                &[LABEL_STATE],
+            )?,
+            max: IntGauge::new(
+                DB_POOL_MAX_CONNECTIONS,
+                "The most connections the database pool opens.",
+            )?,
+        })
+    }
+
+    /// `(in use, idle, maximum)` now.
+    pub fn figures(&self) -> (u32, u32, u32) {
+        let (size, idle, max) = match &self.pool {
+            SqlxPool::Postgres(pool) => (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            ),
+            SqlxPool::Sqlite(pool) => (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            ),
+        };
+        let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+        (size.saturating_sub(idle), idle.min(size), max)
+    }
+}
+
+impl Collector for PoolMetrics {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut descs = self.connections.desc();
+        descs.extend(self.max.desc());
+        descs
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let (in_use, idle, max) = self.figures();
+        self.connections
+            .with_label_values(&["in_use"])
+            .set(i64::from(in_use));
+        self.connections
+            .with_label_values(&["idle"])
+            .set(i64::from(idle));
+        self.max.set(i64::from(max));
+        let mut families = self.connections.collect();
+        families.extend(self.max.collect());
+        families
+    }
+}
+
 /// `/health` check of the database: `SELECT 1` within a short timeout.
 #[derive(Debug, Clone)]
 pub struct DatabaseProbe {
@@ -245,6 +339,51 @@ mod tests {
         let probe = DatabaseProbe::new(db).with_timeout(Duration::from_secs(2));
         assert_eq!(probe.name(), "database");
         assert!(probe.check().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn pool_metrics_count_connections_in_use_at_the_scrape() {
+        use sea_orm::TransactionTrait as _;
+        let db = connect(&cfg("sqlite::memory:")).await.unwrap();
+        let registry = crate::metrics::MetricsRegistry::new("pool-test").unwrap();
+        registry
+            .register_collector(PoolMetrics::new(&db).unwrap())
+            .unwrap();
+        let scrape = || {
+            let text = registry.encode().unwrap();
+            let value = |state: &str| {
+                let key =
+                    format!(r#"haven_db_pool_connections{{state="{state}",service="pool-test"}} "#);
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key.as_str()))
+                    .map(str::to_owned)
+            };
+            (value("in_use"), value("idle"), text)
+        };
+        db.execute_unprepared("SELECT 1").await.unwrap();
+        // sqlx returns a connection to the pool in a task of its own: wait
+        // for the query's connection to be idle again.
+        let mut idle_again = false;
+        for _ in 0..40 {
+            let (in_use, idle, _) = scrape();
+            if in_use.as_deref() == Some("0") && idle.as_deref() == Some("1") {
+                idle_again = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (_, _, text) = scrape();
+        assert!(idle_again, "the connection never showed idle: {text}");
+        assert!(
+            text.contains(r#"haven_db_pool_max_connections{service="pool-test"} 1"#),
+            "{text}"
+        );
+        // A transaction holds the one connection: the next scrape shows it.
+        let txn = db.begin().await.unwrap();
+        let (in_use, idle, text) = scrape();
+        assert_eq!(in_use.as_deref(), Some("1"), "{text}");
+        assert_eq!(idle.as_deref(), Some("0"), "{text}");
+        txn.rollback().await.unwrap();
     }
 
     #[tokio::test]

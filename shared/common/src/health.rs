@@ -1,9 +1,15 @@
-//! `/health` and `/metrics`: the operations router every service mounts.
+//! `/livez`, `/health` and `/metrics`: the operations router every service mounts.
 //!
 //! A service registers one [`Probe`] per dependency (database, broker, chain
 //! RPC); `/health` runs them all concurrently with a short timeout and answers
 //! 200 `{"status":"healthy","database":"connected",...}` or 503
 //! `{"status":"unhealthy","database":"disconnected",...}` naming what is down.
+//! It is the readiness probe: a pod whose database is away takes no traffic.
+//!
+//! `/livez` checks nothing but that the process answers HTTP: it is the
+//! liveness probe. Restarting a pod cannot bring its database back, so an
+//! outage of a dependency must not restart every pod (it would only add
+//! cold starts and dropped drains to the outage).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -196,7 +202,11 @@ impl HealthChecker {
     }
 }
 
-/// `GET /health` and `GET /metrics`, with a JSON 404 for every other path.
+/// Where the liveness answer is served.
+pub const LIVEZ_PATH: &str = "/livez";
+
+/// `GET /livez`, `GET /health` and `GET /metrics`, with a JSON 404 for every
+/// other path. Also registers `haven_build_info` (see [`crate::metrics::BUILD_INFO`]).
 ///
 /// Services merge their API routers into this one (`ops_router(..)?.merge(api)`);
 /// it owns the fallback, so merged routers must not set their own.
@@ -207,7 +217,9 @@ pub fn ops_router(
     probes: Vec<Arc<dyn Probe>>,
 ) -> Result<Router, MetricsError> {
     let checker = Arc::new(HealthChecker::new(&registry, probes)?);
+    registry.build_info()?;
     Ok(Router::new()
+        .route(LIVEZ_PATH, get(livez))
         .route(
             "/health",
             get(move || {
@@ -217,6 +229,45 @@ pub fn ops_router(
         )
         .route("/metrics", get(move || metrics(registry.clone())))
         .fallback(not_found))
+}
+
+/// `GET /livez`: the process answers. No dependency is checked (its
+/// annotation is listed in [`crate::openapi::document`]).
+#[utoipa::path(
+    get,
+    path = "/livez",
+    tag = OPERATIONS_TAG,
+    summary = "Whether the process answers (the liveness probe; no dependency is checked)",
+    responses(
+        (status = 200, description = "The process answers HTTP", body = LivezBody),
+    )
+)]
+pub(crate) async fn livez() -> Response {
+    axum::Json(json!({"status": "alive"})).into_response()
+}
+
+/// The `/livez` body: `{"status": "alive"}`.
+#[derive(Debug, Clone, Copy)]
+pub struct LivezBody;
+
+impl PartialSchema for LivezBody {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .property(
+                "status",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .enum_values(Some(["alive"])),
+            )
+            .required("status")
+            .into()
+    }
+}
+
+impl ToSchema for LivezBody {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("LivezBody")
+    }
 }
 
 /// `GET /health`: every dependency probed concurrently (its annotation is
@@ -359,9 +410,23 @@ mod tests {
             json!({"status": "unhealthy", "database": "disconnected", "amqp": "connected"})
         );
 
+        // Liveness does not depend on the database: a pod is not restarted
+        // for an outage it cannot fix.
+        let res = client.get(format!("{base}/livez")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body, json!({"status": "alive"}));
+
         let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
         assert_eq!(metrics.status(), 200);
         let text = metrics.text().await.unwrap();
+        assert!(
+            text.contains(&format!(
+                r#"haven_build_info{{version="{}",service="test"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
         assert!(
             text.contains(r#"haven_dependency_up{dependency="database",service="test"} 0"#),
             "{text}"

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod health;
 pub mod http_trace;
+pub mod jobs;
 pub mod metrics;
 pub mod money;
 pub mod openapi;

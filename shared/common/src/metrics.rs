@@ -25,6 +25,22 @@ pub const DEPENDENCY_UP: &str = "haven_dependency_up";
 /// Histogram of how long each `/health` probe took, by dependency, in seconds.
 pub const DEPENDENCY_CHECK_SECONDS: &str = "haven_dependency_check_duration_seconds";
 
+/// Gauge, always 1, whose `version` label is the version of the running
+/// binary (the workspace version): `count by (version) (haven_build_info)`
+/// shows a rollout in progress, and a dashboard can join on it.
+pub const BUILD_INFO: &str = "haven_build_info";
+/// Label: the version of the running binary.
+pub const LABEL_VERSION: &str = "version";
+
+/// Gauge of the database pool's connections, by `state`: `in_use`
+/// (handed out to a query or transaction) and `idle`. Read at every scrape.
+pub const DB_POOL_CONNECTIONS: &str = "haven_db_pool_connections";
+/// Gauge: the most connections the pool opens (`DATABASE_MAX_CONNECTIONS`;
+/// 1 on SQLite). When `in_use` sits at it, queries wait for a connection.
+pub const DB_POOL_MAX_CONNECTIONS: &str = "haven_db_pool_max_connections";
+/// Label: `in_use` or `idle`.
+pub const LABEL_STATE: &str = "state";
+
 /// Counter of HTTP requests answered, by method, route template and status code.
 pub const HTTP_REQUESTS_TOTAL: &str = "haven_http_requests_total";
 /// Histogram of HTTP request durations in seconds, by method and route template.
@@ -120,6 +136,26 @@ impl MetricsRegistry {
         let histogram = HistogramVec::new(opts, labels)?;
         self.registry.register(Box::new(histogram.clone()))?;
         Ok(histogram)
+    }
+
+    /// Registers [`BUILD_INFO`] with this binary's version, set to 1.
+    pub fn build_info(&self) -> Result<(), MetricsError> {
+        let info = self.int_gauge_vec(
+            BUILD_INFO,
+            "Always 1; the version label is the version of the running binary.",
+            &[LABEL_VERSION],
+        )?;
+        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Ok(())
+    }
+
+    /// Registers a collector read at every scrape (a pool's live figures).
+    pub fn register_collector(
+        &self,
+        collector: impl prometheus::core::Collector + 'static,
+    ) -> Result<(), MetricsError> {
+        self.registry.register(Box::new(collector))?;
+        Ok(())
     }
 
     /// Every registered metric in the Prometheus text exposition format.

@@ -36,7 +36,7 @@ use utoipa::ToSchema;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, Ref, Response, ResponseBuilder};
 
-use crate::health::HealthBody;
+use crate::health::{HealthBody, LivezBody};
 pub use crate::schemas::{Detail, HnvAmount, OPERATIONS_TAG};
 
 /// Where the JSON document is served.
@@ -157,8 +157,8 @@ fn docs_page(doc: &OpenApi, json: &str) -> String {
 /// The operations every service serves, from the handlers' annotations.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(crate::health::health, crate::health::metrics),
-    components(schemas(Detail, HnvAmount, HealthBody)),
+    paths(crate::health::livez, crate::health::health, crate::health::metrics),
+    components(schemas(Detail, HnvAmount, HealthBody, LivezBody)),
     tags((name = OPERATIONS_TAG, description = "Health and Prometheus metrics, served by every HAVEN service"))
 )]
 struct OpsApi;
@@ -287,7 +287,10 @@ mod tests {
         let paths = doc["paths"].as_object().unwrap();
         let mut listed: Vec<&str> = paths.keys().map(String::as_str).collect();
         listed.sort_unstable();
-        assert_eq!(listed, ["/docs", "/health", "/metrics", "/openapi.json"]);
+        assert_eq!(
+            listed,
+            ["/docs", "/health", "/livez", "/metrics", "/openapi.json"]
+        );
         assert!(doc["paths"]["/health"]["get"]["responses"]["503"].is_object());
         assert_eq!(
             doc["components"]["schemas"]["Detail"]["required"],

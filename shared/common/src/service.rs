@@ -211,12 +211,15 @@ impl Service {
     }
 
     /// The database pool: connects lazily (never waits for the database),
-    /// is probed by `/health` and closed last.
+    /// is probed by `/health`, measured on `/metrics` ([`db::PoolMetrics`])
+    /// and closed last.
     pub async fn database(
         &mut self,
         config: &DatabaseConfig,
-    ) -> Result<DatabaseConnection, DbError> {
+    ) -> Result<DatabaseConnection, ServiceError> {
         let db = db::connect(config).await?;
+        self.registry
+            .register_collector(db::PoolMetrics::new(&db)?)?;
         self.probe(DatabaseProbe::new(db.clone()));
         self.database = Some(db.clone());
         Ok(db)

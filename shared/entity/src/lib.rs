@@ -18,6 +18,7 @@ pub mod emission_periods;
 pub mod error;
 pub mod idempotency_keys;
 pub mod inbound_events;
+pub mod job_runs;
 pub mod kyc_decisions;
 pub mod ledger;
 pub mod ledger_accounts;

@@ -11,6 +11,10 @@ pub const PUBLISHED_TOTAL: &str = "haven_outbox_published_total";
 pub const PUBLISH_FAILURES_TOTAL: &str = "haven_outbox_publish_failures_total";
 /// Gauge: unpublished outbox rows seen at the last poll.
 pub const PENDING: &str = "haven_outbox_pending";
+/// Gauge: age in seconds of the oldest unpublished outbox row at the last
+/// poll (0 when none). It grows while the broker is away or the relay is
+/// stuck, whatever the consumers do.
+pub const OLDEST_PENDING_AGE_SECONDS: &str = "haven_outbox_oldest_pending_age_seconds";
 /// Histogram: seconds from a row's `created_at` to the broker's confirm.
 pub const RELAY_LAG_SECONDS: &str = "haven_outbox_relay_lag_seconds";
 
@@ -27,6 +31,7 @@ pub struct RelayMetrics {
     pub(crate) published: IntCounter,
     pub(crate) failures: IntCounter,
     pub(crate) pending: IntGauge,
+    pub(crate) oldest_age: IntGauge,
     pub(crate) lag: Histogram,
 }
 
@@ -42,6 +47,10 @@ impl RelayMetrics {
                 "Outbox publish attempts that failed and will be retried",
             )?,
             pending: IntGauge::new(PENDING, "Unpublished outbox rows seen at the last poll")?,
+            oldest_age: IntGauge::new(
+                OLDEST_PENDING_AGE_SECONDS,
+                "Age in seconds of the oldest unpublished outbox row at the last poll",
+            )?,
             lag: Histogram::with_opts(
                 HistogramOpts::new(
                     RELAY_LAG_SECONDS,
@@ -53,6 +62,7 @@ impl RelayMetrics {
         registry.register(Box::new(metrics.published.clone()))?;
         registry.register(Box::new(metrics.failures.clone()))?;
         registry.register(Box::new(metrics.pending.clone()))?;
+        registry.register(Box::new(metrics.oldest_age.clone()))?;
         registry.register(Box::new(metrics.lag.clone()))?;
         Ok(metrics)
     }

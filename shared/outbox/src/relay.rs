@@ -294,6 +294,12 @@ impl Relay {
             .pending
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
         tracing::Span::current().record("pending", pending);
+        let oldest = match pending {
+            0 => None,
+            _ => store::oldest_pending(&self.db).await?,
+        };
+        let age = oldest.map_or(0, |at| (chrono::Utc::now() - at).num_seconds().max(0));
+        self.metrics.oldest_age.set(age);
         if pending == 0 {
             return Ok(BatchReport::default());
         }

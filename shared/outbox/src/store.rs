@@ -21,6 +21,19 @@ pub(crate) async fn pending_count<C: ConnectionTrait>(db: &C) -> Result<u64, Out
         .await?)
 }
 
+/// When the oldest unpublished row was written, if any (the partial index
+/// `outbox_unpublished_idx` again: ids grow with time).
+pub(crate) async fn oldest_pending<C: ConnectionTrait>(
+    db: &C,
+) -> Result<Option<DateTime<Utc>>, OutboxError> {
+    Ok(Entity::find()
+        .filter(Column::PublishedAt.is_null())
+        .order_by_asc(Column::Id)
+        .one(db)
+        .await?
+        .map(|row| row.created_at))
+}
+
 /// The oldest unpublished rows, at most `limit`, locked `FOR UPDATE SKIP
 /// LOCKED`: inside a transaction on PostgreSQL, a row another relay holds is
 /// skipped instead of published twice. SQLite has no row locks (one writer)

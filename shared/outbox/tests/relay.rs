@@ -137,7 +137,7 @@ impl Running {
         let m = &family.get_metric()[0];
         if name == metrics::RELAY_LAG_SECONDS {
             m.get_histogram().get_sample_count() as f64
-        } else if name == metrics::PENDING {
+        } else if name == metrics::PENDING || name == metrics::OLDEST_PENDING_AGE_SECONDS {
             m.get_gauge().get_value()
         } else {
             m.get_counter().get_value()
@@ -311,6 +311,11 @@ async fn rows_written_while_the_broker_is_cut_are_published_after_restore() {
     assert!(failed.last_error.is_some());
     assert!(relay.metric(metrics::PUBLISH_FAILURES_TOTAL) >= 1.0);
     assert_eq!(relay.metric(metrics::PUBLISHED_TOTAL), 0.0);
+    // The oldest unpublished row ages while the broker is away.
+    eventually("the oldest pending row's age is reported", WAIT, || async {
+        relay.metric(metrics::OLDEST_PENDING_AGE_SECONDS) >= 2.0
+    })
+    .await;
 
     proxy.restore();
     eventually("every row published after restore", WAIT, || async {
@@ -318,6 +323,10 @@ async fn rows_written_while_the_broker_is_cut_are_published_after_restore() {
     })
     .await;
     assert_eq!(relay.metric(metrics::PUBLISHED_TOTAL), 20.0);
+    eventually("the age is back to zero", WAIT, || async {
+        relay.metric(metrics::OLDEST_PENDING_AGE_SECONDS) == 0.0
+    })
+    .await;
 
     relay.stop_within(Duration::from_secs(5)).await;
     assert_exactly_once(&drain(&ns).await, &ids);
@@ -515,6 +524,7 @@ fn metrics_register_once_per_registry() {
         metrics::PUBLISHED_TOTAL,
         metrics::PUBLISH_FAILURES_TOTAL,
         metrics::PENDING,
+        metrics::OLDEST_PENDING_AGE_SECONDS,
         metrics::RELAY_LAG_SECONDS,
     ] {
         assert!(name.starts_with("haven_outbox_"));

@@ -3,6 +3,8 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse as _, Response};
 use chrono::{DateTime, Utc};
 use haven_common::money::Wei;
 use haven_common::openapi::{Detail, HnvAmount};
@@ -307,15 +309,16 @@ fn transaction(user_id: &str, row: HistoryRow) -> Result<Transaction, Error> {
     )
 )]
 #[tracing::instrument(skip_all)]
-pub async fn reconciliation(State(state): State<AppState>) -> Result<Json<Report>, Error> {
-    let Some(last) = &state.reconciliation else {
+pub async fn reconciliation(State(state): State<AppState>) -> Result<Response, Error> {
+    let Some(job) = &state.reconciliation else {
         return Err(Error::NoReport(
             "Reconciliation is not configured (RPC_URL and CONTRACT_ADDRESS)",
         ));
     };
-    let report = last.read().await.clone();
-    match report {
-        Some(report) => Ok(Json((*report).clone())),
+    // The stored JSON, verbatim: whichever replica ran it, every replica
+    // answers the same report, its amounts exact.
+    match crate::reconcile::last_report(job).await? {
+        Some(json) => Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response()),
         None => Err(Error::NoReport("No reconciliation has finished yet")),
     }
 }

@@ -19,7 +19,8 @@ pub struct Inner {
     pub store: Store,
     /// token-stats' cache.
     pub stats: StatsCache,
-    /// The last reconciliation report; `None` when the chain is not configured.
+    /// The periodic reconciliation, whose last report is stored with it;
+    /// `None` when the chain is not configured.
     pub reconciliation: Option<LastReport>,
     /// This service's instruments.
     pub metrics: Metrics,

@@ -308,6 +308,24 @@ async fn reconciliation_finds_a_planted_mismatch_and_fixes_nothing() {
     deps.cleanup().await;
 }
 
+/// With the chain configured, `/health` names it, and turns red when the
+/// node goes away (the database still connected).
+#[tokio::test]
+async fn health_names_the_chain_when_one_is_configured() {
+    let deps = TestDeps::new().await;
+    let chain = Chain::start(&deps).await;
+    let app = spawn(&deps, &chain, &["--reconcile-interval", "0s"]).await;
+    app.0.assert_healthy_with(&["database", "blockchain"]).await;
+    drop(chain);
+    let body = app.0.wait_for_health(503, Duration::from_secs(30)).await;
+    assert_eq!(
+        body,
+        json!({"status": "unhealthy", "database": "connected", "blockchain": "disconnected"})
+    );
+    app.finish_app().await;
+    deps.cleanup().await;
+}
+
 /// read-api on `deps` and `chain` with `extra` settings.
 async fn spawn(deps: &TestDeps, chain: &Chain, extra: &[&str]) -> App {
     let args = std::iter::once("read-api".to_owned())

@@ -6,13 +6,14 @@ use serde_json::{Value, json};
 use crate::helpers::spawn_app;
 
 /// Every route read-api serves.
-const ROUTES: [&str; 12] = [
+const ROUTES: [&str; 13] = [
     "/analytics/reconciliation",
     "/analytics/token-stats",
     "/analytics/transactions/{user_id}",
     "/analytics/user/{user_id}",
     "/docs",
     "/health",
+    "/livez",
     "/metrics",
     "/openapi.json",
     "/token/balance",

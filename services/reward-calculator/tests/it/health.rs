@@ -26,3 +26,40 @@ async fn unknown_paths_are_a_json_404() {
     app.stop().await;
     deps.cleanup().await;
 }
+
+/// With RPC_URL and CONTRACT_ADDRESS set (the emission budget read from the
+/// contract), `/health` names the chain, and turns red when it goes away.
+#[tokio::test]
+async fn health_names_the_chain_it_reads_the_budget_from() {
+    use haven_chain::testing::{AnvilInstance, deploy_for_tests};
+    use haven_entity::chain_store::DbDeployments;
+
+    let deps = haven_common::testing::app::TestDeps::new().await;
+    let anvil = AnvilInstance::spawn();
+    let contract =
+        deploy_for_tests(&anvil, &[1], &DbDeployments::new(deps.db.conn().clone())).await;
+    let app = crate::helpers::spawn_on(
+        &deps,
+        &[
+            "--rpc-url",
+            &anvil.endpoint(),
+            "--contract-address",
+            &contract.to_string(),
+        ],
+    )
+    .await;
+    app.assert_healthy_with(&["database", "amqp", "blockchain"])
+        .await;
+
+    drop(anvil);
+    let body = app
+        .wait_for_health(503, std::time::Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "unhealthy", "database": "connected",
+                           "amqp": "connected", "blockchain": "disconnected"})
+    );
+    app.stop().await;
+    deps.cleanup().await;
+}

@@ -59,12 +59,12 @@ mod tests {
         }
         assert_eq!(doc.paths.paths.len(), ROUTES.len() + 3);
 
-        // Served with the shared part: /health, /metrics, /openapi.json, /docs.
+        // Served with the shared part: /livez, /health, /metrics, /openapi.json, /docs.
         let mut full = haven_common::openapi::document("webhook-ingress");
         full.merge(doc);
         let json = serde_json::to_value(&full).unwrap();
         assert_eq!(json["openapi"], "3.1.0");
-        for path in ["/health", "/metrics"] {
+        for path in ["/livez", "/health", "/metrics"] {
             assert!(json["paths"][path]["get"].is_object(), "{path}");
         }
         // The commands name a security scheme that exists.

@@ -42,6 +42,13 @@ async fn a_database_outage_turns_health_red_and_it_recovers() {
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["database"], "disconnected");
     assert_eq!(body["amqp"], "connected");
+    // Liveness checks no dependency: the pod is not restarted for the outage.
+    let livez = app.get("/livez").await;
+    assert_eq!(livez.status(), 200);
+    assert_eq!(
+        livez.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"status": "alive"})
+    );
 
     deps.db_proxy().restore();
     let body = app.wait_for_health(200, Duration::from_secs(10)).await;

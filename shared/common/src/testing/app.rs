@@ -260,6 +260,17 @@ impl<E: std::error::Error + Send + 'static> TestApp<E> {
         let text = res.text().await.expect("a text body");
         let line = format!(r#"haven_dependency_up{{dependency="database",service="{service}"}} 1"#);
         assert!(text.contains(&line), "{line} missing from:\n{text}");
+        // Every service says which build it runs and how its pool is used.
+        for line in [
+            format!(
+                r#"haven_build_info{{version="{}",service="{service}"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+            format!(r#"haven_db_pool_connections{{state="in_use",service="{service}"}} "#),
+            format!(r#"haven_db_pool_max_connections{{service="{service}"}} "#),
+        ] {
+            assert!(text.contains(&line), "{line} missing from:\n{text}");
+        }
     }
 
     /// An unknown path is a 404 with `{"detail": "Not found"}`.

@@ -5,6 +5,7 @@
 mod amounts;
 mod dedupe;
 mod helpers;
+mod job_runs;
 mod leases;
 mod ledger;
 mod redemptions;
