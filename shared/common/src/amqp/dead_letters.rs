@@ -148,16 +148,7 @@ impl DeadLetters {
         selection: &Selection,
         limit: usize,
     ) -> Result<Vec<DeadLetter>, AmqpError> {
-        let seen = self
-            .scan(queue, limit, |letter| {
-                if selection.matches(letter) {
-                    Action::Replay
-                } else {
-                    Action::Keep
-                }
-            })
-            .await?;
-        Ok(taken(seen))
+        self.take(queue, selection, limit, Action::Replay).await
     }
 
     /// Deletes the selected messages (among the first `limit`); returns them.
@@ -167,10 +158,22 @@ impl DeadLetters {
         selection: &Selection,
         limit: usize,
     ) -> Result<Vec<DeadLetter>, AmqpError> {
+        self.take(queue, selection, limit, Action::Drop).await
+    }
+
+    /// Applies `action` to the selected messages among the first `limit`,
+    /// keeps the rest; returns the ones it took.
+    async fn take(
+        &self,
+        queue: &str,
+        selection: &Selection,
+        limit: usize,
+        action: Action,
+    ) -> Result<Vec<DeadLetter>, AmqpError> {
         let seen = self
             .scan(queue, limit, |letter| {
                 if selection.matches(letter) {
-                    Action::Drop
+                    action
                 } else {
                     Action::Keep
                 }
