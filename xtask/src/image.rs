@@ -635,20 +635,27 @@ fn make_rust(
             run_quiet(copy)?;
         }
     }
-    fs::write(
-        context.join("Dockerfile"),
-        rust_stage_dockerfile(release, &host_version),
-    )?;
     console.info(&format!(
         "docker build -t {tag}: Debian {release} + {}",
         sysroot.display()
     ));
+    build_stage(
+        &context,
+        tag,
+        &rust_stage_dockerfile(release, &host_version),
+    )
+}
+
+/// Writes `dockerfile` into `context`, builds it as `tag` and removes the
+/// context.
+fn build_stage(context: &Path, tag: &str, dockerfile: &str) -> anyhow::Result<()> {
+    fs::write(context.join("Dockerfile"), dockerfile)?;
     let mut build = docker();
     build
         .args(["build", "-q", "-t", tag, "."])
-        .current_dir(&context);
+        .current_dir(context);
     run_quiet(build)?;
-    fs::remove_dir_all(&context).with_context(|| format!("removing {}", context.display()))
+    fs::remove_dir_all(context).with_context(|| format!("removing {}", context.display()))
 }
 
 fn rust_stage_dockerfile(release: &str, rust_version: &str) -> String {
@@ -709,21 +716,16 @@ fn make_node(
     if !cas.is_empty() {
         fs::write(context.join("local-ca.pem"), bundle)?;
     }
-    fs::write(
-        context.join("Dockerfile"),
-        node_stage_dockerfile(release, &host_version, !cas.is_empty()),
-    )?;
     console.info(&format!(
         "docker build -t {tag}: Debian {release} + {} and {}",
         node.display(),
         npm.display()
     ));
-    let mut build = docker();
-    build
-        .args(["build", "-q", "-t", tag, "."])
-        .current_dir(&context);
-    run_quiet(build)?;
-    fs::remove_dir_all(&context).with_context(|| format!("removing {}", context.display()))
+    build_stage(
+        &context,
+        tag,
+        &node_stage_dockerfile(release, &host_version, !cas.is_empty()),
+    )
 }
 
 fn node_stage_dockerfile(release: &str, node_version: &str, local_ca: bool) -> String {
