@@ -471,7 +471,9 @@ pub async fn periodically(
             };
             match run {
                 Ok(report) => {
-                    count_run(&metrics, report.matched);
+                    // The gauges are set before the report is stored, so
+                    // whoever reads the stored report finds them set.
+                    report.record(&metrics);
                     report.log();
                     JobOutcome::ok(&report)
                 }
