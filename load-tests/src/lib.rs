@@ -16,16 +16,21 @@
 //! scenarios ([`goose_scenarios`]: signed webhooks, token commands, reads)
 //! against a running stack or one it starts in-process.
 //!
-//! `cargo run -p load-tests --release --bin soak` sends 200 webhooks/s (by
-//! default for 10 minutes) into the whole pipeline and checks that every
-//! accepted event ended in exactly one confirmed mint. `cargo xtask bench`
+//! `cargo run -p load-tests --release --bin pipeline-bench` and `--bin
+//! soak` (200 webhooks/s, by default for 10 minutes, then a check that every
+//! accepted event ended in exactly one confirmed mint) run the services as
+//! processes ([`processes`]) and print what each process cost per 1,000
+//! mints ([`cost`]: CPU seconds, SQL statements and rows, AMQP messages);
+//! they need the services' release binaries next to them. `cargo xtask bench`
 //! runs them all and writes `target/bench/latest.{md,json}`; see
 //! `load-tests/README.md`.
 
 pub mod broker;
 pub mod chaos;
+pub mod cost;
 pub mod goose_scenarios;
 pub mod load;
+pub mod processes;
 
 use haven_messages::QueueMessage;
 use haven_messages::names::QueueSpec;

@@ -142,6 +142,83 @@ impl Servers {
     }
 }
 
+impl Servers {
+    /// Makes sure PostgreSQL loads `pg_stat_statements` (the benchmarks
+    /// count SQL statements with it): when it is not in
+    /// `shared_preload_libraries` and the server is a local Debian cluster,
+    /// adds it (`ALTER SYSTEM`) and restarts the cluster. Returns whether it
+    /// is loaded; anything in the way is printed, not an error (the
+    /// benchmarks then report statements as n/a).
+    pub fn preload_pg_stat_statements(&self, console: Console) -> bool {
+        const LIBRARY: &str = "pg_stat_statements";
+        let Some(psql) = find_program("psql") else {
+            console.info(
+                "pg_stat_statements: no psql to check it with; SQL statements will not be counted",
+            );
+            return false;
+        };
+        let query = |sql: &str| -> Option<String> {
+            let out = Command::new(&psql)
+                .args(["-X", "-At", "-d", &self.postgres_url, "-c", sql])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        };
+        let Some(loaded) = query("SHOW shared_preload_libraries") else {
+            console.info("pg_stat_statements: cannot read shared_preload_libraries; SQL statements will not be counted");
+            return false;
+        };
+        if loaded.split(',').any(|l| l.trim() == LIBRARY) {
+            return true;
+        }
+        let local = Endpoint::from_url(&self.postgres_url).is_ok_and(|e| e.is_local());
+        let versions = installed_postgres_versions();
+        let (true, Some(pg_ctlcluster), [version]) =
+            (local, find_program("pg_ctlcluster"), versions.as_slice())
+        else {
+            console.info("pg_stat_statements: not preloaded and the server is not one local cluster this can restart; SQL statements will not be counted");
+            return false;
+        };
+        let libraries = if loaded.is_empty() {
+            LIBRARY.to_owned()
+        } else {
+            format!("{loaded},{LIBRARY}")
+        };
+        console.info(&format!(
+            "pg_stat_statements: adding it to shared_preload_libraries and restarting PostgreSQL {version}/main"
+        ));
+        let set = format!("ALTER SYSTEM SET shared_preload_libraries = '{libraries}'");
+        let restarted = query(&set).is_some()
+            && Command::new(&pg_ctlcluster)
+                .args([
+                    "--skip-systemctl-redirect",
+                    version,
+                    "main",
+                    "restart",
+                    "-m",
+                    "fast",
+                ])
+                .stdin(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+        let endpoint = Endpoint::from_url(&self.postgres_url);
+        let answers = endpoint
+            .is_ok_and(|e| wait_until(Duration::from_secs(60), || postgres_answers(&e)).is_ok());
+        let now = restarted
+            && answers
+            && query("SHOW shared_preload_libraries").is_some_and(|l| l.contains(LIBRARY));
+        if !now {
+            console.info(
+                "pg_stat_statements: could not preload it; SQL statements will not be counted",
+            );
+        }
+        now
+    }
+}
+
 /// Makes sure the broker at `amqp_url` answers, starting the local
 /// `rabbitmq-server` when it is installed and the URL points at this machine.
 pub fn ensure_rabbitmq(

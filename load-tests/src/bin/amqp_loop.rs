@@ -61,7 +61,7 @@ struct Args {
 }
 
 /// Target from the issue: the shared loop at least this fraction of raw lapin.
-const TARGET_RATIO: f64 = 0.8;
+const TARGET_RATIO: f64 = 0.9;
 
 /// The figures, as written by `--json`.
 #[derive(Debug, serde::Serialize)]
@@ -130,7 +130,7 @@ async fn run(args: &Args, ns: &TestAmqp) -> anyhow::Result<()> {
     }
     let ratio = rate(args, best_shared) / rate(args, best_raw);
     println!(
-        "raw lapin: {:.0} msg/s, shared loop: {:.0} msg/s, ratio shared/raw: {ratio:.2} (target >= 0.80)",
+        "raw lapin: {:.0} msg/s, shared loop: {:.0} msg/s, ratio shared/raw: {ratio:.2} (target >= 0.90)",
         rate(args, best_raw),
         rate(args, best_shared)
     );

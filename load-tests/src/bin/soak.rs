@@ -2,13 +2,17 @@
 //! fixed rate (`--rate`, 200/s by default, open loop: a request is started
 //! every 1/rate s whatever the earlier ones are doing) for `--duration`
 //! (10 min by default) into the whole pipeline (webhook-ingress,
-//! reward-calculator, chain-minter and redemption-payout in this process, on
-//! PostgreSQL, RabbitMQ and anvil with `--block-time` blocks).
+//! reward-calculator and chain-minter as processes started from the release
+//! binaries next to this one, on PostgreSQL, RabbitMQ and anvil with
+//! `--block-time` blocks).
 //!
 //! Reported: accept latency p50/p99/max, errors by kind, the achieved rate,
-//! the resident memory over time of this process (all four services run in
-//! it), of anvil (its child) and of the PostgreSQL and RabbitMQ servers of
-//! the machine (PSS summed over their processes); then, once every mint is
+//! accepted -> confirmed latency p50/p99 per event (the client saw the 200
+//! -> the mint's `confirmed_at`), in seconds and blocks; the resident memory
+//! over time of each service, of this process (the load generator), of anvil
+//! and of the PostgreSQL and RabbitMQ servers of the machine (PSS summed
+//! over their processes); what the run cost per 1,000 mints
+//! ([`load_tests::cost`]); then, once every mint is
 //! confirmed, that every accepted event ended in exactly one confirmed mint:
 //! as many mint rows as accepted events, all confirmed, one per guest, no
 //! chain reference used twice, and the contract's `totalMinted` grown by
@@ -26,14 +30,15 @@ use clap::Parser;
 use haven_chain::contract::HAVEN;
 use haven_chain::rpc::Rpc;
 use haven_common::config::parse_duration;
-use haven_e2e::{AURORA_SECRET, Pipeline};
 use haven_entity::token_transactions::{self, TxStatus, TxType};
+use haven_entity::users;
 use hdrhistogram::Histogram;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use load_tests::cost::{Cost, STATS_SETTLE};
+use load_tests::processes::ServicePipeline;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
-use webhook_ingress::signature::sender;
 
 /// The webhook every request posts.
 const WEBHOOK_PATH: &str = "/webhooks/aurora/booking-created";
@@ -41,6 +46,8 @@ const WEBHOOK_PATH: &str = "/webhooks/aurora/booking-created";
 const SIGNATURE_HEADER: &str = "X-Aurora-Signature";
 /// Target from the issue: p99 accept latency under load.
 const TARGET_P99_MS: f64 = 50.0;
+/// Target from the issue: p99 accepted -> confirmed within this many blocks.
+const TARGET_CONFIRM_P99_BLOCKS: f64 = 3.0;
 
 /// Webhooks at a fixed rate into the whole pipeline for a long time.
 #[derive(Parser, Debug)]
@@ -69,6 +76,12 @@ struct Args {
     /// Longest wait, after the load, for every mint to be confirmed.
     #[arg(long, env = "SOAK_DRAIN_TIMEOUT", default_value = "900s", value_parser = parse_duration)]
     drain_timeout: Duration,
+    /// Folder of the service binaries (default: this program's).
+    #[arg(long, env = "SOAK_BIN_DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Where the services' logs go.
+    #[arg(long, env = "SOAK_LOG_DIR", default_value = "target/bench/logs/soak")]
+    log_dir: PathBuf,
     /// Also write the figures as JSON to this file (parent folders are created).
     #[arg(long, env = "SOAK_JSON")]
     json: Option<PathBuf>,
@@ -112,7 +125,16 @@ struct Report {
     errors: BTreeMap<String, u64>,
     /// From the end of the load until the last mint was confirmed.
     drain_s: f64,
+    /// Accepted (the client saw the 200) -> the mint confirmed, per event.
+    confirm_p50_s: Option<f64>,
+    confirm_p99_s: Option<f64>,
+    confirm_p99_blocks: Option<f64>,
+    target_confirm_p99_blocks: f64,
+    confirm_p99_met: bool,
     rss: Vec<RssSample>,
+    /// The most the services' resident memory summed to in one sample.
+    services_peak_rss_mib: f64,
+    cost: Cost,
     integrity: Integrity,
     target_p99_ms: f64,
     p99_met: bool,
@@ -124,6 +146,8 @@ struct Tally {
     accepted: u64,
     errors: BTreeMap<String, u64>,
     latency_us: Histogram<u64>,
+    /// (guest number, when the client saw the 200).
+    accepted_at: Vec<(u64, chrono::DateTime<chrono::Utc>)>,
 }
 
 #[tokio::main]
@@ -141,7 +165,11 @@ async fn main() -> anyhow::Result<()> {
     eprintln!(
         "soak: starting anvil (block time {block_time} s), a fresh database, a broker namespace and the services"
     );
-    let pipeline = Pipeline::start(&["--block-time", &block_time], &[]).await;
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => ServicePipeline::default_bin_dir()?,
+    };
+    let pipeline = ServicePipeline::start(args.block_time, &bin_dir, &args.log_dir, &[]).await?;
     let result = tokio::select! {
         result = run(&args, &pipeline) => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
@@ -165,25 +193,30 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(args: &Args, pipeline: &Pipeline) -> anyhow::Result<Report> {
+async fn run(args: &Args, pipeline: &ServicePipeline) -> anyhow::Result<Report> {
     let rpc = Rpc::new(&pipeline.anvil.rpc_config())?;
+    let mut watched = pipeline.pids();
+    watched.push(("anvil".to_owned(), pipeline.anvil.pid()));
+    let meter = pipeline.meter().await?;
+    let before = meter.snapshot().await?;
     let minted_before = total_minted(&rpc, pipeline).await?;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let tally = Arc::new(Mutex::new(Tally {
         accepted: 0,
         errors: BTreeMap::new(),
         latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        accepted_at: Vec::new(),
     }));
     let in_flight = Arc::new(Semaphore::new(args.max_in_flight.max(1)));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.max_in_flight.max(1))
         .timeout(args.request_timeout)
         .build()?;
-    let url = format!("{}{WEBHOOK_PATH}", pipeline.ingress.address);
+    let url = format!("{}{WEBHOOK_PATH}", pipeline.ingress_url());
 
     let started = Instant::now();
     let stop_at = started + args.duration;
-    let mut rss = vec![sample_rss(0.0, "load", 0)];
+    let mut rss = vec![sample_rss(0.0, "load", 0, &watched)];
     let mut next_sample = started + args.sample_every;
     // Ticks counted from `started`: a slow first sample cannot cost requests
     // (missed ticks are sent at once), so rate x duration requests go out.
@@ -199,7 +232,7 @@ async fn run(args: &Args, pipeline: &Pipeline) -> anyhow::Result<Report> {
         }
         if now >= next_sample {
             let accepted = tally.lock().await.accepted;
-            let sample = sample_rss(started.elapsed().as_secs_f64(), "load", accepted);
+            let sample = sample_rss(started.elapsed().as_secs_f64(), "load", accepted, &watched);
             eprintln!(
                 "  {:>5.0} s: {sent} sent, {accepted} accepted, rss {}",
                 sample.at_s,
@@ -222,7 +255,16 @@ async fn run(args: &Args, pipeline: &Pipeline) -> anyhow::Result<Report> {
         let (client, url, tally, run_id) =
             (client.clone(), url.clone(), tally.clone(), run_id.clone());
         tasks.spawn(async move {
-            let (body, signature) = signed(&run_id, seq);
+            let Ok((body, signature)) = signed(&run_id, seq) else {
+                drop(permit);
+                *tally
+                    .lock()
+                    .await
+                    .errors
+                    .entry("signing".to_owned())
+                    .or_default() += 1;
+                return;
+            };
             let sent_at = Instant::now();
             let result = client
                 .post(&url)
@@ -248,6 +290,7 @@ async fn run(args: &Args, pipeline: &Pipeline) -> anyhow::Result<Report> {
             match outcome {
                 Ok(()) => {
                     tally.accepted += 1;
+                    tally.accepted_at.push((seq, chrono::Utc::now()));
                     let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
                     tally.latency_us.saturating_record(us.max(1));
                 }
@@ -260,12 +303,13 @@ async fn run(args: &Args, pipeline: &Pipeline) -> anyhow::Result<Report> {
     while tasks.join_next().await.is_some() {}
     let load_ended = Instant::now();
     let load_s = load_ended.duration_since(started).as_secs_f64();
-    let (accepted, errors, latency_us) = {
-        let tally = tally.lock().await;
+    let (accepted, errors, latency_us, accepted_at) = {
+        let mut tally = tally.lock().await;
         (
             tally.accepted,
             tally.errors.clone(),
             tally.latency_us.clone(),
+            std::mem::take(&mut tally.accepted_at),
         )
     };
     eprintln!(
@@ -275,7 +319,7 @@ async fn run(args: &Args, pipeline: &Pipeline) -> anyhow::Result<Report> {
     // Drain: every accepted event's mint confirmed.
     let deadline = load_ended + args.drain_timeout;
     loop {
-        let confirmed = confirmed_mints(pipeline).await?;
+        let confirmed = pipeline.confirmed_mints().await?;
         if confirmed >= accepted {
             break;
         }
@@ -285,7 +329,7 @@ async fn run(args: &Args, pipeline: &Pipeline) -> anyhow::Result<Report> {
             args.drain_timeout
         );
         if Instant::now() >= next_sample {
-            let sample = sample_rss(started.elapsed().as_secs_f64(), "drain", accepted);
+            let sample = sample_rss(started.elapsed().as_secs_f64(), "drain", accepted, &watched);
             eprintln!(
                 "  {:>5.0} s: {confirmed} of {accepted} mints confirmed, rss {}",
                 sample.at_s,
@@ -298,10 +342,37 @@ async fn run(args: &Args, pipeline: &Pipeline) -> anyhow::Result<Report> {
     }
     let drain_s = load_ended.elapsed().as_secs_f64();
     // A little longer: a duplicate mint would show up now, not be missed.
-    tokio::time::sleep(args.block_time * 3).await;
-    rss.push(sample_rss(started.elapsed().as_secs_f64(), "end", accepted));
+    tokio::time::sleep((args.block_time * 3).max(STATS_SETTLE)).await;
+    let after = meter.snapshot().await?;
+    let cost = meter.between(&before, &after, accepted);
+    rss.push(sample_rss(
+        started.elapsed().as_secs_f64(),
+        "end",
+        accepted,
+        &watched,
+    ));
 
     let integrity = check_integrity(pipeline, &rpc, accepted, minted_before).await?;
+    let confirm_ms = confirm_latency_ms(pipeline, &run_id, &accepted_at).await?;
+    let confirm_q =
+        |q: f64| (!confirm_ms.is_empty()).then(|| confirm_ms.value_at_quantile(q) as f64 / 1000.0);
+    let block_s = args.block_time.as_secs_f64();
+    let confirm_p99_s = confirm_q(0.99);
+    let confirm_p99_blocks = confirm_p99_s.map(|s| s / block_s);
+    let services: Vec<&String> = watched
+        .iter()
+        .filter(|(name, _)| name != "anvil")
+        .map(|(name, _)| name)
+        .collect();
+    let services_peak_rss_mib = rss
+        .iter()
+        .map(|sample| {
+            services
+                .iter()
+                .filter_map(|name| sample.rss_mib.get(*name))
+                .sum::<f64>()
+        })
+        .fold(0.0, f64::max);
     let ms = |us: u64| us as f64 / 1000.0;
     let empty = latency_us.is_empty();
     let p99 = (!empty).then(|| ms(latency_us.value_at_quantile(0.99)));
@@ -318,26 +389,69 @@ async fn run(args: &Args, pipeline: &Pipeline) -> anyhow::Result<Report> {
         accept_max_ms: (!empty).then(|| ms(latency_us.max())),
         errors,
         drain_s,
+        confirm_p50_s: confirm_q(0.5),
+        confirm_p99_s,
+        confirm_p99_blocks,
+        target_confirm_p99_blocks: TARGET_CONFIRM_P99_BLOCKS,
+        confirm_p99_met: confirm_p99_blocks.is_some_and(|b| b <= TARGET_CONFIRM_P99_BLOCKS),
         rss,
+        services_peak_rss_mib,
+        cost,
         integrity,
         target_p99_ms: TARGET_P99_MS,
         p99_met: p99.is_some_and(|p| p < TARGET_P99_MS),
     })
 }
 
+/// Guest `seq`'s external id.
+fn guest(run_id: &str, seq: u64) -> String {
+    format!("soak_{run_id}_guest_{seq}")
+}
+
+/// Accepted -> confirmed in milliseconds, one sample per accepted event
+/// whose mint is confirmed.
+async fn confirm_latency_ms(
+    pipeline: &ServicePipeline,
+    run_id: &str,
+    accepted_at: &[(u64, chrono::DateTime<chrono::Utc>)],
+) -> anyhow::Result<Histogram<u64>> {
+    let user_ids: std::collections::HashMap<uuid::Uuid, String> = users::Entity::find()
+        .all(pipeline.db())
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.external_id))
+        .collect();
+    let accepted: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> = accepted_at
+        .iter()
+        .map(|(seq, at)| (guest(run_id, *seq), *at))
+        .collect();
+    let mut latency = Histogram::<u64>::new(3)?;
+    for mint in token_transactions::Entity::find()
+        .filter(token_transactions::Column::TxType.eq(TxType::Mint))
+        .filter(token_transactions::Column::Status.eq(TxStatus::Confirmed))
+        .all(pipeline.db())
+        .await?
+    {
+        let at = user_ids.get(&mint.user_id).and_then(|g| accepted.get(g));
+        if let (Some(at), Some(confirmed_at)) = (at, mint.confirmed_at) {
+            let ms = (confirmed_at - *at).num_milliseconds().max(0);
+            latency.record(u64::try_from(ms).unwrap_or(0))?;
+        }
+    }
+    Ok(latency)
+}
+
 /// Body and hex HMAC-SHA256 signature of booking `seq` for guest `seq`.
-fn signed(run_id: &str, seq: u64) -> (String, String) {
+fn signed(run_id: &str, seq: u64) -> anyhow::Result<(String, String)> {
     let body = serde_json::json!({
         "id": format!("soak_{run_id}_booking_{seq}"),
-        "guest_id": format!("soak_{run_id}_guest_{seq}"),
+        "guest_id": guest(run_id, seq),
         "total_price": 120.5,
         "nights": 2
     })
     .to_string();
-    // A raw (not `whsec_`) secret always signs.
-    #[allow(clippy::expect_used)]
-    let signature = sender::hex_signature(AURORA_SECRET, body.as_bytes()).expect("a raw secret");
-    (body, signature)
+    let signature = ServicePipeline::sign_aurora(body.as_bytes())?;
+    Ok((body, signature))
 }
 
 fn error_kind(err: &reqwest::Error) -> String {
@@ -350,22 +464,14 @@ fn error_kind(err: &reqwest::Error) -> String {
     }
 }
 
-async fn total_minted(rpc: &Rpc, pipeline: &Pipeline) -> anyhow::Result<U256> {
+async fn total_minted(rpc: &Rpc, pipeline: &ServicePipeline) -> anyhow::Result<U256> {
     rpc.view(pipeline.contract, &HAVEN::totalMintedCall {})
         .await
         .context("totalMinted")
 }
 
-async fn confirmed_mints(pipeline: &Pipeline) -> anyhow::Result<u64> {
-    Ok(token_transactions::Entity::find()
-        .filter(token_transactions::Column::TxType.eq(TxType::Mint))
-        .filter(token_transactions::Column::Status.eq(TxStatus::Confirmed))
-        .count(pipeline.db())
-        .await?)
-}
-
 async fn check_integrity(
-    pipeline: &Pipeline,
+    pipeline: &ServicePipeline,
     rpc: &Rpc,
     accepted: u64,
     minted_before: U256,
@@ -409,18 +515,25 @@ async fn check_integrity(
     Ok(integrity)
 }
 
-/// RSS of this process (every in-process service), of its children
-/// (anvil) and of the machine's PostgreSQL and RabbitMQ servers (all their
-/// processes summed), in MiB.
-fn sample_rss(at_s: f64, phase: &'static str, accepted: u64) -> RssSample {
+/// RSS of each `watched` process (name, pid: the services, anvil), of
+/// this process (the load generator) and of the machine's PostgreSQL and
+/// RabbitMQ servers (all their processes summed), in MiB.
+fn sample_rss(
+    at_s: f64,
+    phase: &'static str,
+    accepted: u64,
+    watched: &[(String, u32)],
+) -> RssSample {
     let mut rss_mib = BTreeMap::new();
-    let me = std::process::id();
-    if let Some(kib) = rss_kib(me) {
-        rss_mib.insert("services (this process)".to_owned(), kib as f64 / 1024.0);
+    if let Some(kib) = rss_kib(std::process::id()) {
+        rss_mib.insert(
+            "load generator (this process)".to_owned(),
+            kib as f64 / 1024.0,
+        );
     }
-    for child in children(me) {
-        if let (Some(name), Some(kib)) = (comm(child), rss_kib(child)) {
-            *rss_mib.entry(name).or_insert(0.0) += kib as f64 / 1024.0;
+    for (name, pid) in watched {
+        if let Some(kib) = rss_kib(*pid) {
+            rss_mib.insert(name.clone(), kib as f64 / 1024.0);
         }
     }
     if let Ok(dir) = std::fs::read_dir("/proc") {
@@ -477,21 +590,6 @@ fn comm(pid: u32) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|text| {
-            text.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
-}
-
 fn fmt_rss(rss: &BTreeMap<String, f64>) -> String {
     rss.iter()
         .map(|(name, mib)| format!("{name} {mib:.0} MiB"))
@@ -521,6 +619,21 @@ fn print(report: &Report) {
         "| load end -> last mint confirmed | {:.1} s |",
         report.drain_s
     );
+    let secs = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+    println!(
+        "| accepted -> confirmed p50 | {} s |",
+        secs(report.confirm_p50_s)
+    );
+    println!(
+        "| accepted -> confirmed p99 | {} s ({} blocks; target <= {TARGET_CONFIRM_P99_BLOCKS}: {}) |",
+        secs(report.confirm_p99_s),
+        secs(report.confirm_p99_blocks),
+        if report.confirm_p99_met {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
     let i = &report.integrity;
     println!(
         "| mint rows / confirmed / distinct guests | {} / {} / {} |",
@@ -546,6 +659,7 @@ fn print(report: &Report) {
             "NO"
         }
     );
+    println!("\n{}", report.cost.markdown());
     for (kind, count) in &report.errors {
         println!("\n- {count} x {kind}");
     }

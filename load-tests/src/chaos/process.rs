@@ -96,6 +96,11 @@ impl Supervised {
         &self.url
     }
 
+    /// Pid of the current process (0 between a death and the restart).
+    pub fn pid(&self) -> u32 {
+        self.pid.load(Ordering::SeqCst)
+    }
+
     /// How many times it died and was started again.
     pub fn restarts(&self) -> u32 {
         self.restarts.load(Ordering::SeqCst)

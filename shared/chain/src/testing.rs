@@ -72,6 +72,11 @@ impl AnvilInstance {
         Self { child, port }
     }
 
+    /// The node's process id (for a benchmark's CPU accounting).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The node's port.
     pub fn port(&self) -> u16 {
         self.port

@@ -129,6 +129,21 @@ impl TestDeps {
         ]
     }
 
+    /// Like [`TestDeps::args`] with the database and the broker reached
+    /// directly, not through the proxies: for benchmarks, where the proxies'
+    /// copying would be counted as the services' cost. No fault can cut
+    /// these.
+    pub fn direct_args(&self) -> Vec<String> {
+        vec![
+            "--database-url".into(),
+            self.db.url().to_owned(),
+            "--amqp-url".into(),
+            self.amqp.config().amqp_url.expose().clone(),
+            "--amqp-namespace".into(),
+            self.amqp.namespace().to_owned(),
+        ]
+    }
+
     /// Like [`TestDeps::args`] without the broker, for services that do not use it.
     pub fn database_args(&self) -> Vec<String> {
         vec!["--database-url".into(), self.database_url()]
