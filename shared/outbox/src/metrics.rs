@@ -9,10 +9,10 @@ use crate::OutboxError;
 pub const PUBLISHED_TOTAL: &str = "haven_outbox_published_total";
 /// Counter: publish attempts that failed (the row stays pending and is retried).
 pub const PUBLISH_FAILURES_TOTAL: &str = "haven_outbox_publish_failures_total";
-/// Gauge: unpublished outbox rows seen at the last poll.
+/// Gauge: unpublished outbox rows the last poll left behind.
 pub const PENDING: &str = "haven_outbox_pending";
-/// Gauge: age in seconds of the oldest unpublished outbox row at the last
-/// poll (0 when none). It grows while the broker is away or the relay is
+/// Gauge: age in seconds of the oldest outbox row the last poll left
+/// unpublished (0 when none). It grows while the broker is away or the relay is
 /// stuck, whatever the consumers do.
 pub const OLDEST_PENDING_AGE_SECONDS: &str = "haven_outbox_oldest_pending_age_seconds";
 /// Histogram: seconds from a row's `created_at` to the broker's confirm.
@@ -46,10 +46,10 @@ impl RelayMetrics {
                 PUBLISH_FAILURES_TOTAL,
                 "Outbox publish attempts that failed and will be retried",
             )?,
-            pending: IntGauge::new(PENDING, "Unpublished outbox rows seen at the last poll")?,
+            pending: IntGauge::new(PENDING, "Unpublished outbox rows the last poll left behind")?,
             oldest_age: IntGauge::new(
                 OLDEST_PENDING_AGE_SECONDS,
-                "Age in seconds of the oldest unpublished outbox row at the last poll",
+                "Age in seconds of the oldest outbox row the last poll left unpublished",
             )?,
             lag: Histogram::with_opts(
                 HistogramOpts::new(

@@ -335,6 +335,102 @@ async fn rows_written_while_the_broker_is_cut_are_published_after_restore() {
     db.cleanup().await;
 }
 
+#[tokio::test]
+async fn the_gauges_report_the_rows_a_poll_left_unpublished() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let ns = TestAmqp::new(&[NOTES]);
+    let proxy = TcpProxy::start(ns.broker_addr()).await.unwrap();
+    let client = AmqpClient::builder(&ns.config_via(proxy.addr()))
+        .queues(ns.topology().queues())
+        .publish_timeout(Duration::from_millis(500))
+        .start()
+        .unwrap();
+    client.wait_connected(WAIT).await.unwrap();
+    let relay = Running::start(
+        db.conn(),
+        &client,
+        RelaySettings {
+            batch_size: 5,
+            ..settings()
+        },
+    );
+    // Let the start-up batch find nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The broker is away: a batch of 5 comes back full and nothing is
+    // published, so the gauge counts the 12 rows still there.
+    proxy.cut();
+    let mut ids = enqueue_committed(db.conn(), 0, 12).await;
+    relay.notifier.notify();
+    eventually("the rows left are counted", WAIT, || async {
+        relay.metric(metrics::PENDING) == 12.0
+    })
+    .await;
+
+    eventually("the oldest row left ages", WAIT, || async {
+        relay.metric(metrics::OLDEST_PENDING_AGE_SECONDS) >= 1.0
+    })
+    .await;
+
+    // Back: everything goes out; a short batch that published all it took
+    // leaves nothing.
+    proxy.restore();
+    eventually("every row published", WAIT, || async {
+        pending(db.conn()).await == 0
+    })
+    .await;
+    ids.extend(enqueue_committed(db.conn(), 12, 3).await);
+    relay.notifier.notify();
+    eventually("nothing left, nothing aging", WAIT, || async {
+        pending(db.conn()).await == 0
+            && relay.metric(metrics::PENDING) == 0.0
+            && relay.metric(metrics::OLDEST_PENDING_AGE_SECONDS) == 0.0
+    })
+    .await;
+
+    relay.stop_within(Duration::from_secs(5)).await;
+    assert_exactly_once(&drain(&ns).await, &ids);
+    client.close().await;
+    ns.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn rows_nobody_announced_are_found_by_the_poll() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let ns = TestAmqp::new(&[NOTES]);
+    let client = connected(&ns).await;
+    let relay = Running::start(
+        db.conn(),
+        &client,
+        RelaySettings {
+            poll_interval: Duration::from_millis(200),
+            ..settings()
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Written by "another process": no wake-up.
+    let ids = enqueue_committed(db.conn(), 0, 4).await;
+    eventually("the poll publishes them", WAIT, || async {
+        pending(db.conn()).await == 0
+    })
+    .await;
+    assert_eq!(relay.metric(metrics::PUBLISHED_TOTAL), 4.0);
+    eventually("an empty poll reports nothing pending", WAIT, || async {
+        relay.metric(metrics::PENDING) == 0.0
+            && relay.metric(metrics::OLDEST_PENDING_AGE_SECONDS) == 0.0
+    })
+    .await;
+
+    relay.stop_within(Duration::from_secs(5)).await;
+    assert_exactly_once(&drain(&ns).await, &ids);
+    client.close().await;
+    ns.cleanup().await;
+    db.cleanup().await;
+}
+
 async fn rows_left_by_a_crashed_relay_are_published_on_start(db: TestDb) {
     init_tracing();
     let ns = TestAmqp::new(&[NOTES]);
