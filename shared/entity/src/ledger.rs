@@ -22,7 +22,9 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, DatabaseTransaction, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, DatabaseTransaction, DbBackend, QueryOrder, QuerySelect, Statement,
+};
 
 use crate::error::EntityError;
 use crate::ledger_accounts;
@@ -244,13 +246,14 @@ pub async fn post(txn: &DatabaseTransaction, movement: &Movement) -> Result<Post
         .ok_or_else(|| EntityError::Corrupt("a posted movement went missing".into()))
 }
 
-/// Rows per multi-row insert: far below the bind-parameter limits of
-/// PostgreSQL (65,535) and SQLite (32,766) at six columns.
+/// Rows per multi-row insert or update: far below the bind-parameter limits
+/// of PostgreSQL (65,535) and SQLite (32,766) at six columns.
 const ROWS_PER_INSERT: usize = 500;
 
 /// Posts `movements` inside `txn` as [`post`] posts each, in a few
 /// statements: the movements and their entries are inserted many rows at
-/// a time, and the balances move once per account with the changes summed.
+/// a time, and the balances move once per account with the changes summed,
+/// the rows of several users in one read and one write (see `apply_users`).
 /// Returns what happened to each movement, in order (a reference already
 /// posted, or repeated within `movements`, is [`Posted::Duplicate`]).
 ///
@@ -367,10 +370,11 @@ pub async fn post_many(
             slot.1 = slot.1.checked_add(reserved).ok_or_else(overflow)?;
         }
     }
-    for (user_id, (available, reserved)) in users {
-        if !(available.is_zero() && reserved.is_zero()) {
-            apply_user(txn, user_id, available, reserved, now).await?;
-        }
+    users.retain(|_, (available, reserved)| !(available.is_zero() && reserved.is_zero()));
+    if users.len() > 1 {
+        apply_users(txn, users, now).await?;
+    } else if let Some((user_id, (available, reserved))) = users.pop_first() {
+        apply_user(txn, user_id, available, reserved, now).await?;
     }
     for (account, change) in system {
         if !change.is_zero() {
@@ -484,38 +488,7 @@ async fn apply_user(
             .await?;
             continue;
         };
-        let overflow = || EntityError::InvalidMovement(format!("balance of {user_id} overflows"));
-        let available = row
-            .available
-            .checked_add(available_change)
-            .ok_or_else(overflow)?;
-        let reserved = row
-            .reserved
-            .checked_add(reserved_change)
-            .ok_or_else(overflow)?;
-        for (account, balance, before, change) in [
-            (
-                AccountKind::UserAvailable,
-                available,
-                row.available,
-                available_change,
-            ),
-            (
-                AccountKind::UserReserved,
-                reserved,
-                row.reserved,
-                reserved_change,
-            ),
-        ] {
-            if balance.is_negative() {
-                return Err(EntityError::InsufficientBalance {
-                    account: account.to_value_str(),
-                    user_id: Some(user_id),
-                    balance: before,
-                    change,
-                });
-            }
-        }
+        let (available, reserved) = moved(&row, available_change, reserved_change)?;
         let updated = user_balances::Entity::update_many()
             .set(user_balances::ActiveModel {
                 available: Set(available),
@@ -533,6 +506,169 @@ async fn apply_user(
         }
     }
     Err(EntityError::Contention(format!("user balance {user_id}")))
+}
+
+/// `row`'s balances after the changes; refused when either would go below zero.
+fn moved(
+    row: &user_balances::Model,
+    available_change: SignedWei,
+    reserved_change: SignedWei,
+) -> Result<(SignedWei, SignedWei), EntityError> {
+    let user_id = row.user_id;
+    let overflow = || EntityError::InvalidMovement(format!("balance of {user_id} overflows"));
+    let available = row
+        .available
+        .checked_add(available_change)
+        .ok_or_else(overflow)?;
+    let reserved = row
+        .reserved
+        .checked_add(reserved_change)
+        .ok_or_else(overflow)?;
+    for (account, balance, before, change) in [
+        (
+            AccountKind::UserAvailable,
+            available,
+            row.available,
+            available_change,
+        ),
+        (
+            AccountKind::UserReserved,
+            reserved,
+            row.reserved,
+            reserved_change,
+        ),
+    ] {
+        if balance.is_negative() {
+            return Err(EntityError::InsufficientBalance {
+                account: account.to_value_str(),
+                user_id: Some(user_id),
+                balance: before,
+                change,
+            });
+        }
+    }
+    Ok((available, reserved))
+}
+
+/// Applies the changes of several users (a confirmed batch of mints) as
+/// [`apply_user`] applies one user's, in two statements per
+/// [`ROWS_PER_INSERT`] users instead of two per user: one read of all the
+/// rows, one `UPDATE ... FROM` a list of values writing each row's new
+/// balances, guarded by the version read. The new balances are computed
+/// here in Rust, as everywhere in the ledger: SQLite has no exact
+/// arithmetic on the decimal strings.
+///
+/// On PostgreSQL the read locks the rows (`FOR UPDATE`) in id order, the
+/// order every posting takes user rows in: one UPDATE over many rows would
+/// lock them in whatever order its plan visits them, and two batches
+/// crediting the same users could deadlock. So the version check cannot
+/// fail there; it stays for the same reason as in [`apply_user`], and a row
+/// that missed it is read and written again.
+async fn apply_users(
+    txn: &DatabaseTransaction,
+    users: UserDeltas,
+    now: DateTimeUtc,
+) -> Result<(), EntityError> {
+    let users: Vec<(Uuid, (SignedWei, SignedWei))> = users.into_iter().collect();
+    for chunk in users.chunks(ROWS_PER_INSERT) {
+        let mut pending: UserDeltas = chunk.iter().copied().collect();
+        let mut attempts = 0;
+        while !pending.is_empty() {
+            if attempts == MAX_OPTIMISTIC_ATTEMPTS {
+                return Err(EntityError::Contention(format!(
+                    "{} user balances",
+                    pending.len()
+                )));
+            }
+            attempts += 1;
+            let rows = user_balances::Entity::find()
+                .filter(user_balances::Column::UserId.is_in(pending.keys().copied()))
+                .order_by_asc(user_balances::Column::UserId)
+                .lock_exclusive()
+                .all(txn)
+                .await?;
+            if rows.len() < pending.len() {
+                // As in `apply_user`: rows made other than by
+                // `users::find_or_create` start at zero, then are read again.
+                let missing = pending
+                    .keys()
+                    .filter(|id| !rows.iter().any(|row| row.user_id == **id))
+                    .map(|&user_id| user_balances::ActiveModel {
+                        user_id: Set(user_id),
+                        available: Set(SignedWei::ZERO),
+                        reserved: Set(SignedWei::ZERO),
+                        version: Set(0),
+                        updated_at: Set(now),
+                    });
+                user_balances::Entity::insert_many(missing)
+                    .on_conflict(
+                        OnConflict::column(user_balances::Column::UserId)
+                            .do_nothing()
+                            .to_owned(),
+                    )
+                    .exec_without_returning(txn)
+                    .await?;
+                continue;
+            }
+            let mut moves = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let (available_change, reserved_change) = pending[&row.user_id];
+                let (available, reserved) = moved(row, available_change, reserved_change)?;
+                moves.push((row.user_id, available, reserved, row.version));
+            }
+            for user_id in write_balances(txn, &moves, now).await? {
+                pending.remove(&user_id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets each user's balances to `(user, available, reserved, version read)`
+/// in one statement, where the row still has the version read (and bumps
+/// it); returns the users written.
+async fn write_balances(
+    txn: &DatabaseTransaction,
+    moves: &[(Uuid, SignedWei, SignedWei, i64)],
+    now: DateTimeUtc,
+) -> Result<Vec<Uuid>, EntityError> {
+    let backend = txn.get_database_backend();
+    let mut values: Vec<Value> = Vec::with_capacity(moves.len() * 4 + 1);
+    let mut bind = |value: Value| {
+        values.push(value);
+        match backend {
+            DbBackend::Postgres => format!("${}", values.len()),
+            _ => "?".to_owned(),
+        }
+    };
+    let mut rows = Vec::with_capacity(moves.len());
+    for &(user_id, available, reserved, version) in moves {
+        rows.push(format!(
+            "({}, CAST({} AS wei_text), CAST({} AS wei_text), {})",
+            bind(user_id.into()),
+            bind(available.to_string().into()),
+            bind(reserved.to_string().into()),
+            bind(version.into()),
+        ));
+    }
+    // `v`'s columns are named apart from the table's, so nothing is
+    // ambiguous; SQLite names a VALUES list's columns only through a CTE.
+    let sql = format!(
+        "WITH v (id, available, reserved, version) AS (VALUES {}) \
+         UPDATE user_balances SET available = v.available, reserved = v.reserved, \
+         version = v.version + 1, updated_at = {} \
+         FROM v WHERE user_balances.user_id = v.id AND user_balances.version = v.version \
+         RETURNING user_id",
+        rows.join(", "),
+        bind(now.into()),
+    );
+    let written = txn
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    written
+        .iter()
+        .map(|row| Ok(row.try_get::<Uuid>("", "user_id")?))
+        .collect()
 }
 
 /// A user's balances; zero when the user has never had a posting.

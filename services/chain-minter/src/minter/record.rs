@@ -9,7 +9,7 @@
 //!   recorded with its ledger movement and a `confirmed` event in one transaction.
 //! - `pending`/`submitted` -> `failed`: can never succeed (dead-lettered).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
 use haven_common::db::begin_write;
@@ -23,10 +23,15 @@ use haven_messages::{ChainEvent, ChainRequest, Envelope, TxConfirmed, TxFailed};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryTrait,
 };
 use uuid::Uuid;
 
 use super::Request;
+
+/// Ids per `IN` list: far below the bind-parameter limits of PostgreSQL
+/// and SQLite.
+const ROWS_PER_STATEMENT: usize = 500;
 
 /// Claims the rows among `ids` that are `pending` (marks them `submitted`)
 /// and returns every row asked for, so the caller sees which were cancelled,
@@ -85,10 +90,13 @@ pub struct Landed {
 /// update is conditional and ledger movements are posted once per reference.
 /// Returns how many events were queued, for the caller to wake the relay.
 ///
-/// A batch is recorded in a few statements besides the one conditional
-/// update per request: the ledger posts all movements at once and moves
-/// the shared supply/burned accounts last (see `ledger::post_many`), so
-/// concurrent batches wait on each other only for their commits.
+/// A batch is recorded in a number of statements that does not grow with
+/// its size: one conditional update marks the rows of each chain
+/// transaction the batch landed in (its own; an earlier run's for
+/// references that one had used), and the ledger posts all movements at
+/// once, moving every user's balances in one write and the shared
+/// supply/burned accounts last (see `ledger::post_many`), so concurrent
+/// batches wait on each other only for their commits.
 pub async fn confirmed(
     db: &DatabaseConnection,
     requests: &[(&Request, Landed, TraceHeaders)],
@@ -108,10 +116,13 @@ pub async fn confirmed(
         .map(|row| (row.id, row))
         .collect();
 
-    let mut movements = Vec::with_capacity(requests.len());
-    let mut minted_tx_ids = Vec::new();
-    let mut events = Vec::with_capacity(requests.len());
-    for (request, landed, trace) in requests {
+    // The rows to mark, grouped by where they landed (a batch's own
+    // transaction, or an earlier run's for references it had used), each
+    // row once: a redelivered copy of a request in the same batch is
+    // recorded at its first occurrence, as it is announced.
+    let mut landings: Vec<(&Landed, i64, Vec<Uuid>)> = Vec::new();
+    let mut grouped = HashSet::new();
+    for (request, landed, _) in requests {
         let block = i64::try_from(landed.block_number)
             .map_err(|_| EntityError::Corrupt(format!("block number {}", landed.block_number)))?;
         let Some(row) = rows.get(&request.tx_id()) else {
@@ -120,36 +131,63 @@ pub async fn confirmed(
                 request.tx_id()
             )));
         };
-        if row.status == TxStatus::Confirmed {
+        if row.status == TxStatus::Confirmed || !grouped.insert(row.id) {
             continue;
         }
-        let updated = token_transactions::Entity::update_many()
-            .col_expr(
-                token_transactions::Column::Status,
-                Expr::value(TxStatus::Confirmed.to_value()),
-            )
-            .col_expr(
-                token_transactions::Column::TxHash,
-                Expr::value(landed.tx_hash.clone()),
-            )
-            .col_expr(token_transactions::Column::BlockNumber, Expr::value(block))
-            .col_expr(token_transactions::Column::ConfirmedAt, Expr::value(now))
-            .col_expr(
-                token_transactions::Column::FinalAt,
-                Expr::value(final_now.then_some(now)),
-            )
-            .col_expr(token_transactions::Column::UpdatedAt, Expr::value(now))
-            .filter(token_transactions::Column::Id.eq(row.id))
-            // Re-checked under the row lock: a racing confirmation of the
-            // same request (a redelivered copy in another batch, the
-            // start-up reconciliation) that committed first wins, and this
-            // one must not announce it again.
-            .filter(token_transactions::Column::Status.ne(TxStatus::Confirmed))
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected == 0 {
+        match landings
+            .iter_mut()
+            .find(|(at, at_block, _)| at.tx_hash == landed.tx_hash && *at_block == block)
+        {
+            Some((_, _, ids)) => ids.push(row.id),
+            None => landings.push((landed, block, vec![row.id])),
+        }
+    }
+    let mut marked = HashSet::new();
+    for (landed, block, ids) in &landings {
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut update = token_transactions::Entity::update_many()
+                .col_expr(
+                    token_transactions::Column::Status,
+                    Expr::value(TxStatus::Confirmed.to_value()),
+                )
+                .col_expr(
+                    token_transactions::Column::TxHash,
+                    Expr::value(landed.tx_hash.clone()),
+                )
+                .col_expr(token_transactions::Column::BlockNumber, Expr::value(*block))
+                .col_expr(token_transactions::Column::ConfirmedAt, Expr::value(now))
+                .col_expr(
+                    token_transactions::Column::FinalAt,
+                    Expr::value(final_now.then_some(now)),
+                )
+                .col_expr(token_transactions::Column::UpdatedAt, Expr::value(now))
+                .filter(token_transactions::Column::Id.is_in(chunk.iter().copied()))
+                // Re-checked under the row lock: a racing confirmation of the
+                // same request (a redelivered copy in another batch, the
+                // start-up reconciliation) that committed first wins, and this
+                // one must not announce it again. RETURNING tells which rows
+                // this one marked.
+                .filter(token_transactions::Column::Status.ne(TxStatus::Confirmed))
+                .into_query();
+            update.returning_col(token_transactions::Column::Id);
+            for row in txn.query_all(&update).await? {
+                marked.insert(row.try_get::<Uuid>("", "id")?);
+            }
+        }
+    }
+
+    let mut movements = Vec::with_capacity(marked.len());
+    let mut minted_tx_ids = Vec::new();
+    let mut events = Vec::with_capacity(marked.len());
+    for (request, landed, trace) in requests {
+        // `remove`: a copy of the request later in the batch is not
+        // announced again.
+        if !marked.remove(&request.tx_id()) {
             continue;
         }
+        let Some(row) = rows.get(&request.tx_id()) else {
+            continue;
+        };
         movements.push(movement(request, row.user_id, row.amount)?);
         if matches!(request, Request::Mint { .. }) {
             minted_tx_ids.push(row.tx_id.clone());
@@ -170,7 +208,7 @@ pub async fn confirmed(
         txn.commit().await?;
         return Ok(0);
     }
-    for chunk in minted_tx_ids.chunks(500) {
+    for chunk in minted_tx_ids.chunks(ROWS_PER_STATEMENT) {
         rewards::Entity::update_many()
             .col_expr(
                 rewards::Column::Status,

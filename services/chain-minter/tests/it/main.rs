@@ -1,5 +1,6 @@
 //! Integration tests of chain-minter: the real service in-process on port 0,
-//! against its own PostgreSQL database and RabbitMQ namespace.
+//! against its own PostgreSQL database and RabbitMQ namespace (`record`: the
+//! database side alone, on PostgreSQL and SQLite).
 
 mod config;
 mod faults;
@@ -7,4 +8,5 @@ mod finality;
 mod health;
 mod helpers;
 mod minting;
+mod record;
 mod sweep;
