@@ -41,8 +41,9 @@ use haven_common::amqp::Failure;
 
 /// Reason of a redemption's burn (on chain and in `token_transactions`).
 pub const BURN_REASON: &str = "redemption";
-/// Reason of the mint that refunds a redemption whose payout was refused.
-pub const REFUND_REASON: &str = "refund";
+/// Reason of the mint that refunds a redemption whose payout was refused
+/// (shared with chain-minter, which announces these mints' confirmations).
+pub use haven_messages::REFUND_REASON;
 /// Prefix of a refund mint's `tx_id`.
 const REFUND_PREFIX: &str = "refund_";
 

@@ -302,7 +302,10 @@ pub struct BurnRequest {
 
 // ---------------------------------------------------------------- chain events
 
-/// Outcomes of chain transactions, published by chain-minter after they are recorded.
+/// Outcomes of chain transactions, published by chain-minter after they are
+/// recorded: every failure, and the confirmations someone waits on (a
+/// redemption's burn, a refund's mint; see [`REFUND_REASON`]). A reward's
+/// mint is confirmed in the ledger and announced to no one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "payload")]
 pub enum ChainEvent {
@@ -318,6 +321,12 @@ queue_message!(ChainEvent, names::CHAIN_EVENTS, 1, names::CHAIN_EVENT_ROUTING_PR
     Confirmed => "confirmed", "confirmed";
     Failed => "failed", "failed";
 });
+
+/// The `reason` of a mint that gives a failed redemption's tokens back
+/// (redemption-payout's refund). Its confirmation, and a redemption's
+/// burn's, are the outcomes another service waits on, so chain-minter
+/// announces those (see [`ChainEvent`]).
+pub const REFUND_REASON: &str = "refund";
 
 /// Mint or burn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

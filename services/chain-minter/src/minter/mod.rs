@@ -608,8 +608,8 @@ impl Minter {
         let mut attempt = 0;
         loop {
             match record::confirmed(&self.db, &requests, self.final_when_confirmed).await {
-                Ok(queued) => {
-                    if queued > 0 {
+                Ok(recorded) => {
+                    if recorded.announced > 0 {
                         self.outbox.notify();
                     }
                     break;

@@ -19,7 +19,7 @@ use haven_entity::ledger_movements::MovementKind;
 use haven_entity::rewards::{self, RewardStatus};
 use haven_entity::token_transactions::{self, TxStatus};
 use haven_entity::{EntityError, SignedWei, clawbacks};
-use haven_messages::{ChainEvent, ChainRequest, Envelope, TxConfirmed, TxFailed};
+use haven_messages::{ChainEvent, ChainRequest, Envelope, REFUND_REASON, TxConfirmed, TxFailed};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
@@ -84,11 +84,30 @@ pub struct Landed {
     pub block_number: u64,
 }
 
+/// What [`confirmed`] recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Requests this call marked confirmed (not those found so already).
+    pub confirmed: usize,
+    /// `confirmed` events it queued, for the caller to wake the relay.
+    pub announced: usize,
+}
+
+/// Whether another service waits on this confirmation: redemption-payout
+/// on a redemption's burn and on a refund's mint. Every other one (a
+/// reward's mint, nearly all of them) is in the ledger and announced to no
+/// one: a message per mint that nobody acts on would be queued, published,
+/// stored and delivered for nothing.
+fn awaited(request: &Request, row: &token_transactions::Model) -> bool {
+    request.redemption_id().is_some()
+        || (matches!(request, Request::Mint { .. }) && row.reason == REFUND_REASON)
+}
+
 /// In one transaction: marks `requests` confirmed where each landed, posts their ledger
 /// movements (moving the balances), marks paid rewards `minted`, and queues
-/// a `confirmed` event for each. Repeating it changes nothing: the status
-/// update is conditional and ledger movements are posted once per reference.
-/// Returns how many events were queued, for the caller to wake the relay.
+/// a `confirmed` event for each one someone waits on ([`awaited`]).
+/// Repeating it changes nothing: the status update is conditional and
+/// ledger movements are posted once per reference.
 ///
 /// A batch is recorded in a number of statements that does not grow with
 /// its size: one conditional update marks the rows of each chain
@@ -101,7 +120,7 @@ pub async fn confirmed(
     db: &DatabaseConnection,
     requests: &[(&Request, Landed, TraceHeaders)],
     final_now: bool,
-) -> Result<usize, EntityError> {
+) -> Result<Recorded, EntityError> {
     let txn = begin_write(db).await?;
     let now = Utc::now();
     let ids: Vec<Uuid> = requests
@@ -192,6 +211,9 @@ pub async fn confirmed(
         if matches!(request, Request::Mint { .. }) {
             minted_tx_ids.push(row.tx_id.clone());
         }
+        if !awaited(request, row) {
+            continue;
+        }
         let event = Envelope::new(ChainEvent::Confirmed(TxConfirmed {
             tx_id: row.id,
             tx_type: request.tx_type(),
@@ -204,9 +226,9 @@ pub async fn confirmed(
         // Each request's own trace: a batch answers several.
         events.push((event, trace.clone()));
     }
-    if events.is_empty() {
+    if movements.is_empty() {
         txn.commit().await?;
-        return Ok(0);
+        return Ok(Recorded::default());
     }
     for chunk in minted_tx_ids.chunks(ROWS_PER_STATEMENT) {
         rewards::Entity::update_many()
@@ -220,13 +242,20 @@ pub async fn confirmed(
             .exec(&txn)
             .await?;
     }
-    let queued = haven_outbox::enqueue_many_traced(&txn, &events)
-        .await
-        .map_err(outbox_error)?;
+    let announced = if events.is_empty() {
+        0
+    } else {
+        haven_outbox::enqueue_many_traced(&txn, &events)
+            .await
+            .map_err(outbox_error)?
+    };
     // Last: it takes the supply and burned rows every batch needs.
     ledger::post_many(&txn, &movements).await?;
     txn.commit().await?;
-    Ok(queued)
+    Ok(Recorded {
+        confirmed: movements.len(),
+        announced,
+    })
 }
 
 /// Marks confirmed `row` final (it landed in `block`, as `landed_as` when

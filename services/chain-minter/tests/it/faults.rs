@@ -1,7 +1,9 @@
 //! Fault tests (issue 6): chain-minter killed mid-flight, the chain's RPC
 //! cut for 30 s, two replicas sharing the queue, one request delivered 100
 //! times. Each ends with the same verdict, read from the chain itself: every
-//! mint landed exactly once, and the database agrees.
+//! mint landed exactly once, and the database agrees. The mints are
+//! refunds, whose confirmations are announced, so each announcement is
+//! checked exactly once as well.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -33,7 +35,7 @@ async fn killed_after_sending_and_before_recording_then_restarted_mints_each_exa
     // process can broadcast its batches but never see them confirmed.
     s.set_automine(false).await;
     let supply = s.total_supply().await;
-    let mints = pending_mints(s.db(), "killed", 30, |i| 1 + i as u128).await;
+    let mints = pending_refunds(s.db(), "killed", 30, |i| 1 + i as u128).await;
 
     let mut minter = s.minter_process(&s.anvil.endpoint(), &["--batch-size", "10"]);
     s.publish(&requests_of(&mints)).await;
@@ -63,7 +65,7 @@ async fn killed_before_the_chain_mined_and_restarted_first_mints_each_exactly_on
     let s = spawn_stack(&[]).await;
     s.set_automine(false).await;
     let supply = s.total_supply().await;
-    let mints = pending_mints(s.db(), "unmined", 30, |i| 1 + i as u128).await;
+    let mints = pending_refunds(s.db(), "unmined", 30, |i| 1 + i as u128).await;
 
     let mut minter = s.minter_process(&s.anvil.endpoint(), &["--batch-size", "10"]);
     s.publish(&requests_of(&mints)).await;
@@ -98,7 +100,7 @@ async fn rpc_unreachable_for_30_s_during_500_mints_confirms_all_once() {
         .await
         .unwrap();
     let supply = s.total_supply().await;
-    let mints = pending_mints(s.db(), "outage", 500, |i| 1 + i as u128 % 13).await;
+    let mints = pending_refunds(s.db(), "outage", 500, |i| 1 + i as u128 % 13).await;
     let requests = requests_of(&mints);
     let app = s.minter(&format!("http://{}", proxy.addr()), &[]).await;
 
@@ -155,7 +157,7 @@ async fn two_replicas_share_1000_mints_each_once_without_nonce_errors() {
     )
     .await;
 
-    let mints = pending_mints(s.db(), "replicas", 1000, |i| 1 + i as u128 % 29).await;
+    let mints = pending_refunds(s.db(), "replicas", 1000, |i| 1 + i as u128 % 29).await;
     let started = std::time::Instant::now();
     s.publish(&requests_of(&mints)).await;
     wait_settled(s.db(), SETTLE).await;
@@ -220,7 +222,7 @@ async fn a_replica_without_a_signer_takes_no_requests_until_it_holds_one() {
         "the standby consumes nothing"
     );
 
-    let mints = pending_mints(s.db(), "standby", 200, |i| 1 + i as u128 % 7).await;
+    let mints = pending_refunds(s.db(), "standby", 200, |i| 1 + i as u128 % 7).await;
     s.publish(&requests_of(&mints)).await;
     wait_settled(s.db(), SETTLE).await;
     assert_minted_exactly_once(&s, &mints, supply).await;
@@ -247,7 +249,7 @@ async fn a_replica_without_a_signer_takes_no_requests_until_it_holds_one() {
     )
     .await;
     let supply = s.total_supply().await;
-    let more = pending_mints(s.db(), "takeover", 20, |_| 3).await;
+    let more = pending_refunds(s.db(), "takeover", 20, |_| 3).await;
     s.publish(&requests_of(&more)).await;
     wait_settled(s.db(), SETTLE).await;
     assert_eq!(count_status(s.db(), TxStatus::Confirmed).await, 220);
@@ -270,7 +272,7 @@ async fn the_same_request_delivered_100_times_mints_once() {
     // Small batches: the copies spread over several batches sent and
     // confirmed concurrently, not one batch that skips its own repeats.
     let app = s.minter(&s.anvil.endpoint(), &["--batch-size", "7"]).await;
-    let mints = pending_mints(s.db(), "dup", 1, |_| 42).await;
+    let mints = pending_refunds(s.db(), "dup", 1, |_| 42).await;
     let copies = vec![mints[0].0.clone(); 100];
     s.publish(&copies).await;
 

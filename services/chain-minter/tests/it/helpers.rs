@@ -84,6 +84,28 @@ pub async fn pending_mints(
     n: usize,
     hnv: impl Fn(usize) -> u128,
 ) -> Vec<(ChainRequest, Address, u128)> {
+    pending_mints_for(db, prefix, n, hnv, "booking").await
+}
+
+/// Like [`pending_mints`], refunds of redemptions: their confirmations are
+/// announced (redemption-payout waits on them), so a test can check each
+/// is announced exactly once.
+pub async fn pending_refunds(
+    db: &DatabaseConnection,
+    prefix: &str,
+    n: usize,
+    hnv: impl Fn(usize) -> u128,
+) -> Vec<(ChainRequest, Address, u128)> {
+    pending_mints_for(db, prefix, n, hnv, haven_messages::REFUND_REASON).await
+}
+
+async fn pending_mints_for(
+    db: &DatabaseConnection,
+    prefix: &str,
+    n: usize,
+    hnv: impl Fn(usize) -> u128,
+    reason: &str,
+) -> Vec<(ChainRequest, Address, u128)> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let external_id = format!("{prefix}-{i}");
@@ -112,7 +134,7 @@ pub async fn pending_mints(
                 user_id: user.id,
                 tx_type: TxType::Mint,
                 amount: haven_entity::SignedWei::new(i128::try_from(amount).unwrap()),
-                reason: "booking".into(),
+                reason: reason.to_owned(),
                 requested_by: None,
                 accepted_at: None,
             },
@@ -127,7 +149,7 @@ pub async fn pending_mints(
                 user_id: external_id,
                 to_address: user.wallet_address,
                 amount_wei: amount,
-                reason: "booking".into(),
+                reason: reason.to_owned(),
             }),
             wallet,
             amount,

@@ -80,7 +80,7 @@ async fn confirm(db: &DatabaseConnection, requests: &[Request]) -> usize {
         .iter()
         .map(|request| (request, landed.clone(), TraceHeaders::default()))
         .collect();
-    record::confirmed(db, &batch, true).await.unwrap()
+    record::confirmed(db, &batch, true).await.unwrap().confirmed
 }
 
 /// Each user's available balance, in the order of `requests`' users.
@@ -131,11 +131,12 @@ async fn a_batch_is_recorded_in_statements_that_do_not_grow_with_it(db: TestDb) 
         USERS + 1
     );
     assert_eq!(user_balances, 2, "one read and one write for {USERS} users");
-    // The rows read; marked; rewards minted; events queued; movements and
-    // their entries inserted; user balances read and written; the supply
-    // read and written (BEGIN and COMMIT are not counted).
+    // The rows read; marked; rewards minted; movements and their entries
+    // inserted; user balances read and written; the supply read and
+    // written (BEGIN and COMMIT are not counted). No event: nobody waits on
+    // a reward's mint.
     assert!(
-        all <= 10,
+        all <= 9,
         "{all} statements to record a batch of {}",
         USERS + 1
     );
@@ -193,7 +194,7 @@ async fn sqlite_records_a_batch_in_statements_that_do_not_grow_with_it() {
 
 /// Two replicas (or a redelivered copy in another batch) recording the same
 /// requests at once, and a request twice in one batch: each is credited and
-/// announced once.
+/// recorded once.
 async fn racing_recordings_credit_each_request_once(db: TestDb) {
     const USERS: usize = 8;
     let conn = db.conn();
@@ -201,7 +202,7 @@ async fn racing_recordings_credit_each_request_once(db: TestDb) {
     let mut doubled = requests.clone();
     doubled.push(requests[2].clone());
     let (first, second) = tokio::join!(confirm(conn, &doubled), confirm(conn, &requests));
-    assert_eq!(first + second, USERS + 1, "each announced once");
+    assert_eq!(first + second, USERS + 1, "each recorded once");
     let mut expected: Vec<SignedWei> = (1..=USERS as i128).map(hnv).collect();
     expected[0] = hnv(11);
     assert_eq!(balances(conn, USERS).await, expected, "each credited once");
@@ -223,4 +224,63 @@ async fn postgres_racing_recordings_credit_each_request_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_racing_recordings_credit_each_request_once() {
     racing_recordings_credit_each_request_once(TestDb::sqlite().await).await;
+}
+
+/// A reward's mint is confirmed in the ledger and announced to no one; a
+/// refund's mint is announced (redemption-payout finishes the redemption on
+/// it), with its own correlation.
+async fn only_the_confirmations_someone_waits_on_are_announced(db: TestDb) {
+    const USERS: usize = 4;
+    let conn = db.conn();
+    let requests = claimed_batch(conn, USERS).await;
+    let refund = requests[1].tx_id();
+    let row = token_transactions::Entity::find_by_id(refund)
+        .one(conn)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut row: token_transactions::ActiveModel = row.into();
+    row.reason = sea_orm::Set(haven_messages::REFUND_REASON.to_owned());
+    sea_orm::ActiveModelTrait::update(row, conn).await.unwrap();
+
+    let batch: Vec<_> = requests
+        .iter()
+        .map(|request| {
+            let landed = Landed {
+                tx_hash: format!("0x{:064x}", 9),
+                block_number: 9,
+            };
+            (request, landed, TraceHeaders::default())
+        })
+        .collect();
+    let recorded = record::confirmed(conn, &batch, false).await.unwrap();
+    assert_eq!(recorded.confirmed, USERS + 1);
+    assert_eq!(recorded.announced, 1, "the refund only");
+    let queued = haven_entity::outbox::Entity::find()
+        .all(conn)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+    let event = haven_messages::Envelope::<haven_messages::ChainEvent>::decode(&queued[0].payload)
+        .unwrap()
+        .payload;
+    let haven_messages::ChainEvent::Confirmed(confirmed) = event else {
+        panic!("a confirmed event: {event:?}")
+    };
+    assert_eq!(confirmed.tx_id, refund);
+    assert_eq!(
+        count_status(conn, TxStatus::Confirmed).await,
+        USERS as u64 + 1
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn postgres_announces_only_the_confirmations_someone_waits_on() {
+    only_the_confirmations_someone_waits_on_are_announced(TestDb::new().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_announces_only_the_confirmations_someone_waits_on() {
+    only_the_confirmations_someone_waits_on_are_announced(TestDb::sqlite().await).await;
 }
