@@ -163,6 +163,11 @@ async fn settle_debt(
     user: &users::Model,
     amount: SignedWei,
 ) -> Result<SignedWei, Failure> {
+    // A user this transaction created has had no reward to reverse: no
+    // statement at all (every event about a new guest).
+    if user.new_in_transaction {
+        return Ok(amount);
+    }
     // The common case reads one indexed, empty range and locks nothing.
     if !clawbacks::outstanding(txn, user.id).await?.is_positive() {
         return Ok(amount);
@@ -612,12 +617,74 @@ pub fn chain_wei(wei: SignedWei) -> Result<u128, Failure> {
 
 #[cfg(test)]
 mod tests {
+    use haven_common::db::begin_write;
+    use haven_common::testing::db::TestDb;
     use haven_entity::token_transactions::is_internal_tx_id;
+    use haven_entity::users::NewUser;
+
+    use super::*;
 
     #[test]
     fn the_tx_ids_made_here_are_in_the_space_operators_cannot_use() {
         let id = uuid::Uuid::now_v7();
         assert!(is_internal_tx_id(&super::mint_tx_id(id)));
         assert!(is_internal_tx_id(&super::reversal_tx_id(id)));
+    }
+
+    /// A user the transaction created is not looked up in the clawbacks
+    /// (they cannot owe yet); an existing user is, and their debt is
+    /// withheld.
+    async fn only_existing_users_are_checked_for_debt(db: TestDb) {
+        async fn get_user(txn: &DatabaseTransaction) -> users::Model {
+            users::find_or_create_in(
+                txn,
+                NewUser {
+                    partner: "tribe".into(),
+                    external_id: "debtor".into(),
+                    email: None,
+                },
+                |index| Ok::<_, std::convert::Infallible>(format!("0x{index:040x}")),
+            )
+            .await
+            .unwrap()
+            .user
+        }
+        let (conn, log) = db.recording();
+        let hnv = |n| SignedWei::from_hnv(n).unwrap();
+
+        let txn = begin_write(&conn).await.unwrap();
+        let user = get_user(&txn).await;
+        log.take();
+        let left = settle_debt(&txn, Uuid::now_v7(), &user, hnv(10)).await;
+        assert_eq!(left.unwrap(), hnv(10));
+        assert_eq!(log.take(), Vec::<String>::new(), "no statement");
+        clawbacks::record(
+            &txn,
+            user.id,
+            clawbacks::opened_reference(Uuid::now_v7()),
+            hnv(4),
+            "a reversal",
+        )
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+
+        let txn = begin_write(&conn).await.unwrap();
+        let user = get_user(&txn).await;
+        assert!(!user.new_in_transaction);
+        let left = settle_debt(&txn, Uuid::now_v7(), &user, hnv(10)).await;
+        assert_eq!(left.unwrap(), hnv(6), "the debt is withheld");
+        txn.commit().await.unwrap();
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_only_existing_users_are_checked_for_debt() {
+        only_existing_users_are_checked_for_debt(TestDb::new().await).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_only_existing_users_are_checked_for_debt() {
+        only_existing_users_are_checked_for_debt(TestDb::sqlite().await).await;
     }
 }

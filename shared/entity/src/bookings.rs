@@ -71,8 +71,11 @@ pub enum BookingEvent {
 /// Records `event` for `booking_id` and returns the booking as it is now,
 /// locked until the caller's transaction ends (`FOR UPDATE` on PostgreSQL).
 ///
-/// The first event creates the row (`ON CONFLICT DO NOTHING`, so a
-/// concurrent first event waits and then finds it). `Created` never changes
+/// The first event creates the row in one statement (`ON CONFLICT DO
+/// NOTHING RETURNING`: the new row is this transaction's until it commits,
+/// so it needs no lock, and it already says what the event says). A later
+/// event reads and locks the existing row (a concurrent first event makes
+/// the insert wait for it, then do nothing). `Created` never changes
 /// an existing row; `Completed` sets `completed_at` and moves `created` to
 /// `completed`; `Cancelled` always ends in `cancelled`. Every event is
 /// idempotent: recording it twice leaves the same row.
@@ -90,7 +93,9 @@ pub async fn record<C: ConnectionTrait>(
             (BookingStatus::Cancelled, None, Some(now), reason.clone())
         }
     };
-    Entity::insert(ActiveModel {
+    // `exec_with_returning_many`: with `DO NOTHING` it returns no row
+    // instead of failing the way `exec_with_returning` does.
+    let inserted = Entity::insert(ActiveModel {
         booking_id: Set(booking_id.to_owned()),
         guest_id: Set(guest_id.to_owned()),
         status: Set(status),
@@ -105,8 +110,12 @@ pub async fn record<C: ConnectionTrait>(
             .do_nothing()
             .to_owned(),
     )
-    .exec_without_returning(db)
-    .await?;
+    .exec_with_returning_many(db)
+    .await?
+    .pop();
+    if let Some(row) = inserted {
+        return Ok(row);
+    }
 
     let row = Entity::find_by_id(booking_id.to_owned())
         .lock_exclusive()

@@ -38,6 +38,12 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Last change to this row.
     pub updated_at: DateTimeUtc,
+    /// Not a column: `true` only on the user [`find_or_create_in`] returns
+    /// when it created them, i.e. while the row is still uncommitted, so
+    /// nothing another transaction writes (a reward, a clawback) can refer
+    /// to it yet. `false` on every row read from the database.
+    #[sea_orm(ignore)]
+    pub new_in_transaction: bool,
 }
 
 /// No relations are declared; queries join explicitly.
@@ -106,16 +112,23 @@ where
         });
     }
     let txn = begin_write(db).await?;
-    let found = find_or_create_in(&txn, new, derive_wallet).await?;
+    let mut found = find_or_create_in(&txn, new, derive_wallet).await?;
     txn.commit().await?;
+    // Committed: from now on others may write rows that refer to it.
+    found.user.new_in_transaction = false;
     Ok(found)
 }
 
 /// [`find_or_create`] inside the caller's transaction (`txn` must be one:
-/// the user and its balance row are two inserts), so a new user
+/// on SQLite the user and its balance row are two inserts), so a new user
 /// commits together with whatever the caller writes for them (one commit
 /// instead of two for an event about a new guest). A racing creator of the
 /// same user makes the insert wait for its commit and then read its row.
+///
+/// An existing user costs one `SELECT`; a new one that, the derivation
+/// index, and one more statement on PostgreSQL (two on SQLite) for the user
+/// and its balance row. A user created here has
+/// [`Model::new_in_transaction`] set.
 pub async fn find_or_create_in<C, F, E>(
     txn: &C,
     new: NewUser,
@@ -147,28 +160,10 @@ where
         kyc_verified: false,
         created_at: now,
         updated_at: now,
+        new_in_transaction: true,
     };
 
-    let inserted = Entity::insert(ActiveModel::from(user.clone()))
-        .on_conflict(
-            OnConflict::column(Column::ExternalId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
-    if inserted == 1 {
-        // The balance row exists from the start so the first posting only
-        // ever updates it.
-        user_balances::Entity::insert(user_balances::ActiveModel {
-            user_id: Set(user.id),
-            available: Set(SignedWei::ZERO),
-            reserved: Set(SignedWei::ZERO),
-            version: Set(0),
-            updated_at: Set(now),
-        })
-        .exec_without_returning(txn)
-        .await?;
+    if insert_with_balance(txn, &user).await? {
         return Ok(FoundOrCreated {
             user,
             created: true,
@@ -185,6 +180,64 @@ where
         user,
         created: false,
     })
+}
+
+/// Inserts `user` and its zero balance row (there from the start, so the
+/// first posting only ever updates it); `false`, with nothing written, when
+/// a user with the same external id exists (`ON CONFLICT DO NOTHING`).
+async fn insert_with_balance<C: ConnectionTrait>(
+    db: &C,
+    user: &Model,
+) -> Result<bool, EntityError> {
+    let backend = db.get_database_backend();
+    if backend == DbBackend::Postgres {
+        // One statement: the data-modifying CTE feeds the balance insert, so
+        // the balance row is written exactly when the user row is.
+        let inserted = db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                r#"WITH inserted AS (
+                       INSERT INTO users (id, partner, external_id, email, wallet_address, derivation_index, kyc_verified, created_at, updated_at)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+                       ON CONFLICT (external_id) DO NOTHING
+                       RETURNING id, created_at)
+                   INSERT INTO user_balances (user_id, available, reserved, version, updated_at)
+                   SELECT id, CAST('0' AS wei_text), CAST('0' AS wei_text), 0, created_at FROM inserted"#,
+                [
+                    user.id.into(),
+                    user.partner.clone().into(),
+                    user.external_id.clone().into(),
+                    user.email.clone().into(),
+                    user.wallet_address.clone().into(),
+                    user.derivation_index.into(),
+                    user.kyc_verified.into(),
+                    user.created_at.into(),
+                ],
+            ))
+            .await?;
+        return Ok(inserted.rows_affected() == 1);
+    }
+    let inserted = Entity::insert(ActiveModel::from(user.clone()))
+        .on_conflict(
+            OnConflict::column(Column::ExternalId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    user_balances::Entity::insert(user_balances::ActiveModel {
+        user_id: Set(user.id),
+        available: Set(SignedWei::ZERO),
+        reserved: Set(SignedWei::ZERO),
+        version: Set(0),
+        updated_at: Set(user.created_at),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(true)
 }
 
 /// Takes the next custodial wallet derivation index: from a SEQUENCE on

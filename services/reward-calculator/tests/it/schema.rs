@@ -9,7 +9,7 @@ use haven_entity::emission_periods::{self, Reservation};
 use haven_entity::rewards::{self, NewReward, RewardStatus};
 use haven_entity::stakes::{self, NewStake};
 use haven_entity::users::{self, NewUser};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait};
 use uuid::Uuid;
 
 async fn a_user(db: &DatabaseConnection) -> users::Model {
@@ -153,6 +153,35 @@ async fn bookings_in_any_order(db: &DatabaseConnection) {
     assert_eq!(cancelled.cancellation_reason.as_deref(), Some("why"));
 }
 
+/// A booking's first event is one statement that returns the stored row;
+/// a redelivery writes nothing and reads (and locks) the row.
+async fn a_first_booking_event_is_one_insert(db: &TestDb) {
+    let (conn, log) = db.recording();
+    let first = bookings::record(&conn, "B3", "g", BookingEvent::Created)
+        .await
+        .unwrap();
+    let statements = log.take();
+    assert_eq!(statements.len(), 1, "{statements:#?}");
+    assert!(statements[0].starts_with("INSERT"), "{statements:#?}");
+    let stored = bookings::Entity::find_by_id("B3".to_owned())
+        .one(&conn)
+        .await
+        .unwrap();
+    assert_eq!(Some(&first), stored.as_ref(), "the row as stored");
+    log.take();
+
+    let again = bookings::record(&conn, "B3", "g", BookingEvent::Created)
+        .await
+        .unwrap();
+    assert_eq!(again, first, "a redelivery changes nothing");
+    let statements = log.take();
+    assert_eq!(
+        statements.len(),
+        2,
+        "the insert, then the read: {statements:#?}"
+    );
+}
+
 async fn stakes_advance_one_period_at_a_time(db: &DatabaseConnection) {
     let user = a_user(db).await;
     let started_at = Utc::now() - Duration::days(15);
@@ -207,6 +236,7 @@ async fn everything(db: TestDb) {
     held_rewards_and_the_status_check(db.conn()).await;
     the_budget_is_never_overshot(db.conn()).await;
     bookings_in_any_order(db.conn()).await;
+    a_first_booking_event_is_one_insert(&db).await;
     stakes_advance_one_period_at_a_time(db.conn()).await;
     db.cleanup().await;
 }

@@ -11,6 +11,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use haven_migrations::{Migrator, MigratorTrait};
@@ -122,6 +123,22 @@ impl TestDb {
         &self.conn
     }
 
+    /// Another handle on [`Self::conn`]'s pool that records the SQL of every
+    /// statement run through it (transactions begun on it included; their
+    /// `BEGIN` and `COMMIT` are not statements here), for tests that count
+    /// what an operation costs.
+    pub fn recording(&self) -> (DatabaseConnection, StatementLog) {
+        let log = StatementLog::default();
+        let mut conn = self.conn.clone();
+        let sink = Arc::clone(&log.0);
+        conn.set_metric_callback(move |info| {
+            sink.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(info.statement.sql.clone());
+        });
+        (conn, log)
+    }
+
     /// Whether this is a PostgreSQL database (as opposed to SQLite).
     pub fn is_postgres(&self) -> bool {
         matches!(self.kind, Kind::Postgres { .. })
@@ -164,6 +181,17 @@ impl TestDb {
             Kind::Postgres { name, admin } => drop_database(admin, name).await,
             Kind::Sqlite { path } => remove_sqlite_files(path),
         }
+    }
+}
+
+/// The statements run through a [`TestDb::recording`] handle, in order.
+#[derive(Debug, Clone, Default)]
+pub struct StatementLog(Arc<Mutex<Vec<String>>>);
+
+impl StatementLog {
+    /// The SQL recorded since the last call, leaving the log empty.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
