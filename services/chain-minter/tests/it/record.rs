@@ -14,7 +14,7 @@ use haven_entity::ledger::{self, Account};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
 use haven_entity::{SignedWei, users};
 use haven_messages::ChainRequest;
-use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::helpers::{HNV, count_status, pending_mints};
 
@@ -234,14 +234,15 @@ async fn only_the_confirmations_someone_waits_on_are_announced(db: TestDb) {
     let conn = db.conn();
     let requests = claimed_batch(conn, USERS).await;
     let refund = requests[1].tx_id();
-    let row = token_transactions::Entity::find_by_id(refund)
-        .one(conn)
+    token_transactions::Entity::update_many()
+        .col_expr(
+            token_transactions::Column::Reason,
+            sea_orm::sea_query::Expr::value(haven_messages::REFUND_REASON),
+        )
+        .filter(token_transactions::Column::Id.eq(refund))
+        .exec(conn)
         .await
-        .unwrap()
         .unwrap();
-    let mut row: token_transactions::ActiveModel = row.into();
-    row.reason = sea_orm::Set(haven_messages::REFUND_REASON.to_owned());
-    sea_orm::ActiveModelTrait::update(row, conn).await.unwrap();
 
     let batch: Vec<_> = requests
         .iter()
