@@ -42,6 +42,7 @@ mod m20261207_000012_finality;
 mod m20261208_000013_outbox_trace_headers;
 mod m20261208_000014_requested_by;
 mod m20261208_000015_job_runs;
+mod m20261209_000016_reward_mint_deferred;
 mod schema;
 
 pub use schema::{WALLET_DERIVATION_COUNTER_TABLE, WALLET_DERIVATION_SEQUENCE, WEI_TYPE};
@@ -72,6 +73,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000013_outbox_trace_headers::Migration),
             Box::new(m20261208_000014_requested_by::Migration),
             Box::new(m20261208_000015_job_runs::Migration),
+            Box::new(m20261209_000016_reward_mint_deferred::Migration),
         ]
     }
 }

@@ -133,3 +133,72 @@ async fn a_dropped_test_database_is_removed_from_the_server() {
     assert!(rows.is_empty(), "{name} is still on the server");
     admin.cleanup().await;
 }
+
+/// A reward naming token transaction `tx_id` (NULL when `None`).
+fn reward_sql(source: &str, user_id: uuid::Uuid, tx_id: Option<&str>) -> String {
+    let tx_id = tx_id.map_or_else(|| "NULL".to_owned(), |tx_id| format!("'{tx_id}'"));
+    format!(
+        "INSERT INTO rewards (id, source_reference, user_id, rule, rule_version, amount, status, \
+         token_tx_id, created_at, updated_at) VALUES ('{}', '{source}', '{user_id}', 'booking', 1, \
+         CAST('1' AS wei_text), 'pending', {tx_id}, '2025-01-01T00:00:00Z', '2025-01-01T00:00:00Z')",
+        uuid::Uuid::now_v7()
+    )
+}
+
+/// `rewards_token_tx_id_fkey` is checked at commit after
+/// m20261209_000016_reward_mint_deferred and per statement again after its
+/// down; the rewards (and, on SQLite, the rebuilt table's indexes) survive
+/// both ways.
+async fn the_reward_mint_check_moves_to_commit_and_back(db: TestDb) {
+    use sea_orm::TransactionTrait;
+
+    let conn = db.conn();
+    Migrator::up(conn, None).await.unwrap();
+    let user_id = uuid::Uuid::now_v7();
+    conn.execute_unprepared(&format!(
+        "INSERT INTO users (id, partner, external_id, wallet_address, derivation_index, \
+         created_at, updated_at) VALUES ('{user_id}', 'tribe', 'u', '0x01', 1, \
+         '2025-01-01T00:00:00Z', '2025-01-01T00:00:00Z')"
+    ))
+    .await
+    .unwrap();
+    conn.execute_unprepared(&reward_sql("kept", user_id, None))
+        .await
+        .unwrap();
+
+    // At commit: the insert passes, the commit does not.
+    let txn = conn.begin().await.unwrap();
+    txn.execute_unprepared(&reward_sql("dangling", user_id, Some("reward_missing")))
+        .await
+        .unwrap();
+    txn.commit().await.expect_err("checked at commit");
+
+    // Per statement: the insert itself is refused.
+    Migrator::down(conn, Some(1)).await.unwrap();
+    let txn = conn.begin().await.unwrap();
+    txn.execute_unprepared(&reward_sql("dangling", user_id, Some("reward_missing")))
+        .await
+        .expect_err("checked per statement");
+    txn.rollback().await.unwrap();
+
+    Migrator::up(conn, None).await.unwrap();
+    let duplicate = conn
+        .execute_unprepared(&reward_sql("kept", user_id, None))
+        .await
+        .expect_err("the kept reward is still there, its source still unique");
+    assert!(
+        duplicate.to_string().to_lowercase().contains("unique"),
+        "{duplicate}"
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn postgres_checks_a_rewards_mint_at_commit_after_migrating() {
+    the_reward_mint_check_moves_to_commit_and_back(TestDb::postgres_empty().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_checks_a_rewards_mint_at_commit_after_migrating() {
+    the_reward_mint_check_moves_to_commit_and_back(TestDb::sqlite_empty().await).await;
+}

@@ -33,7 +33,7 @@ use chrono::Utc;
 use haven_entity::clawbacks;
 use haven_entity::emission_periods::{self, Reservation};
 use haven_entity::ledger::{self, Movement};
-use haven_entity::rewards::{self, NewReward, RewardStatus};
+use haven_entity::rewards::{self, MintPointer, NewReward, RewardStatus};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
 use haven_entity::{EntityError, SignedWei, users};
 use haven_messages::{BurnRequest, ChainRequest, Envelope, MintRequest, PartnerEvent};
@@ -95,6 +95,9 @@ pub async fn grant(
 ) -> Result<Granted, Failure> {
     let amount = entity_wei(request.grant.amount.as_wei())?;
     let reward_id = Uuid::now_v7();
+    // Inserted pointing at the mint most grants end with (the foreign key
+    // is checked at commit): a grant that ends without one clears it in
+    // the status change it makes anyway, so a mint costs no extra UPDATE.
     let inserted = rewards::insert(
         txn,
         NewReward {
@@ -105,7 +108,7 @@ pub async fn grant(
             rule_version: ctx.rules.version(),
             amount,
             status: RewardStatus::Pending,
-            token_tx_id: None,
+            token_tx_id: Some(mint_tx_id(reward_id)),
         },
     )
     .await?;
@@ -122,7 +125,7 @@ pub async fn grant(
                 reward_id,
                 RewardStatus::Pending,
                 RewardStatus::Held,
-                None,
+                MintPointer::Clear,
             )
             .await?;
             tracing::warn!(
@@ -218,9 +221,12 @@ async fn reserve(
 }
 
 /// Records the pending mint of reward `reward_id` (less what it settles of
-/// the user's debt), points the reward at it and queues its
-/// `ChainRequest::Mint`; `None` when the whole reward settled debt (the
-/// reward is then `minted` with no mint).
+/// the user's debt) and queues its `ChainRequest::Mint`; `None` when the
+/// whole reward settled debt (the reward is then `minted` with no mint).
+///
+/// The reward is `pending` and already points at [`mint_tx_id`] (the
+/// foreign key is checked at commit), so the mint is all that is written
+/// for it here.
 async fn mint(
     txn: &DatabaseTransaction,
     reward_id: Uuid,
@@ -236,7 +242,7 @@ async fn mint(
             reward_id,
             RewardStatus::Pending,
             RewardStatus::Minted,
-            None,
+            MintPointer::Clear,
         )
         .await?;
         return Ok(None);
@@ -262,14 +268,6 @@ async fn mint(
     // Another transaction holds the same reward id: only a concurrent
     // release of the same held reward can, and it wins.
     .ok_or_else(|| Failure::Transient(format!("mint `{tx_id}` is already recorded")))?;
-    rewards::transition(
-        txn,
-        reward_id,
-        RewardStatus::Pending,
-        RewardStatus::Pending,
-        Some(tx_id),
-    )
-    .await?;
     let request = ChainRequest::Mint(MintRequest {
         tx_id: tx.id,
         user_id: user.external_id.clone(),
@@ -300,7 +298,9 @@ pub enum Released {
 
 /// Gives held reward `reward` its mint if the current period's budget has
 /// room. The status moves `held` -> `pending` first, conditionally, so of
-/// two replicas releasing the same reward only one goes on.
+/// two replicas releasing the same reward only one goes on; the same
+/// statement points it at its mint, as [`grant`]'s insert does. The caller
+/// rolls back unless it gets [`Released::Minted`] or [`Released::Withheld`].
 pub async fn release_held(
     ctx: &Context,
     txn: &DatabaseTransaction,
@@ -311,7 +311,7 @@ pub async fn release_held(
         reward.id,
         RewardStatus::Held,
         RewardStatus::Pending,
-        None,
+        MintPointer::Set(mint_tx_id(reward.id)),
     )
     .await?
     {
@@ -385,7 +385,7 @@ pub async fn cancel_reward(
                 reward.id,
                 RewardStatus::Held,
                 RewardStatus::Cancelled,
-                None,
+                MintPointer::Keep,
             )
             .await?;
             return if cancelled {
@@ -402,7 +402,7 @@ pub async fn cancel_reward(
                 reward.id,
                 RewardStatus::Minted,
                 RewardStatus::Reversed,
-                None,
+                MintPointer::Keep,
             )
             .await?
             {
@@ -442,7 +442,7 @@ pub async fn cancel_reward(
             reward.id,
             RewardStatus::Pending,
             RewardStatus::Cancelled,
-            None,
+            MintPointer::Keep,
         )
         .await?;
         return if cancelled {
@@ -462,7 +462,7 @@ pub async fn cancel_reward(
     let current = rewards::find_by_source_reference(txn, source_reference)
         .await?
         .ok_or_else(changed)?;
-    let settle = |to| rewards::transition(txn, reward.id, current.status, to, None);
+    let settle = |to| rewards::transition(txn, reward.id, current.status, to, MintPointer::Keep);
     match (tx.status, current.status) {
         (TxStatus::Pending | TxStatus::Submitted, _) => Err(Failure::Transient(format!(
             "mint `{tx_id}` is in flight ({:?}); the cancellation waits until it settles",

@@ -82,7 +82,8 @@ pub struct NewReward {
     pub amount: SignedWei,
     /// `pending` (a mint follows in the same transaction) or `held`.
     pub status: RewardStatus,
-    /// The mint paying it, when it is already recorded.
+    /// The mint paying it. It may be inserted later in the same
+    /// transaction: the foreign key is checked at commit.
     pub token_tx_id: Option<String>,
 }
 
@@ -130,23 +131,40 @@ pub async fn find_by_source_reference<C: ConnectionTrait>(
         .await?)
 }
 
-/// Moves a reward from status `from` to `to`, and points it at its mint when
-/// `token_tx_id` is given. Conditional on the current status, so of two
-/// concurrent callers exactly one gets `true`.
+/// What a [`transition`] does to the reward's `token_tx_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MintPointer {
+    /// Leaves it as it is.
+    Keep,
+    /// Points the reward at this mint (`token_transactions.tx_id`).
+    Set(String),
+    /// Clears it: the reward ends without a mint (held, or withheld whole).
+    Clear,
+}
+
+/// Moves a reward from status `from` to `to`, changing its mint pointer as
+/// `mint` says. Conditional on the current status, so of two concurrent
+/// callers exactly one gets `true`.
+///
+/// `rewards_token_tx_id_fkey` is checked at commit, so a reward may point
+/// at a mint the same transaction inserts later; one pointing at a mint
+/// that does not exist by then fails the commit.
 pub async fn transition<C: ConnectionTrait>(
     db: &C,
     id: Uuid,
     from: RewardStatus,
     to: RewardStatus,
-    token_tx_id: Option<String>,
+    mint: MintPointer,
 ) -> Result<bool, EntityError> {
     let mut change = ActiveModel {
         status: Set(to),
         updated_at: Set(Utc::now()),
         ..Default::default()
     };
-    if let Some(tx_id) = token_tx_id {
-        change.token_tx_id = Set(Some(tx_id));
+    match mint {
+        MintPointer::Keep => {}
+        MintPointer::Set(tx_id) => change.token_tx_id = Set(Some(tx_id)),
+        MintPointer::Clear => change.token_tx_id = Set(None),
     }
     let updated = Entity::update_many()
         .set(change)

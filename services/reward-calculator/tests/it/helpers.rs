@@ -73,7 +73,11 @@ pub async fn spawn_app() -> Spawned {
 
 /// [`spawn_app`] with extra command-line settings.
 pub async fn spawn_app_with(extra: &[&str]) -> Spawned {
-    let deps = TestDeps::new().await;
+    spawn_app_on(TestDeps::new().await, extra).await
+}
+
+/// [`spawn_app_with`] on given dependencies (e.g. `TestDeps::sqlite()`).
+pub async fn spawn_app_on(deps: TestDeps, extra: &[&str]) -> Spawned {
     let app = spawn_on(&deps, extra).await;
     let broker = deps.amqp.client(&deps.amqp.config());
     broker

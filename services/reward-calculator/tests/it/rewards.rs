@@ -6,17 +6,18 @@ use haven_chain::signer::CustodyWallets;
 use haven_common::amqp::AMQPValue;
 use haven_common::config::Redacted;
 use haven_common::testing::amqp::get_one;
+use haven_common::testing::app::TestDeps;
 use haven_entity::rewards::{self, RewardStatus};
 use haven_entity::token_transactions::{self, TxStatus, TxType};
 use haven_entity::users::{self, NewUser};
 use haven_messages::{
     ChainRequest, CoachingMilestone, Contribution, Envelope, PartnerEvent, Review, names,
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Statement};
 
 use crate::helpers::{
-    HANDLED, TEST_MNEMONIC, attendance, booking, chain_requests, count, eventually, hnv, metric,
-    reward, reward_in, spawn_app, token_tx, user,
+    HANDLED, Spawned, TEST_MNEMONIC, attendance, booking, chain_requests, count, eventually, hnv,
+    metric, reward, reward_in, spawn_app, spawn_app_on, token_tx, user,
 };
 
 #[tokio::test]
@@ -263,4 +264,70 @@ async fn an_event_no_rule_can_price_is_dead_lettered_with_its_reason() {
     assert_eq!(count::<rewards::Entity>(s.db()).await, 0);
     let _ = connection.close(200, "done".into()).await;
     s.finish().await;
+}
+
+/// A grant writes its reward once, already naming its mint (the foreign key
+/// is checked at commit): no UPDATE of the reward follows its insert, and
+/// what commits points at the mint the same transaction recorded.
+async fn a_granted_reward_is_written_once_pointing_at_its_mint(s: Spawned) {
+    let db = s.db();
+    // Every UPDATE of a reward, logged by the updating transaction itself.
+    let trigger = if s.deps.db.is_postgres() {
+        "CREATE FUNCTION log_reward_update() RETURNS trigger AS $$ \
+         BEGIN INSERT INTO reward_updates VALUES (NEW.id); RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER log_reward_update AFTER UPDATE ON rewards \
+         FOR EACH ROW EXECUTE FUNCTION log_reward_update()"
+    } else {
+        "CREATE TRIGGER log_reward_update AFTER UPDATE ON rewards \
+         BEGIN INSERT INTO reward_updates VALUES (NEW.id); END"
+    };
+    db.execute_unprepared("CREATE TABLE reward_updates (reward_id text NOT NULL)")
+        .await
+        .unwrap();
+    db.execute_unprepared(trigger).await.unwrap();
+
+    s.send(booking("B-once", "guest-once", "100", 1)).await;
+    s.send(attendance("EV-once", "guest-once", "wisdom_circle"))
+        .await;
+    for source in [
+        "aurora:booking:B-once",
+        "tribe:event:EV-once\u{1f}guest-once",
+    ] {
+        let granted = reward_in(db, source, RewardStatus::Pending).await;
+        let tx_id = format!("reward_{}", granted.id);
+        assert_eq!(granted.token_tx_id.as_deref(), Some(tx_id.as_str()));
+        let mint = token_tx(db, &tx_id).await;
+        assert_eq!(
+            (mint.tx_type, mint.user_id, mint.amount),
+            (TxType::Mint, granted.user_id, granted.amount)
+        );
+    }
+    let updates = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM reward_updates",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(
+        updates, 0,
+        "a granted reward is never updated before its mint settles"
+    );
+    s.finish().await;
+}
+
+#[tokio::test]
+async fn postgres_writes_a_granted_reward_once_pointing_at_its_mint() {
+    a_granted_reward_is_written_once_pointing_at_its_mint(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_writes_a_granted_reward_once_pointing_at_its_mint() {
+    a_granted_reward_is_written_once_pointing_at_its_mint(
+        spawn_app_on(TestDeps::sqlite().await, &[]).await,
+    )
+    .await;
 }

@@ -6,7 +6,7 @@ use haven_common::testing::db::TestDb;
 use haven_entity::SignedWei;
 use haven_entity::bookings::{self, BookingEvent, BookingStatus};
 use haven_entity::emission_periods::{self, Reservation};
-use haven_entity::rewards::{self, NewReward, RewardStatus};
+use haven_entity::rewards::{self, MintPointer, NewReward, RewardStatus};
 use haven_entity::stakes::{self, NewStake};
 use haven_entity::users::{self, NewUser};
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait};
@@ -64,15 +64,21 @@ async fn held_rewards_and_the_status_check(db: &DatabaseConnection) {
             held.id,
             RewardStatus::Held,
             RewardStatus::Cancelled,
-            None
+            MintPointer::Keep
         )
         .await
         .unwrap()
     );
     assert!(
-        !rewards::transition(db, held.id, RewardStatus::Held, RewardStatus::Pending, None)
-            .await
-            .unwrap(),
+        !rewards::transition(
+            db,
+            held.id,
+            RewardStatus::Held,
+            RewardStatus::Pending,
+            MintPointer::Keep
+        )
+        .await
+        .unwrap(),
         "conditional on the current status"
     );
 

@@ -9,5 +9,6 @@ mod job_runs;
 mod leases;
 mod ledger;
 mod redemptions;
+mod rewards;
 mod uniques;
 mod users;
