@@ -459,6 +459,31 @@ async fn apply_system(
     Err(EntityError::Contention(format!("ledger account `{id}`")))
 }
 
+/// Creates zero balance rows for `users` that have none; a row a
+/// concurrent creator made first is left as it is (the caller reads again).
+async fn create_balances(
+    txn: &DatabaseTransaction,
+    users: impl IntoIterator<Item = Uuid>,
+    now: DateTimeUtc,
+) -> Result<(), EntityError> {
+    let rows = users.into_iter().map(|user_id| user_balances::ActiveModel {
+        user_id: Set(user_id),
+        available: Set(SignedWei::ZERO),
+        reserved: Set(SignedWei::ZERO),
+        version: Set(0),
+        updated_at: Set(now),
+    });
+    user_balances::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::column(user_balances::Column::UserId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
 /// Applies changes to a user's two accounts with the optimistic version check.
 async fn apply_user(
     txn: &DatabaseTransaction,
@@ -472,20 +497,7 @@ async fn apply_user(
             // Users created by `users::find_or_create` already have a row;
             // this covers rows created any other way. A concurrent creator
             // makes this a no-op, and the next read sees its row.
-            user_balances::Entity::insert(user_balances::ActiveModel {
-                user_id: Set(user_id),
-                available: Set(SignedWei::ZERO),
-                reserved: Set(SignedWei::ZERO),
-                version: Set(0),
-                updated_at: Set(now),
-            })
-            .on_conflict(
-                OnConflict::column(user_balances::Column::UserId)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
+            create_balances(txn, [user_id], now).await?;
             continue;
         };
         let (available, reserved) = moved(&row, available_change, reserved_change)?;
@@ -592,22 +604,9 @@ async fn apply_users(
                 // `users::find_or_create` start at zero, then are read again.
                 let missing = pending
                     .keys()
-                    .filter(|id| !rows.iter().any(|row| row.user_id == **id))
-                    .map(|&user_id| user_balances::ActiveModel {
-                        user_id: Set(user_id),
-                        available: Set(SignedWei::ZERO),
-                        reserved: Set(SignedWei::ZERO),
-                        version: Set(0),
-                        updated_at: Set(now),
-                    });
-                user_balances::Entity::insert_many(missing)
-                    .on_conflict(
-                        OnConflict::column(user_balances::Column::UserId)
-                            .do_nothing()
-                            .to_owned(),
-                    )
-                    .exec_without_returning(txn)
-                    .await?;
+                    .copied()
+                    .filter(|id| !rows.iter().any(|row| row.user_id == *id));
+                create_balances(txn, missing, now).await?;
                 continue;
             }
             let mut moves = Vec::with_capacity(rows.len());

@@ -93,6 +93,19 @@ async fn connected(ns: &TestAmqp) -> AmqpClient {
     client
 }
 
+/// A client that reaches the broker through a proxy the test can cut,
+/// its publishes giving up after `publish_timeout`.
+async fn behind_a_proxy(ns: &TestAmqp, publish_timeout: Duration) -> (TcpProxy, AmqpClient) {
+    let proxy = TcpProxy::start(ns.broker_addr()).await.unwrap();
+    let client = AmqpClient::builder(&ns.config_via(proxy.addr()))
+        .queues(ns.topology().queues())
+        .publish_timeout(publish_timeout)
+        .start()
+        .unwrap();
+    client.wait_connected(WAIT).await.unwrap();
+    (proxy, client)
+}
+
 /// A running relay and what a test needs to watch and stop it.
 struct Running {
     registry: Registry,
@@ -284,14 +297,8 @@ async fn rows_written_while_the_broker_is_cut_are_published_after_restore() {
     init_tracing();
     let db = TestDb::new().await;
     let ns = TestAmqp::new(&[NOTES]);
-    let proxy = TcpProxy::start(ns.broker_addr()).await.unwrap();
-    let client = AmqpClient::builder(&ns.config_via(proxy.addr()))
-        .queues(ns.topology().queues())
-        // Fail publishes fast, so the outage shows up as recorded failures.
-        .publish_timeout(Duration::from_millis(500))
-        .start()
-        .unwrap();
-    client.wait_connected(WAIT).await.unwrap();
+    // Fail publishes fast, so the outage shows up as recorded failures.
+    let (proxy, client) = behind_a_proxy(&ns, Duration::from_millis(500)).await;
     let relay = Running::start(db.conn(), &client, settings());
 
     proxy.cut();
@@ -340,13 +347,7 @@ async fn the_gauges_report_the_rows_a_poll_left_unpublished() {
     init_tracing();
     let db = TestDb::new().await;
     let ns = TestAmqp::new(&[NOTES]);
-    let proxy = TcpProxy::start(ns.broker_addr()).await.unwrap();
-    let client = AmqpClient::builder(&ns.config_via(proxy.addr()))
-        .queues(ns.topology().queues())
-        .publish_timeout(Duration::from_millis(500))
-        .start()
-        .unwrap();
-    client.wait_connected(WAIT).await.unwrap();
+    let (proxy, client) = behind_a_proxy(&ns, Duration::from_millis(500)).await;
     let relay = Running::start(
         db.conn(),
         &client,
@@ -518,14 +519,8 @@ async fn shutdown_returns_promptly_when_idle_and_when_the_broker_is_away() {
     init_tracing();
     let db = TestDb::new().await;
     let ns = TestAmqp::new(&[NOTES]);
-    let proxy = TcpProxy::start(ns.broker_addr()).await.unwrap();
-    let client = AmqpClient::builder(&ns.config_via(proxy.addr()))
-        .queues(ns.topology().queues())
-        // A publish would wait far longer than the drain timeout.
-        .publish_timeout(Duration::from_secs(60))
-        .start()
-        .unwrap();
-    client.wait_connected(WAIT).await.unwrap();
+    // A publish would wait far longer than the drain timeout.
+    let (proxy, client) = behind_a_proxy(&ns, Duration::from_secs(60)).await;
 
     // Idle: returns at once, not after the 60 s poll.
     let idle = Running::start(db.conn(), &client, settings());
