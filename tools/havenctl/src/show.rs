@@ -172,6 +172,17 @@ async fn movements(db: &DatabaseConnection, references: &[String]) -> Result<Vec
     Ok(out)
 }
 
+/// A "history:" heading and one indented line per step, oldest first.
+fn history_lines(history: &[(DateTime<Utc>, String)]) -> Vec<String> {
+    std::iter::once("history:".to_owned())
+        .chain(
+            history
+                .iter()
+                .map(|(at, what)| format!("  {} {what}", at.to_rfc3339())),
+        )
+        .collect()
+}
+
 fn movement_lines(movements: &[Value]) -> Vec<String> {
     movements
         .iter()
@@ -308,12 +319,7 @@ async fn tx(db: &DatabaseConnection, tx_id: &str) -> Result<Output, Error> {
     if let Some(error) = &tx.last_error {
         lines.push(format!("last error: {error}"));
     }
-    lines.push("history:".to_owned());
-    lines.extend(
-        history
-            .iter()
-            .map(|(at, what)| format!("  {} {what}", at.to_rfc3339())),
-    );
+    lines.extend(history_lines(&history));
     lines.extend(movement_lines(&movements));
     if let Some(reward) = &reward {
         lines.push(format!(
@@ -452,12 +458,7 @@ async fn redemption(db: &DatabaseConnection, request_id: Uuid) -> Result<Output,
     if let Some(reason) = &r.failure_reason {
         lines.push(format!("failure reason: {reason}"));
     }
-    lines.push("history:".to_owned());
-    lines.extend(
-        history
-            .iter()
-            .map(|(at, what)| format!("  {} {what}", at.to_rfc3339())),
-    );
+    lines.extend(history_lines(&history));
     lines.extend(movement_lines(&movements));
     let json = json!({
         "redemption": redemption_json(&r),
