@@ -1,5 +1,6 @@
 //! The relay: outbox rows -> confirmed publishes -> rows marked published.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -428,10 +429,16 @@ impl Relay {
         drop(publishes);
 
         report.published = confirmed.len();
-        report.oldest_left = written
-            .iter()
-            .find(|(id, _)| !confirmed.contains(id))
-            .map(|(_, at)| *at);
+        // Usually every row was confirmed: nothing to look up then.
+        report.oldest_left = if confirmed.len() == written.len() {
+            None
+        } else {
+            let done: HashSet<i64> = confirmed.iter().copied().collect();
+            written
+                .iter()
+                .find(|(id, _)| !done.contains(id))
+                .map(|(_, at)| *at)
+        };
         store::mark_published(db, &confirmed).await?;
         for (id, error) in &failed {
             outbox::mark_failed(db, *id, error).await?;
