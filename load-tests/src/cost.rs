@@ -168,37 +168,30 @@ impl Meter {
                 sum_samples(&text, "haven_amqp_consumed_total", None),
             );
         }
-        let statements = if self.statements {
-            let row = self
-                .db
-                .query_one_raw(Statement::from_string(
-                    self.db.get_database_backend(),
-                    "SELECT coalesce(sum(calls), 0)::int8 AS calls, coalesce(sum(rows), 0)::int8 AS rows \
-                     FROM pg_stat_statements \
-                     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                ))
-                .await?
-                .context("pg_stat_statements answered no row")?;
-            Some((row.try_get("", "calls")?, row.try_get("", "rows")?))
-        } else {
-            None
-        };
+        // One read gives both the totals and the most-run statements.
         let mut calls_by_query = BTreeMap::new();
+        let mut statements = None;
         if self.statements {
+            let (mut calls, mut rows) = (0i64, 0i64);
             for row in self
                 .db
                 .query_all_raw(Statement::from_string(
                     self.db.get_database_backend(),
-                    "SELECT query, sum(calls)::int8 AS calls FROM pg_stat_statements \
+                    "SELECT query, sum(calls)::int8 AS calls, sum(rows)::int8 AS rows \
+                     FROM pg_stat_statements \
                      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                      GROUP BY query",
                 ))
                 .await?
             {
                 let query: String = row.try_get("", "query")?;
+                let called: i64 = row.try_get("", "calls")?;
+                calls += called;
+                rows += row.try_get::<i64>("", "rows")?;
                 let one_line = query.split_whitespace().collect::<Vec<_>>().join(" ");
-                *calls_by_query.entry(one_line).or_insert(0) += row.try_get::<i64>("", "calls")?;
+                *calls_by_query.entry(one_line).or_insert(0) += called;
             }
+            statements = Some((calls, rows));
         }
         let row = self
             .db
