@@ -35,7 +35,7 @@ use haven_entity::emission_periods::{self, Reservation};
 use haven_entity::ledger::{self, Movement};
 use haven_entity::rewards::{self, MintPointer, NewReward, RewardStatus};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
-use haven_entity::{EntityError, SignedWei, users};
+use haven_entity::{EntityError, SignedWei, linked, users};
 use haven_messages::{BurnRequest, ChainRequest, Envelope, MintRequest, PartnerEvent};
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, DatabaseTransaction};
@@ -98,21 +98,20 @@ pub async fn grant(
     // Inserted pointing at the mint most grants end with (the foreign key
     // is checked at commit): a grant that ends without one clears it in
     // the status change it makes anyway, so a mint costs no extra UPDATE.
-    let inserted = rewards::insert(
-        txn,
-        NewReward {
-            id: reward_id,
-            source_reference: request.source_reference.to_owned(),
-            user_id: request.user.id,
-            rule: request.grant.rule.as_str().to_owned(),
-            rule_version: ctx.rules.version(),
-            amount,
-            status: RewardStatus::Pending,
-            token_tx_id: Some(mint_tx_id(reward_id)),
-        },
-    )
-    .await?;
-    if inserted.is_none() {
+    let reward = NewReward {
+        id: reward_id,
+        source_reference: request.source_reference.to_owned(),
+        user_id: request.user.id,
+        rule: request.grant.rule.as_str().to_owned(),
+        rule_version: ctx.rules.version(),
+        amount,
+        status: RewardStatus::Pending,
+        token_tx_id: Some(mint_tx_id(reward_id)),
+    };
+    if ctx.emission.budget().is_none() && !owes(txn, request.user).await? {
+        return grant_with_mint(txn, reward, &request).await;
+    }
+    if rewards::insert(txn, reward).await?.is_none() {
         return Ok(Granted::Duplicate);
     }
 
@@ -156,6 +155,47 @@ pub async fn grant(
             }
         }
     }
+}
+
+/// The common grant: no emission budget to count against and nothing owed
+/// to withhold, so the reward, its pending mint and the mint's request are
+/// written together (one statement on PostgreSQL), or nothing is when a
+/// reward for the same source exists.
+async fn grant_with_mint(
+    txn: &DatabaseTransaction,
+    reward: NewReward,
+    request: &RewardRequest<'_>,
+) -> Result<Granted, Failure> {
+    let (amount, reward_id) = (reward.amount, reward.id);
+    let (_, reward_row) = rewards::linked_row(reward);
+    let (tx, mint_row) = token_transactions::linked_pending_row(new_mint(
+        reward_id,
+        request.user,
+        amount,
+        request.grant.rule,
+        request.cause,
+    ));
+    let request_row = haven_outbox::linked_row(&mint_envelope(
+        &tx,
+        request.user,
+        request.grant.rule,
+        request.cause,
+    )?)?;
+    match linked::insert(txn, &[reward_row, mint_row, request_row]).await? {
+        0 => Ok(Granted::Duplicate),
+        3 => Ok(Granted::Minted(Box::new(tx))),
+        // The reward is new but its mint id is taken: see `mint`.
+        _ => Err(Failure::Transient(format!(
+            "mint `{}` is already recorded",
+            tx.tx_id
+        ))),
+    }
+}
+
+/// Whether `user` owes anything (a clawback): a user this transaction
+/// created cannot, and is not looked up.
+async fn owes(txn: &DatabaseTransaction, user: &users::Model) -> Result<bool, Failure> {
+    Ok(!user.new_in_transaction && clawbacks::outstanding(txn, user.id).await?.is_positive())
 }
 
 /// Withholds what `user` owes (up to `amount`) from reward `reward_id`:
@@ -248,39 +288,57 @@ async fn mint(
         return Ok(None);
     }
     let tx_id = mint_tx_id(reward_id);
-    let tx = token_transactions::insert_pending(
-        txn,
-        NewTokenTransaction {
-            tx_id: tx_id.clone(),
-            user_id: user.id,
-            tx_type: TxType::Mint,
-            amount,
-            reason: rule.as_str().to_owned(),
-            // The services' own mint: no operator asked.
-            requested_by: None,
-            // The partner's webhook was accepted then (stamped by
-            // webhook-ingress); a held reward released later has no cause:
-            // its wait is the emission budget's, not latency.
-            accepted_at: cause.map(|cause| cause.occurred_at),
-        },
-    )
-    .await?
-    // Another transaction holds the same reward id: only a concurrent
-    // release of the same held reward can, and it wins.
-    .ok_or_else(|| Failure::Transient(format!("mint `{tx_id}` is already recorded")))?;
+    let tx =
+        token_transactions::insert_pending(txn, new_mint(reward_id, user, amount, rule, cause))
+            .await?
+            // Another transaction holds the same reward id: only a concurrent
+            // release of the same held reward can, and it wins.
+            .ok_or_else(|| Failure::Transient(format!("mint `{tx_id}` is already recorded")))?;
+    haven_outbox::enqueue(txn, &mint_envelope(&tx, user, rule, cause)?).await?;
+    Ok(Some(tx))
+}
+
+/// The pending mint of `amount` paying reward `reward_id` to `user`.
+fn new_mint(
+    reward_id: Uuid,
+    user: &users::Model,
+    amount: SignedWei,
+    rule: Rule,
+    cause: Option<&Envelope<PartnerEvent>>,
+) -> NewTokenTransaction {
+    NewTokenTransaction {
+        tx_id: mint_tx_id(reward_id),
+        user_id: user.id,
+        tx_type: TxType::Mint,
+        amount,
+        reason: rule.as_str().to_owned(),
+        // The services' own mint: no operator asked.
+        requested_by: None,
+        // The partner's webhook was accepted then (stamped by
+        // webhook-ingress); a held reward released later has no cause:
+        // its wait is the emission budget's, not latency.
+        accepted_at: cause.map(|cause| cause.occurred_at),
+    }
+}
+
+/// The `ChainRequest::Mint` of pending mint `tx` (caused by `cause`).
+fn mint_envelope(
+    tx: &token_transactions::Model,
+    user: &users::Model,
+    rule: Rule,
+    cause: Option<&Envelope<PartnerEvent>>,
+) -> Result<Envelope<ChainRequest>, Failure> {
     let request = ChainRequest::Mint(MintRequest {
         tx_id: tx.id,
         user_id: user.external_id.clone(),
         to_address: user.wallet_address.clone(),
-        amount_wei: chain_wei(amount)?,
+        amount_wei: chain_wei(tx.amount)?,
         reason: rule.as_str().to_owned(),
     });
-    let envelope = match cause {
+    Ok(match cause {
         Some(cause) => Envelope::caused_by(cause, request),
         None => Envelope::new(request),
-    };
-    haven_outbox::enqueue(txn, &envelope).await?;
-    Ok(Some(tx))
+    })
 }
 
 /// What [`release_held`] did with one reward.

@@ -9,19 +9,17 @@
 
 use haven_common::db::begin_write;
 use haven_common::money::Wei;
-use haven_common::telemetry::TraceHeaders;
-use haven_entity::inbound_events::{self, NewInboundEvent, Recorded};
+use haven_entity::inbound_events::{self, NewInboundEvent};
 use haven_entity::kyc_decisions::{self, NewDecision};
 use haven_entity::ledger::{self, Movement};
 use haven_entity::redemptions::{self, KycRule, NewRedemption, WithdrawalMethod};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxType};
-use haven_entity::{EntityError, users};
+use haven_entity::{EntityError, linked, users};
 use haven_messages::{
     ChainRequest, Envelope, MintRequest, PartnerEvent, RedemptionCommand, RedemptionRequested,
 };
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QuerySelect,
-    Statement, sea_query::LockType,
+    DatabaseConnection, DatabaseTransaction, EntityTrait, QuerySelect, sea_query::LockType,
 };
 
 use crate::error::Error;
@@ -50,80 +48,22 @@ pub async fn accept_event(
     let envelope = Envelope::new(event);
     let payload = serde_json::to_value(&envelope.payload)
         .map_err(|err| Error::Store(EntityError::Corrupt(err.to_string())))?;
-    if db.get_database_backend() == DbBackend::Postgres {
-        return accept_event_pg(db, &envelope, payload, event_key, delivery_id).await;
-    }
-    let txn = begin_write(db).await?;
-    let recorded = inbound_events::record(
-        &txn,
-        NewInboundEvent {
+    // The dedupe record and the outbox message: one statement on
+    // PostgreSQL (the hot path of every webhook), neither for a duplicate.
+    let rows = [
+        inbound_events::linked_row(NewInboundEvent {
             partner: envelope.payload.partner().to_owned(),
             kind: envelope.kind().to_owned(),
             event_key,
             delivery_id,
             message_id: envelope.message_id,
             payload,
-        },
-    )
-    .await?;
-    if recorded == Recorded::Duplicate {
-        // Nothing was written; ending the transaction either way is fine.
-        txn.rollback().await.map_err(EntityError::from)?;
-        return Ok(Stored::Duplicate(()));
-    }
-    haven_outbox::enqueue(&txn, &envelope)
-        .await
-        .map_err(outbox_error)?;
-    txn.commit().await.map_err(EntityError::from)?;
-    Ok(Stored::Accepted(()))
-}
-
-/// The same on PostgreSQL in ONE statement (one round trip, one commit):
-/// the dedupe insert feeds the outbox insert through a data-modifying CTE,
-/// so the outbox row exists exactly when the event row was inserted. This
-/// is the hot path of every webhook; the explicit transaction costs four
-/// round trips instead of one.
-async fn accept_event_pg(
-    db: &DatabaseConnection,
-    envelope: &Envelope<PartnerEvent>,
-    payload: serde_json::Value,
-    event_key: String,
-    delivery_id: Option<String>,
-) -> Result<Stored<()>, Error> {
-    let body = envelope
-        .to_json()
-        .map_err(|err| Error::Store(EntityError::Corrupt(err.to_string())))?;
-    let now = chrono::Utc::now();
-    let statement = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        r#"WITH event AS (
-               INSERT INTO inbound_events (id, partner, kind, event_key, message_id, payload, received_at, delivery_id)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $11)
-               ON CONFLICT DO NOTHING
-               RETURNING message_id, received_at)
-           INSERT INTO outbox (message_id, exchange, routing_key, payload, created_at, attempts, headers)
-           SELECT message_id, $8, $9, $10, received_at, 0, $12 FROM event"#,
-        [
-            uuid::Uuid::now_v7().into(),
-            envelope.payload.partner().into(),
-            envelope.kind().into(),
-            event_key.into(),
-            envelope.message_id.into(),
-            payload.into(),
-            now.into(),
-            haven_messages::names::EVENTS_EXCHANGE.into(),
-            envelope.routing_key().into(),
-            body.into(),
-            delivery_id.into(),
-            // The request's trace context, as `haven_outbox::enqueue` keeps it.
-            TraceHeaders::current().to_json().into(),
-        ],
-    );
-    let inserted = db.execute_raw(statement).await.map_err(EntityError::from)?;
-    Ok(if inserted.rows_affected() == 1 {
-        Stored::Accepted(())
-    } else {
-        Stored::Duplicate(())
+        }),
+        haven_outbox::linked_row(&envelope).map_err(outbox_error)?,
+    ];
+    Ok(match linked::insert_atomically(db, &rows).await? {
+        0 => Stored::Duplicate(()),
+        _ => Stored::Accepted(()),
     })
 }
 

@@ -6,6 +6,7 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
 
 use crate::error::EntityError;
+use crate::linked::LinkedRow;
 
 /// An accepted partner event.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -74,7 +75,30 @@ pub async fn record<C: ConnectionTrait>(
     db: &C,
     event: NewInboundEvent,
 ) -> Result<Recorded, EntityError> {
-    let inserted = Entity::insert(ActiveModel {
+    let inserted = Entity::insert(new_row(event))
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await?;
+    Ok(if inserted == 1 {
+        Recorded::Accepted
+    } else {
+        Recorded::Duplicate
+    })
+}
+
+/// The row [`record`] writes for `event`, as the first row of a
+/// [`linked::insert`](crate::linked::insert): nothing after it (the
+/// outbox message) is written for a duplicate of either unique key.
+pub fn linked_row(event: NewInboundEvent) -> LinkedRow {
+    LinkedRow::new(
+        &new_row(event),
+        Some(OnConflict::new().do_nothing().to_owned()),
+    )
+}
+
+/// The row of `event`, received now.
+fn new_row(event: NewInboundEvent) -> ActiveModel {
+    ActiveModel {
         id: Set(Uuid::now_v7()),
         partner: Set(event.partner),
         kind: Set(event.kind),
@@ -83,13 +107,5 @@ pub async fn record<C: ConnectionTrait>(
         message_id: Set(event.message_id),
         payload: Set(event.payload),
         received_at: Set(Utc::now()),
-    })
-    .on_conflict(OnConflict::new().do_nothing().to_owned())
-    .exec_without_returning(db)
-    .await?;
-    Ok(if inserted == 1 {
-        Recorded::Accepted
-    } else {
-        Recorded::Duplicate
-    })
+    }
 }

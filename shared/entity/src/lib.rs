@@ -24,6 +24,7 @@ pub mod ledger;
 pub mod ledger_accounts;
 pub mod ledger_entries;
 pub mod ledger_movements;
+pub mod linked;
 pub mod outbox;
 pub mod redemption_states;
 pub mod redemptions;

@@ -7,6 +7,7 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveValue::Set, QueryOrder, QuerySelect};
 
 use crate::error::EntityError;
+use crate::linked::LinkedRow;
 
 /// A message waiting to be (or already) published.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -68,6 +69,13 @@ pub async fn enqueue<C: ConnectionTrait>(
         .exec(db)
         .await?;
     Ok(row.last_insert_id)
+}
+
+/// The row [`enqueue`] writes for `message`, as the last row of a
+/// [`linked::insert`](crate::linked::insert): written only when the row
+/// before it is (a second row for the same `message_id` is an error).
+pub fn linked_row(message: NewOutboxMessage) -> LinkedRow {
+    LinkedRow::new(&new_row(message, Utc::now()), None)
 }
 
 /// The unpublished row of `message`, written at `now`.

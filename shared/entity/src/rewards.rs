@@ -6,6 +6,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, IntoActiveModel, QueryOrder, QuerySelect};
 
 use crate::error::EntityError;
+use crate::linked::LinkedRow;
 use crate::wei::SignedWei;
 
 /// Where a reward is.
@@ -96,8 +97,38 @@ pub async fn insert<C: ConnectionTrait>(
     db: &C,
     new: NewReward,
 ) -> Result<Option<Model>, EntityError> {
+    let model = new_model(new);
+    let inserted = Entity::insert(model.clone().into_active_model())
+        .on_conflict(
+            OnConflict::column(Column::SourceReference)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok((inserted == 1).then_some(model))
+}
+
+/// The row [`insert`] writes for `new`, as the first row of a
+/// [`linked::insert`](crate::linked::insert): nothing after it is written
+/// when a reward for the same source exists.
+pub fn linked_row(new: NewReward) -> (Model, LinkedRow) {
+    let model = new_model(new);
+    let row = LinkedRow::new(
+        &model.clone().into_active_model(),
+        Some(
+            OnConflict::column(Column::SourceReference)
+                .do_nothing()
+                .to_owned(),
+        ),
+    );
+    (model, row)
+}
+
+/// The row of `new`, created now.
+fn new_model(new: NewReward) -> Model {
     let now = Utc::now();
-    let model = Model {
+    Model {
         id: new.id,
         source_reference: new.source_reference,
         user_id: new.user_id,
@@ -108,16 +139,7 @@ pub async fn insert<C: ConnectionTrait>(
         token_tx_id: new.token_tx_id,
         created_at: now,
         updated_at: now,
-    };
-    let inserted = Entity::insert(model.clone().into_active_model())
-        .on_conflict(
-            OnConflict::column(Column::SourceReference)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
-    Ok((inserted == 1).then_some(model))
+    }
 }
 
 /// Finds the reward granted for a source.

@@ -10,6 +10,7 @@ use sea_orm::{IntoActiveModel, QueryOrder, QuerySelect};
 use sha2::{Digest, Sha256};
 
 use crate::error::EntityError;
+use crate::linked::LinkedRow;
 use crate::wei::SignedWei;
 
 /// Mint or burn.
@@ -197,9 +198,31 @@ pub async fn insert_pending<C: ConnectionTrait>(
     db: &C,
     new: NewTokenTransaction,
 ) -> Result<Option<Model>, EntityError> {
+    let model = pending_model(new);
+    let inserted = Entity::insert(model.clone().into_active_model())
+        .on_conflict(OnConflict::column(Column::TxId).do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await?;
+    Ok((inserted == 1).then_some(model))
+}
+
+/// The row [`insert_pending`] writes for `new`, as a row of a
+/// [`linked::insert`](crate::linked::insert): it and every row after it
+/// write nothing when the `tx_id` exists.
+pub fn linked_pending_row(new: NewTokenTransaction) -> (Model, LinkedRow) {
+    let model = pending_model(new);
+    let row = LinkedRow::new(
+        &model.clone().into_active_model(),
+        Some(OnConflict::column(Column::TxId).do_nothing().to_owned()),
+    );
+    (model, row)
+}
+
+/// The pending row of `new`, with a fresh id and on-chain reference.
+fn pending_model(new: NewTokenTransaction) -> Model {
     let id = Uuid::now_v7();
     let now = Utc::now();
-    let model = Model {
+    Model {
         id,
         tx_id: new.tx_id,
         chain_reference: next_chain_reference().to_vec(),
@@ -219,12 +242,7 @@ pub async fn insert_pending<C: ConnectionTrait>(
         reorgs: 0,
         requested_by: new.requested_by,
         accepted_at: new.accepted_at,
-    };
-    let inserted = Entity::insert(model.clone().into_active_model())
-        .on_conflict(OnConflict::column(Column::TxId).do_nothing().to_owned())
-        .exec_without_returning(db)
-        .await?;
-    Ok((inserted == 1).then_some(model))
+    }
 }
 
 /// Finds a transaction by its API id.

@@ -8,7 +8,9 @@ use chrono::Utc;
 use haven_common::db::begin_write;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, DbBackend, Statement, TransactionSession, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, DbBackend, FromQueryResult, Statement, TransactionSession, TransactionTrait,
+};
 
 use crate::error::EntityError;
 use crate::user_balances;
@@ -125,9 +127,9 @@ where
 /// instead of two for an event about a new guest). A racing creator of the
 /// same user makes the insert wait for its commit and then read its row.
 ///
-/// An existing user costs one `SELECT`; a new one that, the derivation
-/// index, and one more statement on PostgreSQL (two on SQLite) for the user
-/// and its balance row. A user created here has
+/// An existing user costs one `SELECT`; a new one on PostgreSQL one more
+/// statement for the user and its balance row (the same `SELECT` took its
+/// derivation index); on SQLite three more. A user created here has
 /// [`Model::new_in_transaction`] set.
 pub async fn find_or_create_in<C, F, E>(
     txn: &C,
@@ -139,14 +141,15 @@ where
     F: FnOnce(u32) -> Result<String, E>,
     E: Into<Box<dyn StdError + Send + Sync>>,
 {
-    if let Some(user) = find_by_external_id(txn, &new.external_id).await? {
-        return Ok(FoundOrCreated {
-            user,
-            created: false,
-        });
-    }
-
-    let index = allocate_derivation_index(txn).await?;
+    let index = match find_or_next_index(txn, &new.external_id).await? {
+        Found::User(user) => {
+            return Ok(FoundOrCreated {
+                user,
+                created: false,
+            });
+        }
+        Found::NextIndex(index) => index,
+    };
     let wallet_address =
         derive_wallet(index).map_err(|err| EntityError::WalletDerivation(err.into()))?;
     let now = Utc::now();
@@ -180,6 +183,46 @@ where
         user,
         created: false,
     })
+}
+
+/// What [`find_or_next_index`] found.
+enum Found {
+    /// The user exists.
+    User(Model),
+    /// It does not: the derivation index it is to be created with.
+    NextIndex(u32),
+}
+
+/// The user known by `external_id` or, when there is none, the next
+/// derivation index: one statement on PostgreSQL (the `CASE` takes the
+/// index only when the join found no user), two elsewhere.
+async fn find_or_next_index<C: ConnectionTrait>(
+    db: &C,
+    external_id: &str,
+) -> Result<Found, EntityError> {
+    let backend = db.get_database_backend();
+    if backend != DbBackend::Postgres {
+        return Ok(match find_by_external_id(db, external_id).await? {
+            Some(user) => Found::User(user),
+            None => Found::NextIndex(allocate_derivation_index(db).await?),
+        });
+    }
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "SELECT users.*, CASE WHEN users.id IS NULL THEN nextval('{}') END AS idx
+                 FROM (SELECT 1) AS one LEFT JOIN users ON users.external_id = $1",
+                haven_sequence::WALLET_DERIVATION_SEQUENCE
+            ),
+            [external_id.into()],
+        ))
+        .await?
+        .ok_or_else(|| EntityError::Corrupt("the user lookup returned no row".into()))?;
+    match row.try_get::<Option<i64>>("", "idx")? {
+        Some(index) => Ok(Found::NextIndex(derivation_index(index)?)),
+        None => Ok(Found::User(Model::from_query_result(&row, "")?)),
+    }
 }
 
 /// Inserts `user` and its zero balance row (there from the start, so the
@@ -273,6 +316,11 @@ pub async fn allocate_derivation_index<C: ConnectionTrait>(db: &C) -> Result<u32
         ))
         .await?;
     }
+    derivation_index(index)
+}
+
+/// `index` as a derivation index, if it is one (1 to 2^31 - 1).
+fn derivation_index(index: i64) -> Result<u32, EntityError> {
     if !(1..=MAX_DERIVATION_INDEX).contains(&index) {
         return Err(EntityError::DerivationIndexExhausted);
     }

@@ -76,6 +76,7 @@ mod relay;
 mod store;
 
 use haven_common::telemetry::TraceHeaders;
+use haven_entity::linked::LinkedRow;
 use haven_entity::outbox::{self as table, NewOutboxMessage};
 use haven_messages::{Envelope, QueueMessage, names};
 use sea_orm::ConnectionTrait;
@@ -105,6 +106,17 @@ pub async fn enqueue<C: ConnectionTrait, P: QueueMessage>(
 ) -> Result<i64, OutboxError> {
     let id = table::enqueue(db, message_of(envelope, &TraceHeaders::current())?).await?;
     Ok(id)
+}
+
+/// The outbox row [`enqueue`] writes for `envelope` (with the current
+/// span's trace context), as the last row of a
+/// [`haven_entity::linked::insert`]: the message exists exactly when the
+/// rows before it were written, in the same statement on PostgreSQL.
+pub fn linked_row<P: QueueMessage>(envelope: &Envelope<P>) -> Result<LinkedRow, OutboxError> {
+    Ok(table::linked_row(message_of(
+        envelope,
+        &TraceHeaders::current(),
+    )?))
 }
 
 /// The outbox row of `envelope`: published on [`names::EVENTS_EXCHANGE`]

@@ -8,6 +8,7 @@ mod helpers;
 mod job_runs;
 mod leases;
 mod ledger;
+mod linked;
 mod redemptions;
 mod rewards;
 mod uniques;
