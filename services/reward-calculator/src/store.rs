@@ -33,9 +33,10 @@ use chrono::Utc;
 use haven_entity::clawbacks;
 use haven_entity::emission_periods::{self, Reservation};
 use haven_entity::ledger::{self, Movement};
+use haven_entity::linked::{self, LinkedRow};
 use haven_entity::rewards::{self, MintPointer, NewReward, RewardStatus};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
-use haven_entity::{EntityError, SignedWei, linked, users};
+use haven_entity::{EntityError, SignedWei, users};
 use haven_messages::{BurnRequest, ChainRequest, Envelope, MintRequest, PartnerEvent};
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, DatabaseTransaction};
@@ -93,23 +94,12 @@ pub async fn grant(
     txn: &DatabaseTransaction,
     request: RewardRequest<'_>,
 ) -> Result<Granted, Failure> {
-    let amount = entity_wei(request.grant.amount.as_wei())?;
-    let reward_id = Uuid::now_v7();
-    // Inserted pointing at the mint most grants end with (the foreign key
-    // is checked at commit): a grant that ends without one clears it in
-    // the status change it makes anyway, so a mint costs no extra UPDATE.
-    let reward = NewReward {
-        id: reward_id,
-        source_reference: request.source_reference.to_owned(),
-        user_id: request.user.id,
-        rule: request.grant.rule.as_str().to_owned(),
-        rule_version: ctx.rules.version(),
-        amount,
-        status: RewardStatus::Pending,
-        token_tx_id: Some(mint_tx_id(reward_id)),
-    };
-    if ctx.emission.budget().is_none() && !owes(txn, request.user).await? {
-        return grant_with_mint(txn, reward, &request).await;
+    let reward = new_reward(ctx, &request)?;
+    let (reward_id, amount) = (reward.id, reward.amount);
+    if common_grant(ctx, txn, &request).await? {
+        return Ok(grant_with_mint(txn, reward, &request, None)
+            .await?
+            .unwrap_or(Granted::Duplicate));
     }
     if rewards::insert(txn, reward).await?.is_none() {
         return Ok(Granted::Duplicate);
@@ -157,15 +147,64 @@ pub async fn grant(
     }
 }
 
-/// The common grant: no emission budget to count against and nothing owed
-/// to withhold, so the reward, its pending mint and the mint's request are
-/// written together (one statement on PostgreSQL), or nothing is when a
-/// reward for the same source exists.
+/// [`grant`] for the event that first records a booking: when the grant
+/// is a common one, `booking` (the booking's new row) is written in the
+/// same statement as the reward, its mint and the mint's request. `None`
+/// when nothing was written: the booking exists, or the grant is not a
+/// common one. The caller then records the event on the booking and
+/// [`grant`]s as usual.
+pub async fn grant_with_new_booking(
+    ctx: &Context,
+    txn: &DatabaseTransaction,
+    request: RewardRequest<'_>,
+    booking: LinkedRow,
+) -> Result<Option<Granted>, Failure> {
+    if !common_grant(ctx, txn, &request).await? {
+        return Ok(None);
+    }
+    let reward = new_reward(ctx, &request)?;
+    grant_with_mint(txn, reward, &request, Some(booking)).await
+}
+
+/// The reward row of `request`, `pending` and inserted pointing at the mint
+/// most grants end with (the foreign key is checked at commit): a grant
+/// that ends without one clears it in the status change it makes anyway,
+/// so a mint costs no extra UPDATE.
+fn new_reward(ctx: &Context, request: &RewardRequest<'_>) -> Result<NewReward, Failure> {
+    let id = Uuid::now_v7();
+    Ok(NewReward {
+        id,
+        source_reference: request.source_reference.to_owned(),
+        user_id: request.user.id,
+        rule: request.grant.rule.as_str().to_owned(),
+        rule_version: ctx.rules.version(),
+        amount: entity_wei(request.grant.amount.as_wei())?,
+        status: RewardStatus::Pending,
+        token_tx_id: Some(mint_tx_id(id)),
+    })
+}
+
+/// Whether `request` is a common grant: no emission budget to count it
+/// against and nothing the user owes to withhold from it, so its reward is
+/// minted whole.
+async fn common_grant(
+    ctx: &Context,
+    txn: &DatabaseTransaction,
+    request: &RewardRequest<'_>,
+) -> Result<bool, Failure> {
+    Ok(ctx.emission.budget().is_none() && !owes(txn, request.user).await?)
+}
+
+/// A common grant: the reward, its pending mint and the mint's request are
+/// written together (one statement on PostgreSQL, after `lead`, a row they
+/// depend on, when given), or nothing is when a reward for the same source
+/// exists. `None` when `lead` clashed and nothing was written.
 async fn grant_with_mint(
     txn: &DatabaseTransaction,
     reward: NewReward,
     request: &RewardRequest<'_>,
-) -> Result<Granted, Failure> {
+    lead: Option<LinkedRow>,
+) -> Result<Option<Granted>, Failure> {
     let (amount, reward_id) = (reward.amount, reward.id);
     let (_, reward_row) = rewards::linked_row(reward);
     let (tx, mint_row) = token_transactions::linked_pending_row(new_mint(
@@ -181,11 +220,17 @@ async fn grant_with_mint(
         request.grant.rule,
         request.cause,
     )?)?;
-    match linked::insert(txn, &[reward_row, mint_row, request_row]).await? {
-        0 => Ok(Granted::Duplicate),
-        3 => Ok(Granted::Minted(Box::new(tx))),
+    let leading = usize::from(lead.is_some());
+    let rows: Vec<LinkedRow> = lead
+        .into_iter()
+        .chain([reward_row, mint_row, request_row])
+        .collect();
+    match linked::insert(txn, &rows).await?.checked_sub(leading) {
+        None => Ok(None),
+        Some(0) => Ok(Some(Granted::Duplicate)),
+        Some(3) => Ok(Some(Granted::Minted(Box::new(tx)))),
         // The reward is new but its mint id is taken: see `mint`.
-        _ => Err(Failure::Transient(format!(
+        Some(_) => Err(Failure::Transient(format!(
             "mint `{}` is already recorded",
             tx.tx_id
         ))),

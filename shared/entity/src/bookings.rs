@@ -12,6 +12,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, QuerySelect};
 
 use crate::error::EntityError;
+use crate::linked::LinkedRow;
 
 /// Where a booking is. `cancelled` is final: a later `completed` does not undo it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
@@ -86,33 +87,17 @@ pub async fn record<C: ConnectionTrait>(
     event: BookingEvent,
 ) -> Result<Model, EntityError> {
     let now = Utc::now();
-    let (status, completed_at, cancelled_at, reason) = match &event {
-        BookingEvent::Created => (BookingStatus::Created, None, None, None),
-        BookingEvent::Completed => (BookingStatus::Completed, Some(now), None, None),
-        BookingEvent::Cancelled(reason) => {
-            (BookingStatus::Cancelled, None, Some(now), reason.clone())
-        }
+    let reason = match &event {
+        BookingEvent::Cancelled(reason) => reason.clone(),
+        _ => None,
     };
     // `exec_with_returning_many`: with `DO NOTHING` it returns no row
     // instead of failing the way `exec_with_returning` does.
-    let inserted = Entity::insert(ActiveModel {
-        booking_id: Set(booking_id.to_owned()),
-        guest_id: Set(guest_id.to_owned()),
-        status: Set(status),
-        cancellation_reason: Set(reason.clone()),
-        created_at: Set(now),
-        updated_at: Set(now),
-        completed_at: Set(completed_at),
-        cancelled_at: Set(cancelled_at),
-    })
-    .on_conflict(
-        OnConflict::column(Column::BookingId)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_with_returning_many(db)
-    .await?
-    .pop();
+    let inserted = Entity::insert(new_row(booking_id, guest_id, &event, now))
+        .on_conflict(on_conflict())
+        .exec_with_returning_many(db)
+        .await?
+        .pop();
     if let Some(row) = inserted {
         return Ok(row);
     }
@@ -156,4 +141,48 @@ pub async fn record<C: ConnectionTrait>(
         .one(db)
         .await?
         .ok_or_else(|| EntityError::Corrupt(format!("booking `{booking_id}` vanished")))
+}
+
+/// The row [`record`] inserts for a booking's first event `event`, as the
+/// first row of a [`linked::insert`](crate::linked::insert): when the
+/// booking exists nothing is written, and the caller [`record`]s the event
+/// against the existing row instead.
+pub fn linked_row(booking_id: &str, guest_id: &str, event: &BookingEvent) -> LinkedRow {
+    LinkedRow::new(
+        &new_row(booking_id, guest_id, event, Utc::now()),
+        Some(on_conflict()),
+    )
+}
+
+/// A booking's row as its first event `event` makes it at `now`.
+fn new_row(
+    booking_id: &str,
+    guest_id: &str,
+    event: &BookingEvent,
+    now: DateTimeUtc,
+) -> ActiveModel {
+    let (status, completed_at, cancelled_at, reason) = match event {
+        BookingEvent::Created => (BookingStatus::Created, None, None, None),
+        BookingEvent::Completed => (BookingStatus::Completed, Some(now), None, None),
+        BookingEvent::Cancelled(reason) => {
+            (BookingStatus::Cancelled, None, Some(now), reason.clone())
+        }
+    };
+    ActiveModel {
+        booking_id: Set(booking_id.to_owned()),
+        guest_id: Set(guest_id.to_owned()),
+        status: Set(status),
+        cancellation_reason: Set(reason),
+        created_at: Set(now),
+        updated_at: Set(now),
+        completed_at: Set(completed_at),
+        cancelled_at: Set(cancelled_at),
+    }
+}
+
+/// A second first event of a booking writes nothing.
+fn on_conflict() -> OnConflict {
+    OnConflict::column(Column::BookingId)
+        .do_nothing()
+        .to_owned()
 }

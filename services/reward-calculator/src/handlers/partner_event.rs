@@ -83,6 +83,27 @@ async fn process(ctx: &Context, envelope: &Envelope<PartnerEvent>) -> Result<(),
 
     match event {
         PartnerEvent::AuroraBookingCreated(booking) => {
+            // A new booking with a common grant: the booking row goes in
+            // the same statement as the reward.
+            if let Some(grant) = grant {
+                let new_booking = bookings::linked_row(
+                    &booking.booking_id,
+                    &booking.guest_id,
+                    &BookingEvent::Created,
+                );
+                let request = RewardRequest {
+                    source_reference: &reference,
+                    user: &user,
+                    grant,
+                    cause: Some(envelope),
+                };
+                if let Some(granted) =
+                    store::grant_with_new_booking(ctx, &txn, request, new_booking).await?
+                {
+                    return settle(ctx, txn, &reference, &user, grant, Rule::Booking, granted)
+                        .await;
+                }
+            }
             let row = bookings::record(
                 &txn,
                 &booking.booking_id,
@@ -214,6 +235,20 @@ async fn reward(
         },
     )
     .await?;
+    settle(ctx, txn, reference, user, grant, rule, granted).await
+}
+
+/// Commits what [`store::grant`] did (rolls back a duplicate, which wrote
+/// nothing), wakes the relay for a mint and counts it.
+async fn settle(
+    ctx: &Context,
+    txn: DatabaseTransaction,
+    reference: &str,
+    user: &users::Model,
+    grant: Grant,
+    rule: Rule,
+    granted: Granted,
+) -> Result<(), Failure> {
     let outcome = match &granted {
         Granted::Duplicate => {
             // Nothing new was written.
