@@ -94,13 +94,19 @@ pub async fn grant(
     txn: &DatabaseTransaction,
     request: RewardRequest<'_>,
 ) -> Result<Granted, Failure> {
+    if ctx.emission.budget().is_none() && !owes(txn, request.user).await? {
+        let common = CommonGrant::new(ctx, &request)?;
+        return match linked::insert(txn, &common.rows).await? {
+            0 => Ok(Granted::Duplicate),
+            CommonGrant::ROWS => Ok(Granted::Minted(Box::new(common.mint))),
+            // The mint is a plain insert: a clash fails the statement.
+            written => Err(Failure::permanent(format!(
+                "{written} of the rows of a reward were written"
+            ))),
+        };
+    }
     let reward = new_reward(ctx, &request)?;
     let (reward_id, amount) = (reward.id, reward.amount);
-    if common_grant(ctx, txn, &request).await? {
-        return Ok(grant_with_mint(txn, reward, &request, None)
-            .await?
-            .unwrap_or(Granted::Duplicate));
-    }
     if rewards::insert(txn, reward).await?.is_none() {
         return Ok(Granted::Duplicate);
     }
@@ -147,23 +153,49 @@ pub async fn grant(
     }
 }
 
-/// [`grant`] for the event that first records a booking: when the grant
-/// is a common one, `booking` (the booking's new row) is written in the
-/// same statement as the reward, its mint and the mint's request. `None`
-/// when nothing was written: the booking exists, or the grant is not a
-/// common one. The caller then records the event on the booking and
-/// [`grant`]s as usual.
-pub async fn grant_with_new_booking(
-    ctx: &Context,
-    txn: &DatabaseTransaction,
-    request: RewardRequest<'_>,
-    booking: LinkedRow,
-) -> Result<Option<Granted>, Failure> {
-    if !common_grant(ctx, txn, &request).await? {
-        return Ok(None);
+/// A grant with no emission budget to count against and nothing owed to
+/// withhold (see [`owes`]): its reward is minted whole, so the reward, its
+/// pending mint and the mint's request can be written together, in one
+/// statement on PostgreSQL ([`linked::insert`]), after any rows they
+/// depend on (a new user, a new booking).
+#[derive(Debug)]
+pub struct CommonGrant {
+    /// The reward (skipped, with what follows, when its source has one),
+    /// the mint (a plain insert: its id is new) and the outbox message.
+    pub rows: [LinkedRow; 3],
+    /// The mint as written.
+    pub mint: token_transactions::Model,
+}
+
+impl CommonGrant {
+    /// How many rows a common grant writes.
+    pub const ROWS: usize = 3;
+
+    /// The rows of `request`'s reward, mint and mint request.
+    pub fn new(ctx: &Context, request: &RewardRequest<'_>) -> Result<Self, Failure> {
+        let reward = new_reward(ctx, request)?;
+        let mint = token_transactions::new_pending(new_mint(
+            reward.id,
+            request.user,
+            reward.amount,
+            request.grant.rule,
+            request.cause,
+        ));
+        let message = haven_outbox::linked_row(&mint_envelope(
+            &mint,
+            request.user,
+            request.grant.rule,
+            request.cause,
+        )?)?;
+        Ok(Self {
+            rows: [
+                rewards::linked_row(reward),
+                token_transactions::linked_row(&mint),
+                message,
+            ],
+            mint,
+        })
     }
-    let reward = new_reward(ctx, &request)?;
-    grant_with_mint(txn, reward, &request, Some(booking)).await
 }
 
 /// The reward row of `request`, `pending` and inserted pointing at the mint
@@ -184,63 +216,11 @@ fn new_reward(ctx: &Context, request: &RewardRequest<'_>) -> Result<NewReward, F
     })
 }
 
-/// Whether `request` is a common grant: no emission budget to count it
-/// against and nothing the user owes to withhold from it, so its reward is
-/// minted whole.
-async fn common_grant(
-    ctx: &Context,
-    txn: &DatabaseTransaction,
-    request: &RewardRequest<'_>,
-) -> Result<bool, Failure> {
-    Ok(ctx.emission.budget().is_none() && !owes(txn, request.user).await?)
-}
-
-/// A common grant: the reward, its pending mint and the mint's request are
-/// written together (one statement on PostgreSQL, after `lead`, a row they
-/// depend on, when given), or nothing is when a reward for the same source
-/// exists. `None` when `lead` clashed and nothing was written.
-async fn grant_with_mint(
-    txn: &DatabaseTransaction,
-    reward: NewReward,
-    request: &RewardRequest<'_>,
-    lead: Option<LinkedRow>,
-) -> Result<Option<Granted>, Failure> {
-    let (amount, reward_id) = (reward.amount, reward.id);
-    let (_, reward_row) = rewards::linked_row(reward);
-    let (tx, mint_row) = token_transactions::linked_pending_row(new_mint(
-        reward_id,
-        request.user,
-        amount,
-        request.grant.rule,
-        request.cause,
-    ));
-    let request_row = haven_outbox::linked_row(&mint_envelope(
-        &tx,
-        request.user,
-        request.grant.rule,
-        request.cause,
-    )?)?;
-    let leading = usize::from(lead.is_some());
-    let rows: Vec<LinkedRow> = lead
-        .into_iter()
-        .chain([reward_row, mint_row, request_row])
-        .collect();
-    match linked::insert(txn, &rows).await?.checked_sub(leading) {
-        None => Ok(None),
-        Some(0) => Ok(Some(Granted::Duplicate)),
-        Some(3) => Ok(Some(Granted::Minted(Box::new(tx)))),
-        // The reward is new but its mint id is taken: see `mint`.
-        Some(_) => Err(Failure::Transient(format!(
-            "mint `{}` is already recorded",
-            tx.tx_id
-        ))),
-    }
-}
-
 /// Whether `user` owes anything (a clawback): a user this transaction
-/// created cannot, and is not looked up.
-async fn owes(txn: &DatabaseTransaction, user: &users::Model) -> Result<bool, Failure> {
-    Ok(!user.new_in_transaction && clawbacks::outstanding(txn, user.id).await?.is_positive())
+/// created cannot, and is not looked up. Reads without locking, as the
+/// common case of [`settle_debt`] does.
+pub async fn owes<C: ConnectionTrait>(db: &C, user: &users::Model) -> Result<bool, Failure> {
+    Ok(!user.new_in_transaction && clawbacks::outstanding(db, user.id).await?.is_positive())
 }
 
 /// Withholds what `user` owes (up to `amount`) from reward `reward_id`:

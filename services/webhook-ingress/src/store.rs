@@ -61,7 +61,7 @@ pub async fn accept_event(
         }),
         haven_outbox::linked_row(&envelope).map_err(outbox_error)?,
     ];
-    Ok(match linked::insert_atomically(db, &rows).await? {
+    Ok(match linked::insert_committed(db, &rows).await? {
         0 => Stored::Duplicate(()),
         _ => Stored::Accepted(()),
     })

@@ -79,20 +79,15 @@ impl LinkedRow {
     }
 }
 
-/// [`insert`] as one atomic step on its own, all or nothing: the one
-/// statement on PostgreSQL, a transaction of one statement per row
-/// elsewhere. Only the first row may skip on a clash (later rows with an
-/// `on_conflict` are refused), so a clash after it is an error that undoes
-/// the whole, and the result is 0 or `rows.len()`.
-pub async fn insert_atomically(
+/// [`insert`] committed on its own: the one statement on PostgreSQL, a
+/// transaction of one statement per row elsewhere. What was written (a
+/// prefix of `rows`) is committed, so every prefix must be a state of its
+/// own; a row that must not be left without the ones after it has those
+/// as plain inserts (no `on_conflict`), whose clash fails the whole.
+pub async fn insert_committed(
     db: &DatabaseConnection,
     rows: &[LinkedRow],
 ) -> Result<usize, EntityError> {
-    if rows.iter().skip(1).any(|row| row.on_conflict.is_some()) {
-        return Err(EntityError::Corrupt(
-            "only the first of the rows inserted atomically may skip on a clash".into(),
-        ));
-    }
     if db.get_database_backend() == DbBackend::Postgres {
         return insert(db, rows).await;
     }

@@ -109,20 +109,18 @@ pub async fn insert<C: ConnectionTrait>(
     Ok((inserted == 1).then_some(model))
 }
 
-/// The row [`insert`] writes for `new`, as the first row of a
-/// [`linked::insert`](crate::linked::insert): nothing after it is written
-/// when a reward for the same source exists.
-pub fn linked_row(new: NewReward) -> (Model, LinkedRow) {
-    let model = new_model(new);
-    let row = LinkedRow::new(
-        &model.clone().into_active_model(),
+/// The row [`insert`] writes for `new`, as a row of a
+/// [`linked::insert`](crate::linked::insert): it and the rows after it
+/// write nothing when a reward for the same source exists.
+pub fn linked_row(new: NewReward) -> LinkedRow {
+    LinkedRow::new(
+        &new_model(new).into_active_model(),
         Some(
             OnConflict::column(Column::SourceReference)
                 .do_nothing()
                 .to_owned(),
         ),
-    );
-    (model, row)
+    )
 }
 
 /// The row of `new`, created now.

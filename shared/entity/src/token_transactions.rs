@@ -198,7 +198,7 @@ pub async fn insert_pending<C: ConnectionTrait>(
     db: &C,
     new: NewTokenTransaction,
 ) -> Result<Option<Model>, EntityError> {
-    let model = pending_model(new);
+    let model = new_pending(new);
     let inserted = Entity::insert(model.clone().into_active_model())
         .on_conflict(OnConflict::column(Column::TxId).do_nothing().to_owned())
         .exec_without_returning(db)
@@ -206,20 +206,16 @@ pub async fn insert_pending<C: ConnectionTrait>(
     Ok((inserted == 1).then_some(model))
 }
 
-/// The row [`insert_pending`] writes for `new`, as a row of a
-/// [`linked::insert`](crate::linked::insert): it and every row after it
-/// write nothing when the `tx_id` exists.
-pub fn linked_pending_row(new: NewTokenTransaction) -> (Model, LinkedRow) {
-    let model = pending_model(new);
-    let row = LinkedRow::new(
-        &model.clone().into_active_model(),
-        Some(OnConflict::column(Column::TxId).do_nothing().to_owned()),
-    );
-    (model, row)
+/// `model` (from [`new_pending`]) as a row of a
+/// [`linked::insert`](crate::linked::insert), a plain insert: a clash of
+/// its `tx_id` fails the whole statement.
+pub fn linked_row(model: &Model) -> LinkedRow {
+    LinkedRow::new(&model.clone().into_active_model(), None)
 }
 
-/// The pending row of `new`, with a fresh id and on-chain reference.
-fn pending_model(new: NewTokenTransaction) -> Model {
+/// The pending row of `new`, with a fresh id and on-chain reference, as
+/// [`insert_pending`] writes it.
+pub fn new_pending(new: NewTokenTransaction) -> Model {
     let id = Uuid::now_v7();
     let now = Utc::now();
     Model {

@@ -13,6 +13,7 @@ use sea_orm::{
 };
 
 use crate::error::EntityError;
+use crate::linked::{self, LinkedRow};
 use crate::user_balances;
 use crate::wei::SignedWei;
 
@@ -150,21 +151,7 @@ where
         }
         Found::NextIndex(index) => index,
     };
-    let wallet_address =
-        derive_wallet(index).map_err(|err| EntityError::WalletDerivation(err.into()))?;
-    let now = Utc::now();
-    let user = Model {
-        id: Uuid::now_v7(),
-        partner: new.partner,
-        external_id: new.external_id,
-        email: new.email,
-        wallet_address,
-        derivation_index: i64::from(index),
-        kyc_verified: false,
-        created_at: now,
-        updated_at: now,
-        new_in_transaction: true,
-    };
+    let user = new_model(new, index, derive_wallet)?;
 
     if insert_with_balance(txn, &user).await? {
         return Ok(FoundOrCreated {
@@ -185,8 +172,33 @@ where
     })
 }
 
+/// The row of new user `new` with derivation index `index` (its wallet
+/// derived by `derive_wallet`), [`Model::new_in_transaction`] set.
+pub fn new_model<F, E>(new: NewUser, index: u32, derive_wallet: F) -> Result<Model, EntityError>
+where
+    F: FnOnce(u32) -> Result<String, E>,
+    E: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let wallet_address =
+        derive_wallet(index).map_err(|err| EntityError::WalletDerivation(err.into()))?;
+    let now = Utc::now();
+    Ok(Model {
+        id: Uuid::now_v7(),
+        partner: new.partner,
+        external_id: new.external_id,
+        email: new.email,
+        wallet_address,
+        derivation_index: i64::from(index),
+        kyc_verified: false,
+        created_at: now,
+        updated_at: now,
+        new_in_transaction: true,
+    })
+}
+
 /// What [`find_or_next_index`] found.
-enum Found {
+#[derive(Debug)]
+pub enum Found {
     /// The user exists.
     User(Model),
     /// It does not: the derivation index it is to be created with.
@@ -196,7 +208,7 @@ enum Found {
 /// The user known by `external_id` or, when there is none, the next
 /// derivation index: one statement on PostgreSQL (the `CASE` takes the
 /// index only when the join found no user), two elsewhere.
-async fn find_or_next_index<C: ConnectionTrait>(
+pub async fn find_or_next_index<C: ConnectionTrait>(
     db: &C,
     external_id: &str,
 ) -> Result<Found, EntityError> {
@@ -225,62 +237,42 @@ async fn find_or_next_index<C: ConnectionTrait>(
     }
 }
 
-/// Inserts `user` and its zero balance row (there from the start, so the
-/// first posting only ever updates it); `false`, with nothing written, when
-/// a user with the same external id exists (`ON CONFLICT DO NOTHING`).
+/// Inserts `user` and its zero balance row ([`linked_rows`], one statement
+/// on PostgreSQL); `false`, with nothing written, when a user with the same
+/// external id exists (`ON CONFLICT DO NOTHING`).
 async fn insert_with_balance<C: ConnectionTrait>(
     db: &C,
     user: &Model,
 ) -> Result<bool, EntityError> {
-    let backend = db.get_database_backend();
-    if backend == DbBackend::Postgres {
-        // One statement: the data-modifying CTE feeds the balance insert, so
-        // the balance row is written exactly when the user row is.
-        let inserted = db
-            .execute_raw(Statement::from_sql_and_values(
-                backend,
-                r#"WITH inserted AS (
-                       INSERT INTO users (id, partner, external_id, email, wallet_address, derivation_index, kyc_verified, created_at, updated_at)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
-                       ON CONFLICT (external_id) DO NOTHING
-                       RETURNING id, created_at)
-                   INSERT INTO user_balances (user_id, available, reserved, version, updated_at)
-                   SELECT id, CAST('0' AS wei_text), CAST('0' AS wei_text), 0, created_at FROM inserted"#,
-                [
-                    user.id.into(),
-                    user.partner.clone().into(),
-                    user.external_id.clone().into(),
-                    user.email.clone().into(),
-                    user.wallet_address.clone().into(),
-                    user.derivation_index.into(),
-                    user.kyc_verified.into(),
-                    user.created_at.into(),
-                ],
-            ))
-            .await?;
-        return Ok(inserted.rows_affected() == 1);
-    }
-    let inserted = Entity::insert(ActiveModel::from(user.clone()))
-        .on_conflict(
-            OnConflict::column(Column::ExternalId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
-    if inserted == 0 {
-        return Ok(false);
-    }
-    user_balances::Entity::insert(user_balances::ActiveModel {
-        user_id: Set(user.id),
-        available: Set(SignedWei::ZERO),
-        reserved: Set(SignedWei::ZERO),
-        version: Set(0),
-        updated_at: Set(user.created_at),
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(true)
+    let written = linked::insert(db, &linked_rows(user)).await?;
+    Ok(written == 2)
+}
+
+/// The rows of new user `user`, as the first rows of a
+/// [`linked::insert`]: the user (nothing after it is written when a user
+/// with the same external id exists) and its zero balance row, there from
+/// the start so the first posting only ever updates it.
+pub fn linked_rows(user: &Model) -> [LinkedRow; 2] {
+    [
+        LinkedRow::new(
+            &ActiveModel::from(user.clone()),
+            Some(
+                OnConflict::column(Column::ExternalId)
+                    .do_nothing()
+                    .to_owned(),
+            ),
+        ),
+        LinkedRow::new(
+            &user_balances::ActiveModel {
+                user_id: Set(user.id),
+                available: Set(SignedWei::ZERO),
+                reserved: Set(SignedWei::ZERO),
+                version: Set(0),
+                updated_at: Set(user.created_at),
+            },
+            None,
+        ),
+    ]
 }
 
 /// Takes the next custodial wallet derivation index: from a SEQUENCE on

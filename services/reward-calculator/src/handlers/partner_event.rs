@@ -11,15 +11,16 @@ use chrono::{DateTime, Utc};
 use haven_common::amqp::{DeliveryContext, Outcome as Settle};
 use haven_common::db::begin_write;
 use haven_entity::bookings::{self, BookingEvent, BookingStatus};
+use haven_entity::linked;
 use haven_entity::stakes::{self, NewStake};
-use haven_entity::users::{self, NewUser};
+use haven_entity::users::{self, Found, NewUser};
 use haven_messages::{Envelope, PartnerEvent, StakingStarted};
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
 use crate::context::Context;
 use crate::metrics::Outcome;
 use crate::rules::{Grant, Rule};
-use crate::store::{self, Cancelled, Granted, RewardRequest};
+use crate::store::{self, Cancelled, CommonGrant, Granted, RewardRequest};
 use haven_common::amqp::Failure;
 
 /// Handles one partner event; the consumer loop settles the delivery by the result.
@@ -75,6 +76,11 @@ async fn process(ctx: &Context, envelope: &Envelope<PartnerEvent>) -> Result<(),
         .rules
         .evaluate(event)
         .map_err(|err| Failure::permanent(format!("{}: {err}", envelope.kind())))?;
+    if let Some(grant) = grant
+        && rewarded_at_once(ctx, envelope, grant).await?
+    {
+        return Ok(());
+    }
     // One transaction for everything the event writes, the user it may
     // create included: a new guest costs one commit, not two.
     let txn = begin_write(&ctx.db).await?;
@@ -83,27 +89,6 @@ async fn process(ctx: &Context, envelope: &Envelope<PartnerEvent>) -> Result<(),
 
     match event {
         PartnerEvent::AuroraBookingCreated(booking) => {
-            // A new booking with a common grant: the booking row goes in
-            // the same statement as the reward.
-            if let Some(grant) = grant {
-                let new_booking = bookings::linked_row(
-                    &booking.booking_id,
-                    &booking.guest_id,
-                    &BookingEvent::Created,
-                );
-                let request = RewardRequest {
-                    source_reference: &reference,
-                    user: &user,
-                    grant,
-                    cause: Some(envelope),
-                };
-                if let Some(granted) =
-                    store::grant_with_new_booking(ctx, &txn, request, new_booking).await?
-                {
-                    return settle(ctx, txn, &reference, &user, grant, Rule::Booking, granted)
-                        .await;
-                }
-            }
             let row = bookings::record(
                 &txn,
                 &booking.booking_id,
@@ -208,6 +193,95 @@ async fn process(ctx: &Context, envelope: &Envelope<PartnerEvent>) -> Result<(),
     }
 }
 
+/// The common rewarding event in one statement, outside any transaction:
+/// a grant with no emission budget for a user who owes nothing, written
+/// with the user when they are new and with the booking's row for a
+/// booking's first event ([`linked::insert_committed`]). `false` when the
+/// event is not that common case, or when a row it expected to be new
+/// exists (a user created concurrently, a booking already recorded): then
+/// nothing was written but, perhaps, the new user, a state of its own, and
+/// the event takes the transactional path, which finds what is there.
+async fn rewarded_at_once(
+    ctx: &Context,
+    envelope: &Envelope<PartnerEvent>,
+    grant: Grant,
+) -> Result<bool, Failure> {
+    let event = &envelope.payload;
+    let (booking, email) = match event {
+        PartnerEvent::AuroraBookingCreated(booking) => (Some(booking), booking.guest_email.clone()),
+        PartnerEvent::AuroraReviewSubmitted(_)
+        | PartnerEvent::TribeEventAttendance(_)
+        | PartnerEvent::TribeContribution(_)
+        | PartnerEvent::TribeCoachingMilestone(_)
+        | PartnerEvent::TribeReferralSuccess(_) => (None, None),
+        PartnerEvent::AuroraBookingCompleted(_)
+        | PartnerEvent::AuroraBookingCancelled(_)
+        | PartnerEvent::TribeStakingStarted(_) => return Ok(false),
+    };
+    if ctx.emission.budget().is_some() {
+        return Ok(false);
+    }
+    let mut rows = Vec::new();
+    let user = match users::find_or_next_index(&ctx.db, event.user_external_id()).await? {
+        Found::User(user) => {
+            // An address to record, or a debt to withhold: the general path.
+            if (email.is_some() && user.email.is_none()) || store::owes(&ctx.db, &user).await? {
+                return Ok(false);
+            }
+            user
+        }
+        Found::NextIndex(index) => {
+            let new = NewUser {
+                partner: event.partner().to_owned(),
+                external_id: event.user_external_id().to_owned(),
+                email,
+            };
+            let user = users::new_model(new, index, |index| ctx.wallets.wallet_address(index))?;
+            rows.extend(users::linked_rows(&user));
+            user
+        }
+    };
+    let created = !rows.is_empty();
+    if let Some(booking) = booking {
+        rows.push(bookings::linked_row(
+            &booking.booking_id,
+            &booking.guest_id,
+            &BookingEvent::Created,
+        ));
+    }
+    let leading = rows.len();
+    let reference = source_reference(event);
+    let common = CommonGrant::new(
+        ctx,
+        &RewardRequest {
+            source_reference: &reference,
+            user: &user,
+            grant,
+            cause: Some(envelope),
+        },
+    )?;
+    rows.extend(common.rows);
+    let written = linked::insert_committed(&ctx.db, &rows).await?;
+    if created && written >= 2 {
+        new_user(ctx, &user, event.partner());
+    }
+    let granted = match written.checked_sub(leading) {
+        None => return Ok(false),
+        Some(0) => Granted::Duplicate,
+        Some(CommonGrant::ROWS) => Granted::Minted(Box::new(common.mint)),
+        // The mint and its message are plain inserts: a clash fails the
+        // statement, so the reward is never left without them.
+        Some(_) => {
+            return Err(Failure::permanent(format!(
+                "{written} of the {} rows of reward `{reference}` were written",
+                rows.len()
+            )));
+        }
+    };
+    report(ctx, &reference, &user, grant, grant.rule, &granted);
+    Ok(true)
+}
+
 /// Grants `grant` (if any) in `txn`, commits, wakes the relay and counts it.
 async fn reward(
     ctx: &Context,
@@ -249,22 +323,38 @@ async fn settle(
     rule: Rule,
     granted: Granted,
 ) -> Result<(), Failure> {
-    let outcome = match &granted {
+    if granted == Granted::Duplicate {
+        // Nothing new was written.
+        txn.rollback().await?;
+    } else {
+        txn.commit().await?;
+    }
+    report(ctx, reference, user, grant, rule, &granted);
+    Ok(())
+}
+
+/// Logs and counts what a committed grant did; wakes the relay for a mint.
+fn report(
+    ctx: &Context,
+    reference: &str,
+    user: &users::Model,
+    grant: Grant,
+    rule: Rule,
+    granted: &Granted,
+) {
+    let outcome = match granted {
         Granted::Duplicate => {
-            // Nothing new was written.
-            txn.rollback().await?;
             tracing::info!(
                 source_reference = reference,
                 "already rewarded: duplicate event"
             );
             ctx.metrics.reward(rule, Outcome::Duplicate);
-            return Ok(());
+            return;
         }
         Granted::Held => Outcome::Held,
         Granted::Minted(_) | Granted::Withheld => Outcome::Granted,
     };
-    txn.commit().await?;
-    if let Granted::Minted(tx) = &granted {
+    if let Granted::Minted(tx) = granted {
         ctx.outbox.notify();
         tracing::info!(
             source_reference = reference,
@@ -276,7 +366,6 @@ async fn settle(
         );
     }
     ctx.metrics.reward(rule, outcome);
-    Ok(())
 }
 
 /// The HAVEN user the event is about, created (with its custodial wallet)
@@ -319,16 +408,21 @@ async fn ensure_user(
         return Ok(user);
     }
     if found.created {
-        ctx.metrics.user_created();
-        tracing::info!(
-            user_id = %found.user.external_id,
-            partner = event.partner(),
-            wallet = %found.user.wallet_address,
-            derivation_index = found.user.derivation_index,
-            "new HAVEN user"
-        );
+        new_user(ctx, &found.user, event.partner());
     }
     Ok(found.user)
+}
+
+/// Counts and logs a user created for an event from `partner`.
+fn new_user(ctx: &Context, user: &users::Model, partner: &str) {
+    ctx.metrics.user_created();
+    tracing::info!(
+        user_id = %user.external_id,
+        partner,
+        wallet = %user.wallet_address,
+        derivation_index = user.derivation_index,
+        "new HAVEN user"
+    );
 }
 
 /// Records a stake; its interest is paid by the periodic job from the end

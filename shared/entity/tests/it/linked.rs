@@ -8,7 +8,7 @@ use haven_entity::linked::{self, LinkedRow};
 use haven_entity::outbox::{self, NewOutboxMessage};
 use haven_entity::rewards::{self, NewReward, RewardStatus};
 use haven_entity::token_transactions::{self, NewTokenTransaction, TxStatus, TxType};
-use haven_entity::{SignedWei, users};
+use haven_entity::{EntityError, SignedWei, users};
 use sea_orm::{EntityTrait, PaginatorTrait, TransactionTrait};
 use uuid::Uuid;
 
@@ -23,7 +23,7 @@ fn reward_chain(
     hnv: i128,
 ) -> (token_transactions::Model, Vec<LinkedRow>) {
     let amount = SignedWei::from_hnv(hnv).unwrap();
-    let (_, reward) = rewards::linked_row(NewReward {
+    let reward = rewards::linked_row(NewReward {
         id: Uuid::now_v7(),
         source_reference: source.into(),
         user_id: user.id,
@@ -33,7 +33,7 @@ fn reward_chain(
         status: RewardStatus::Pending,
         token_tx_id: Some(tx_id.into()),
     });
-    let (mint, mint_row) = token_transactions::linked_pending_row(NewTokenTransaction {
+    let mint = token_transactions::new_pending(NewTokenTransaction {
         tx_id: tx_id.into(),
         user_id: user.id,
         tx_type: TxType::Mint,
@@ -49,6 +49,7 @@ fn reward_chain(
         payload: br#"{"tx_id":"x"}"#.to_vec(),
         headers: None,
     });
+    let mint_row = token_transactions::linked_row(&mint);
     (mint, vec![reward, mint_row, message])
 }
 
@@ -99,11 +100,15 @@ async fn rows_are_written_together_or_not_at_all(db: TestDb) {
     txn.commit().await.unwrap();
     assert_eq!(counts(&conn).await, (1, 1, 1));
 
-    // A new reward whose mint id is taken: the reward is written, the
-    // message is not (the caller rolls back on anything short of all).
+    // A new reward whose mint id is taken: the mint is a plain insert, so
+    // the clash is an error, and the caller's rollback leaves nothing.
     let (_, rows) = reward_chain(&alice, "aurora:booking:B2", "reward_1", 70);
     let txn = conn.begin().await.unwrap();
-    assert_eq!(linked::insert(&txn, &rows).await.unwrap(), 1);
+    let clash = linked::insert(&txn, &rows).await.unwrap_err();
+    assert!(
+        matches!(clash, EntityError::UniqueViolation(_)),
+        "{clash:?}"
+    );
     txn.rollback().await.unwrap();
     assert_eq!(counts(&conn).await, (1, 1, 1));
     assert_eq!(linked::insert(&conn, &[]).await.unwrap(), 0);
