@@ -3,7 +3,15 @@
 //! Idempotent on the event: every reward has a unique `source_reference`
 //! built from the event's "once per" key, so a redelivered (or re-sent)
 //! event finds its reward and is acked without effect. The reward, its mint
-//! and the mint request commit in one transaction; the ack follows the commit.
+//! and the mint request commit together; the ack follows the commit.
+//!
+//! The common event (a grant with no emission budget, for a new user or one
+//! who owes nothing) is one statement outside any transaction: the user's
+//! lookup takes a new user's derivation index, then the new user, a
+//! booking's first row, the reward, its mint and the mint request are one
+//! [`linked::insert_committed`]. Everything else (a budget, a debt, an
+//! address to record, a booking seen before, cancellations, stakes) runs
+//! in one transaction per event.
 
 use std::sync::Arc;
 
