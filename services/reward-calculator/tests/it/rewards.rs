@@ -132,6 +132,63 @@ async fn a_redelivered_or_resent_event_grants_one_reward_and_one_mint() {
     s.finish().await;
 }
 
+/// The same for an event without a booking row, which a known user's
+/// redelivery takes through the one-statement path: the reward's clash
+/// writes nothing after it (no second mint, no second request).
+async fn a_redelivered_attendance_grants_one_reward_and_one_mint(s: Spawned) {
+    let db = s.db();
+    let envelope = Envelope::new(attendance("EV-dup", "member-dup", "wisdom_circle"));
+    for _ in 0..3 {
+        s.publish(&envelope).await;
+    }
+    s.send(attendance("EV-dup", "member-dup", "wisdom_circle"))
+        .await;
+    reward_in(
+        db,
+        "tribe:event:EV-dup\u{1f}member-dup",
+        RewardStatus::Pending,
+    )
+    .await;
+    eventually("every copy handled", HANDLED, || async {
+        let handled = metric(
+            &s.app,
+            "haven_rewards_total",
+            &[("rule", "event_attendance")],
+        )
+        .await;
+        (handled >= 4.0).then_some(())
+    })
+    .await;
+    assert_eq!(count::<users::Entity>(db).await, 1);
+    assert_eq!(count::<rewards::Entity>(db).await, 1);
+    assert_eq!(count::<token_transactions::Entity>(db).await, 1);
+    assert_eq!(
+        metric(
+            &s.app,
+            "haven_rewards_total",
+            &[("rule", "event_attendance"), ("outcome", "duplicate")]
+        )
+        .await,
+        3.0
+    );
+    let requests = chain_requests(&s.deps, Duration::from_secs(2)).await;
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    s.finish().await;
+}
+
+#[tokio::test]
+async fn postgres_grants_a_redelivered_attendance_once() {
+    a_redelivered_attendance_grants_one_reward_and_one_mint(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_grants_a_redelivered_attendance_once() {
+    a_redelivered_attendance_grants_one_reward_and_one_mint(
+        spawn_app_on(TestDeps::sqlite().await, &[]).await,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn events_racing_for_one_new_user_create_one_user() {
     let s = spawn_app().await;
