@@ -94,16 +94,10 @@ pub async fn grant(
     txn: &DatabaseTransaction,
     request: RewardRequest<'_>,
 ) -> Result<Granted, Failure> {
-    if ctx.emission.budget().is_none() && !owes(txn, request.user).await? {
-        let common = CommonGrant::new(ctx, &request)?;
-        return match linked::insert(txn, &common.rows).await? {
-            0 => Ok(Granted::Duplicate),
-            CommonGrant::ROWS => Ok(Granted::Minted(Box::new(common.mint))),
-            // The mint is a plain insert: a clash fails the statement.
-            written => Err(Failure::permanent(format!(
-                "{written} of the rows of a reward were written"
-            ))),
-        };
+    if CommonGrant::applies(ctx, txn, request.user).await? {
+        let CommonGrant { rows, mint } = CommonGrant::new(ctx, &request)?;
+        let written = linked::insert(txn, &rows).await?;
+        return CommonGrant::granted(mint, written, request.source_reference);
     }
     let reward = new_reward(ctx, &request)?;
     let (reward_id, amount) = (reward.id, reward.amount);
@@ -171,6 +165,36 @@ impl CommonGrant {
     /// How many rows a common grant writes.
     pub const ROWS: usize = 3;
 
+    /// Whether a grant to `user` is a common one now: no emission budget,
+    /// and `user` owes nothing.
+    pub async fn applies<C: ConnectionTrait>(
+        ctx: &Context,
+        db: &C,
+        user: &users::Model,
+    ) -> Result<bool, Failure> {
+        Ok(ctx.emission.budget().is_none() && !owes(db, user).await?)
+    }
+
+    /// What a common grant did, from how many of its rows were written
+    /// (those of [`Self::rows`] only): none when a reward for
+    /// `source_reference` exists, all of them when `mint` was recorded.
+    pub fn granted(
+        mint: token_transactions::Model,
+        written: usize,
+        source_reference: &str,
+    ) -> Result<Granted, Failure> {
+        match written {
+            0 => Ok(Granted::Duplicate),
+            Self::ROWS => Ok(Granted::Minted(Box::new(mint))),
+            // The mint and its message are plain inserts: a clash fails
+            // the statement, so the reward is never left without them.
+            _ => Err(Failure::permanent(format!(
+                "{written} of the {} rows of reward `{source_reference}` were written",
+                Self::ROWS
+            ))),
+        }
+    }
+
     /// The rows of `request`'s reward, mint and mint request.
     pub fn new(ctx: &Context, request: &RewardRequest<'_>) -> Result<Self, Failure> {
         let reward = new_reward(ctx, request)?;
@@ -219,7 +243,7 @@ fn new_reward(ctx: &Context, request: &RewardRequest<'_>) -> Result<NewReward, F
 /// Whether `user` owes anything (a clawback): a user this transaction
 /// created cannot, and is not looked up. Reads without locking, as the
 /// common case of [`settle_debt`] does.
-pub async fn owes<C: ConnectionTrait>(db: &C, user: &users::Model) -> Result<bool, Failure> {
+async fn owes<C: ConnectionTrait>(db: &C, user: &users::Model) -> Result<bool, Failure> {
     Ok(!user.new_in_transaction && clawbacks::outstanding(db, user.id).await?.is_positive())
 }
 

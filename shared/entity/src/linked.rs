@@ -67,7 +67,7 @@ impl LinkedRow {
                     Query::select()
                         .exprs(self.values.iter().cloned())
                         .from(Alias::new(previous))
-                        .to_owned(),
+                        .take(),
                 )
                 .map(|_| ()),
         };
@@ -120,12 +120,9 @@ pub async fn insert<C: ConnectionTrait>(db: &C, rows: &[LinkedRow]) -> Result<us
         let previous = i.checked_sub(1).map(name);
         let mut insert = row.statement(previous.as_deref())?;
         insert.returning(Query::returning().expr(Expr::val(1)));
-        with.cte(
-            CommonTableExpression::new()
-                .query(insert)
-                .table_name(Alias::new(name(i)))
-                .to_owned(),
-        );
+        let mut cte = CommonTableExpression::new();
+        cte.query(insert).table_name(Alias::new(name(i)));
+        with.cte(cte);
     }
     // Data-modifying CTEs run whether or not the query reads them; the
     // count of each says how far the chain got.
@@ -135,7 +132,7 @@ pub async fn insert<C: ConnectionTrait>(db: &C, rows: &[LinkedRow]) -> Result<us
         .join(" + ");
     let query = Query::select()
         .expr_as(Expr::cust(written), Alias::new("written"))
-        .to_owned()
+        .take()
         .with(with);
     let (sql, values) = query.build(sea_orm::sea_query::PostgresQueryBuilder);
     let row = db

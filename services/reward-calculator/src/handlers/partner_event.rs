@@ -226,6 +226,7 @@ async fn rewarded_at_once(
         | PartnerEvent::AuroraBookingCancelled(_)
         | PartnerEvent::TribeStakingStarted(_) => return Ok(false),
     };
+    // A budget makes no grant common: spare the lookup.
     if ctx.emission.budget().is_some() {
         return Ok(false);
     }
@@ -233,7 +234,9 @@ async fn rewarded_at_once(
     let user = match users::find_or_next_index(&ctx.db, event.user_external_id()).await? {
         Found::User(user) => {
             // An address to record, or a debt to withhold: the general path.
-            if (email.is_some() && user.email.is_none()) || store::owes(&ctx.db, &user).await? {
+            if (email.is_some() && user.email.is_none())
+                || !CommonGrant::applies(ctx, &ctx.db, &user).await?
+            {
                 return Ok(false);
             }
             user
@@ -259,7 +262,10 @@ async fn rewarded_at_once(
     }
     let leading = rows.len();
     let reference = source_reference(event);
-    let common = CommonGrant::new(
+    let CommonGrant {
+        rows: grant_rows,
+        mint,
+    } = CommonGrant::new(
         ctx,
         &RewardRequest {
             source_reference: &reference,
@@ -268,24 +274,15 @@ async fn rewarded_at_once(
             cause: Some(envelope),
         },
     )?;
-    rows.extend(common.rows);
+    rows.extend(grant_rows);
     let written = linked::insert_committed(&ctx.db, &rows).await?;
     if created && written >= 2 {
         new_user(ctx, &user, event.partner());
     }
-    let granted = match written.checked_sub(leading) {
-        None => return Ok(false),
-        Some(0) => Granted::Duplicate,
-        Some(CommonGrant::ROWS) => Granted::Minted(Box::new(common.mint)),
-        // The mint and its message are plain inserts: a clash fails the
-        // statement, so the reward is never left without them.
-        Some(_) => {
-            return Err(Failure::permanent(format!(
-                "{written} of the {} rows of reward `{reference}` were written",
-                rows.len()
-            )));
-        }
+    let Some(written) = written.checked_sub(leading) else {
+        return Ok(false);
     };
+    let granted = CommonGrant::granted(mint, written, &reference)?;
     report(ctx, &reference, &user, grant, grant.rule, &granted);
     Ok(true)
 }

@@ -98,64 +98,26 @@ async fn the_seed_flow_grants_240_and_100_to_a_new_user_with_a_derived_wallet() 
     s.finish().await;
 }
 
-#[tokio::test]
-async fn a_redelivered_or_resent_event_grants_one_reward_and_one_mint() {
-    let s = spawn_app().await;
+/// `event` delivered three times as one message (a redelivery) and once
+/// more under a new message id (a partner retry that got past the ingress
+/// dedupe): one user, one reward for `source`, one mint, one chain request,
+/// and three duplicates counted under `rule`.
+async fn a_redelivered_event_is_granted_once(
+    s: Spawned,
+    event: PartnerEvent,
+    source: &str,
+    rule: &str,
+) {
     let db = s.db();
-    let envelope = Envelope::new(booking("B-dup", "guest-dup", "50", 1));
-    // The same message three times (a redelivery), and the same event under a
-    // new message id (a partner retry that got past the ingress dedupe).
+    let envelope = Envelope::new(event.clone());
     for _ in 0..3 {
         s.publish(&envelope).await;
     }
-    s.send(booking("B-dup", "guest-dup", "50", 1)).await;
+    s.send(event).await;
 
-    reward_in(db, "aurora:booking:B-dup", RewardStatus::Pending).await;
+    reward_in(db, source, RewardStatus::Pending).await;
     eventually("every copy handled", HANDLED, || async {
-        let handled = metric(&s.app, "haven_rewards_total", &[("rule", "booking")]).await;
-        (handled >= 4.0).then_some(())
-    })
-    .await;
-    assert_eq!(count::<rewards::Entity>(db).await, 1);
-    assert_eq!(count::<token_transactions::Entity>(db).await, 1);
-    assert_eq!(
-        metric(
-            &s.app,
-            "haven_rewards_total",
-            &[("rule", "booking"), ("outcome", "duplicate")]
-        )
-        .await,
-        3.0
-    );
-    let requests = chain_requests(&s.deps, Duration::from_secs(2)).await;
-    assert_eq!(requests.len(), 1, "{requests:?}");
-    s.finish().await;
-}
-
-/// The same for an event without a booking row, which a known user's
-/// redelivery takes through the one-statement path: the reward's clash
-/// writes nothing after it (no second mint, no second request).
-async fn a_redelivered_attendance_grants_one_reward_and_one_mint(s: Spawned) {
-    let db = s.db();
-    let envelope = Envelope::new(attendance("EV-dup", "member-dup", "wisdom_circle"));
-    for _ in 0..3 {
-        s.publish(&envelope).await;
-    }
-    s.send(attendance("EV-dup", "member-dup", "wisdom_circle"))
-        .await;
-    reward_in(
-        db,
-        "tribe:event:EV-dup\u{1f}member-dup",
-        RewardStatus::Pending,
-    )
-    .await;
-    eventually("every copy handled", HANDLED, || async {
-        let handled = metric(
-            &s.app,
-            "haven_rewards_total",
-            &[("rule", "event_attendance")],
-        )
-        .await;
+        let handled = metric(&s.app, "haven_rewards_total", &[("rule", rule)]).await;
         (handled >= 4.0).then_some(())
     })
     .await;
@@ -166,7 +128,7 @@ async fn a_redelivered_attendance_grants_one_reward_and_one_mint(s: Spawned) {
         metric(
             &s.app,
             "haven_rewards_total",
-            &[("rule", "event_attendance"), ("outcome", "duplicate")]
+            &[("rule", rule), ("outcome", "duplicate")]
         )
         .await,
         3.0
@@ -177,16 +139,38 @@ async fn a_redelivered_attendance_grants_one_reward_and_one_mint(s: Spawned) {
 }
 
 #[tokio::test]
+async fn a_redelivered_or_resent_event_grants_one_reward_and_one_mint() {
+    a_redelivered_event_is_granted_once(
+        spawn_app().await,
+        booking("B-dup", "guest-dup", "50", 1),
+        "aurora:booking:B-dup",
+        "booking",
+    )
+    .await;
+}
+
+/// A Tribe attendance and its reward's source: an event without a booking
+/// row, which a known user's redelivery takes through the one-statement
+/// path, where the reward's clash writes nothing after it (no second mint,
+/// no second request).
+fn attendance_dup() -> (PartnerEvent, &'static str) {
+    (
+        attendance("EV-dup", "member-dup", "wisdom_circle"),
+        "tribe:event:EV-dup\u{1f}member-dup",
+    )
+}
+
+#[tokio::test]
 async fn postgres_grants_a_redelivered_attendance_once() {
-    a_redelivered_attendance_grants_one_reward_and_one_mint(spawn_app().await).await;
+    let (event, source) = attendance_dup();
+    a_redelivered_event_is_granted_once(spawn_app().await, event, source, "event_attendance").await;
 }
 
 #[tokio::test]
 async fn sqlite_grants_a_redelivered_attendance_once() {
-    a_redelivered_attendance_grants_one_reward_and_one_mint(
-        spawn_app_on(TestDeps::sqlite().await, &[]).await,
-    )
-    .await;
+    let (event, source) = attendance_dup();
+    let s = spawn_app_on(TestDeps::sqlite().await, &[]).await;
+    a_redelivered_event_is_granted_once(s, event, source, "event_attendance").await;
 }
 
 #[tokio::test]
